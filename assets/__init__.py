@@ -1,0 +1,1 @@
+"""Ingest code: source readers, pure normalisation and checks, GeoPackage publication."""

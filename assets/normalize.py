@@ -1,0 +1,227 @@
+"""One source's records → the layer's typed schema in EPSG:4326, plus a reject for every record that
+cannot be published and why (pure: the tables come in already read)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from assets import coerce
+from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84
+from assets.records import Reject, SourceError, SourceTable
+from assets.sources.notices import BUILDING
+from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
+
+ROW, GEOMETRY = "_record", "_geometry"
+
+
+@dataclass
+class RawFrame:
+    """A source's readable records as a table; unreadable ones already turned into rejects."""
+
+    source: str
+    table: pd.DataFrame
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    read: int = 0
+
+
+def _raw_text(values: dict) -> str:
+    return "; ".join(f"{k}={v}" for k, v in values.items() if not str(k).startswith("_") and v not in (None, ""))[:500]
+
+
+def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
+    missing = [col for col in spec.columns if col not in table.columns]
+    missing += [col for col in spec.select if col not in table.columns]
+    if spec.geometry:
+        missing += [c for c in (spec.geometry.wkt, spec.geometry.x, spec.geometry.y, spec.geometry.address)
+                    if c and c not in table.columns]
+    if missing:
+        raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
+    frame = RawFrame(table.source, pd.DataFrame())
+    rows, numbers, geometries = [], [], []
+    for record in table.records:
+        if record.number == "file":
+            frame.warnings.append(f"{record.source}: {record.error}")
+            continue
+        frame.read += 1
+        if record.error:
+            frame.rejects.append(Reject(record.source, record.number, record.error_field or "",
+                                        record.error, _raw_text(record.values)))
+            continue
+        rows.append(record.values)
+        numbers.append(record.number)
+        geometries.append(record.geometry)
+    frame.table = pd.DataFrame.from_records(rows, columns=list(dict.fromkeys([*table.columns, BUILDING])))
+    frame.table[ROW] = numbers
+    frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
+    return frame
+
+
+class Problems:
+    """Row-level problems; a row with any problem is rejected, every problem is reported."""
+
+    def __init__(self, source: str, rows: pd.Series):
+        self.source, self.rows = source, rows
+        self.found: dict[object, list[tuple[str, str, str]]] = defaultdict(list)
+
+    def add(self, mask: pd.Series, field_name: str, reason: str, raw: pd.Series | None = None) -> None:
+        for index in mask[mask].index:
+            value = "" if raw is None else str(raw[index])
+            self.found[index].append((field_name, reason, value))
+
+    def rejects(self) -> list[Reject]:
+        return [Reject(self.source, str(self.rows[i]), f, r, v) for i, items in self.found.items() for f, r, v in items]
+
+    @property
+    def bad(self) -> pd.Index:
+        return pd.Index(list(self.found))
+
+
+def _typed(raw: pd.Series, spec: FieldSpec, source: SourceSpec, city: City, is_end: bool) -> coerce.Coerced:
+    match spec.type:
+        case "string":
+            return coerce.as_text(raw)
+        case "integer":
+            return coerce.as_integer(raw)
+        case "number":
+            return coerce.as_number(raw)
+        case "boolean":
+            return coerce.as_boolean(raw)
+        case "date":
+            return coerce.as_date(raw, source.date_format, city.timezone)
+        case "datetime":
+            return coerce.as_datetime(raw, source.date_format, city.timezone, end_of_day=is_end)
+    raise AssertionError(spec.type)
+
+
+def _mapped(raw: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    lookup = {key.strip().lower(): value for key, value in mapping.items()}
+    return raw.map(lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v)
+
+
+def attributes(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, problems: Problems) -> pd.DataFrame:
+    """The layer's fields, typed; failures go to `problems`."""
+    table = frame.table
+    out = pd.DataFrame(index=table.index)
+    by_field = {target: column for column, target in source.columns.items()}
+    end_field = layer.temporal.end if layer.temporal else None
+    for spec in layer.fields:
+        if spec.name in source.constants:
+            raw = pd.Series([source.constants[spec.name]] * len(table), index=table.index, dtype=object)
+        elif spec.name in by_field:
+            raw = table[by_field[spec.name]]
+        else:
+            raw = pd.Series([None] * len(table), index=table.index, dtype=object)
+        if spec.name in source.values:
+            raw = _mapped(raw, source.values[spec.name])
+        typed = _typed(raw, spec, source, city, is_end=spec.name == end_field)
+        problems.add(typed.failed, spec.name, typed.reason, raw)
+        values = typed.values
+        if spec.allowed is not None:
+            outside = values.notna() & ~values.isin(spec.allowed)
+            problems.add(outside, spec.name, f"not one of the allowed values {spec.allowed}", raw)
+        if spec.required:
+            problems.add(values.isna() & ~typed.failed, spec.name, "required value is missing")
+        out[spec.name] = values
+    if layer.temporal and layer.temporal.end:
+        start, end = out[layer.temporal.start], out[layer.temporal.end]
+        problems.add(start.notna() & end.notna() & (end < start), layer.temporal.end,
+                     "ends before it starts", end.astype(str) + " < " + start.astype(str))
+    return out
+
+
+def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder,
+               problems: Problems) -> tuple[np.ndarray, int, list[str] | None]:
+    """(geometries in EPSG:4326, how many were repaired, canonical addresses of geocoded rows)."""
+    table = frame.table
+    result = table[GEOMETRY].to_numpy(dtype=object).copy()
+    crs = city.resolve_crs(source.crs)
+    how = source.geometry
+    if how and how.wkt:
+        texts = table[how.wkt].to_numpy(dtype=object)
+        parsed = parse_wkt(texts)
+        unreadable = pd.Series([p is None for p in parsed], index=table.index) & ~coerce.blank(table[how.wkt])
+        problems.add(unreadable, how.wkt, "not valid WKT", table[how.wkt])
+        take = np.array([r is None for r in result]) & ~unreadable.to_numpy()
+        result[take] = parsed[take]
+    if how and how.x:
+        x = pd.to_numeric(coerce._numeric_text(table[how.x]), errors="coerce").to_numpy(dtype=float)
+        y = pd.to_numeric(coerce._numeric_text(table[how.y]), errors="coerce").to_numpy(dtype=float)
+        points = points_from_xy(x, y, how.axis_order == "northing_easting")
+        take = np.array([r is None for r in result])
+        result[take] = points[take]
+    empty = np.array([g is not None and g.is_empty for g in result])
+    problems.add(pd.Series(empty, index=table.index), "geometry", "empty geometry")
+    result[empty] = None
+    result = to_wgs84(result, crs)
+    addresses: list[str] | None = None
+    if how and how.address and geocoder is not None:
+        result, addresses = _geocode(table, how.address, result, geocoder, problems)
+    missing = pd.Series([g is None for g in result], index=table.index)
+    already = pd.Series(table.index.isin(problems.bad), index=table.index)
+    problems.add(missing & ~already, "geometry", "no geometry: neither coordinates nor a known address")
+    result, repaired = repair(result)
+    for i, geometry in enumerate(result):
+        if geometry is None:
+            continue
+        fitted, why = fit_type(geometry, layer.geometry_type)
+        if why:
+            problems.add(pd.Series(table.index == table.index[i], index=table.index), "geometry", why)
+        result[i] = fitted
+    west, south, east, north = city.extent
+    outside = np.array([g is not None and not shapely.within(g, shapely.box(west, south, east, north)) for g in result])
+    problems.add(pd.Series(outside, index=table.index), "geometry",
+                 "outside the city extent (wrong CRS or swapped X/Y?)",
+                 pd.Series([g.wkt[:80] if g is not None else "" for g in result], index=table.index))
+    return result, int(repaired.sum()), addresses
+
+
+def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, problems: Problems):
+    addresses = [None] * len(table)
+    for position, (index, row) in enumerate(table.iterrows()):
+        if result[position] is not None:
+            continue
+        building = row.get(BUILDING)
+        text = row.get(column)
+        if isinstance(building, float) or building is None:
+            if not isinstance(text, str) or not text.strip():
+                continue
+            matches, reasons = geocoder.match_text(text)
+        else:
+            payload = geocoder.lookup(building)
+            matches = [(building, payload)] if payload is not None else []
+            reasons = [] if matches else [f"не найден в адресном реестре: {text}"]
+        if not matches:
+            problems.add(pd.Series(table.index == index, index=table.index), column,
+                         "; ".join(reasons) or "address not found in the address register", table[column])
+            continue
+        points = [payload[0] for _, payload in matches]
+        result[position] = points[0] if len(points) == 1 else shapely.MultiPoint(points).centroid
+        addresses[position] = matches[0][1][1]
+    return result, addresses
+
+
+def normalise(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
+    """(published rows of this source, rejects, repaired geometry count)."""
+    table = frame.table
+    for column, wanted in source.select.items():
+        table = table[table[column].astype(str) == wanted]
+    frame = RawFrame(frame.source, table.reset_index(drop=True), frame.rejects, frame.warnings, frame.read)
+    problems = Problems(frame.source, frame.table[ROW])
+    values = attributes(layer, source, frame, city, problems)
+    shapes, repaired, addresses = geometries(layer, source, frame, city, geocoder, problems)
+    if addresses is not None and source.geometry and source.geometry.address in source.columns:
+        # a geocoded record carries the register's spelling of its address, not the clerk's
+        address_field = source.columns[source.geometry.address]
+        canonical = pd.Series(addresses, index=values.index)
+        values[address_field] = canonical.where(canonical.notna(), values[address_field])
+    values[ROW] = frame.table[ROW]
+    published = gpd.GeoDataFrame(values, geometry=gpd.GeoSeries(shapes, index=values.index), crs="EPSG:4326")
+    published = published.drop(index=problems.bad)
+    return published, frame.rejects + problems.rejects(), repaired

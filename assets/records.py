@@ -1,0 +1,60 @@
+"""The units every reader yields and every stage passes on: raw records, rejects, source errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SourceError(Exception):
+    """A whole source file is unusable (missing, empty, wrong encoding, truncated, unknown columns)."""
+
+    def __init__(self, source: str, message: str):
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+@dataclass
+class RawRecord:
+    """One row or feature as read, before any typing; `number` is what a person finds in the file."""
+
+    source: str
+    number: str  # "row 14" (spreadsheet numbering, header = row 1) or "feature 3"
+    values: dict[str, Any]
+    geometry: Any = None  # shapely geometry in the source CRS, for vector formats
+    error: str | None = None  # the reader could not make sense of this record
+    error_field: str | None = None
+
+
+@dataclass
+class SourceTable:
+    """A source opened for reading: its columns are known before any record is read."""
+
+    source: str
+    columns: list[str]
+    records: Iterator[RawRecord]
+
+
+@dataclass(frozen=True)
+class Reject:
+    source: str
+    record: str
+    field: str
+    reason: str
+    raw: str = ""
+
+    def as_row(self) -> dict[str, str]:
+        return {"source_file": self.source, "record": self.record, "field": self.field,
+                "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    published: int = 0
+    repaired: int = 0
+    rejected: int = 0
+    skipped: int = 0  # records that belong to another layer of the same feed (`select`)
+    by_source: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,76 @@
+"""Shapefiles and GeoJSON read feature by feature with Fiona, so one broken feature sinks only itself."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import fiona
+import shapely
+from fiona.errors import FionaError
+from shapely.geometry import shape
+
+from assets.records import RawRecord, SourceError, SourceTable
+
+log = logging.getLogger(__name__)
+# Only the parts of a Shapefile GDAL cannot do without: a missing .dbf silently yields no attributes.
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf")
+
+
+def read_vector(path: Path, source: str, encoding: str, driver: str) -> SourceTable:
+    if driver == "ESRI Shapefile":
+        missing = [path.with_suffix(ext).name for ext in SHAPEFILE_PARTS if not path.with_suffix(ext).exists()]
+        if missing:
+            raise SourceError(source, f"incomplete Shapefile: missing {', '.join(missing)}")
+    try:
+        collection = fiona.open(path, driver=driver, encoding=encoding)
+    except (FionaError, OSError, ValueError) as exc:
+        raise SourceError(source, f"cannot open as {driver}: {exc}") from None
+    columns = list(collection.schema["properties"]) if collection.schema else []
+    if driver == "ESRI Shapefile":
+        records = _by_index(collection, source)
+    else:
+        records = _in_order(collection, source)
+    return SourceTable(source, columns, records)
+
+
+def _feature_record(feature, source: str, number: str) -> RawRecord:
+    values = dict(feature.properties or {})
+    if feature.geometry is None:
+        return RawRecord(source, number, values, geometry=None)
+    try:
+        geometry = shape(feature.geometry)
+    except (ValueError, TypeError, AttributeError, shapely.errors.ShapelyError) as exc:
+        return RawRecord(source, number, values, error=f"unreadable geometry: {exc}", error_field="geometry")
+    return RawRecord(source, number, values, geometry=geometry)
+
+
+def _by_index(collection, source: str) -> Iterator[RawRecord]:
+    # A truncated .shp fails at the first missing feature; reading by index lets every feature
+    # before (and any readable one after) still count, and each failure is named.
+    with collection:
+        for index in range(len(collection)):
+            number = f"feature {index + 1}"
+            try:
+                feature = collection[index]
+            except (FionaError, IndexError, KeyError, ValueError, RuntimeError) as exc:
+                yield RawRecord(source, number, {}, error=f"cannot read the feature (file truncated?): {exc}")
+                continue
+            yield _feature_record(feature, source, number)
+
+
+def _in_order(collection, source: str) -> Iterator[RawRecord]:
+    with collection:
+        iterator = iter(collection)
+        index = 0
+        while True:
+            index += 1
+            try:
+                feature = next(iterator)
+            except StopIteration:
+                return
+            except (FionaError, ValueError, RuntimeError) as exc:
+                yield RawRecord(source, f"feature {index}", {}, error=f"cannot read the rest of the file: {exc}")
+                return
+            yield _feature_record(feature, source, f"feature {index}")

@@ -1,0 +1,34 @@
+"""Jobs and schedules: one job per domain, one for everything; cadence by how fast a domain changes."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from layers.catalog import Catalog
+
+# Closures and outages change within the hour; zones change with elections and reorganisations.
+DOMAIN_CRON = {
+    "closures": "*/10 * * * *",
+    "outages": "*/10 * * * *",
+    "repairs": "0 * * * *",
+    "zones": "0 3 * * *",
+    "reference": "0 2 * * *",
+}
+ALL_LAYERS_JOB = "all_layers"
+
+
+def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
+    domains = sorted({spec.domain for spec in catalog.values()})
+    jobs = [dg.define_asset_job(f"{domain}_job", selection=dg.AssetSelection.groups(domain),
+                                description=f"Ingest and publish every {domain} layer") for domain in domains]
+    jobs.append(dg.define_asset_job(ALL_LAYERS_JOB, selection=dg.AssetSelection.all(),
+                                    description="Ingest and publish every layer of the catalog"))
+    return jobs
+
+
+def domain_schedules(jobs: list[dg.UnresolvedAssetJobDefinition], timezone: str) -> list[dg.ScheduleDefinition]:
+    return [
+        dg.ScheduleDefinition(name=f"{job.name.removesuffix('_job')}_schedule", job=job,
+                              cron_schedule=DOMAIN_CRON[job.name.removesuffix("_job")], execution_timezone=timezone)
+        for job in jobs if job.name.removesuffix("_job") in DOMAIN_CRON
+    ]
