@@ -69,7 +69,7 @@ def fit_type(geometry: BaseGeometry, geometry_type: str) -> tuple[BaseGeometry |
 def repair(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(repaired geometries, mask of the ones that needed repair): self-intersections, ring
     orientation and the like, fixed with GEOS make_valid (structure method keeps polygon areas)."""
-    present = np.array([g is not None for g in geometries])
+    present = np.array([g is not None for g in geometries], dtype=bool)
     invalid = np.zeros(len(geometries), dtype=bool)
     invalid[present] = ~shapely.is_valid(geometries[present])
     repaired = geometries.copy()

@@ -102,12 +102,21 @@ def accept(delivery: Delivery, paths: PathSettings, digest: str, now: dt.datetim
     archive(delivery, paths.archive_dir / delivery.domain, digest, now)
 
 
+def _free(folder: Path, name: str) -> Path:
+    """`name` in `folder`, numbered when an identical re-delivery in the same second took it."""
+    candidate, number = folder / name, 1
+    while candidate.exists():
+        number += 1
+        candidate = folder / f"{number}_{name}"
+    return candidate
+
+
 def archive(delivery: Delivery, folder: Path, digest: str, now: dt.datetime, reason: str | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for path in delivery.files:
-        shutil.move(path, folder / _stamp(now, digest, path.name))
+        shutil.move(path, _free(folder, _stamp(now, digest, path.name)))
     if reason:
-        (folder / _stamp(now, digest, delivery.name + ".reason.txt")).write_text(reason + "\n", encoding="utf-8")
+        _free(folder, _stamp(now, digest, delivery.name + ".reason.txt")).write_text(reason + "\n", encoding="utf-8")
 
 
 def quarantine(delivery: Delivery, paths: PathSettings, digest: str, now: dt.datetime, reason: str) -> None:

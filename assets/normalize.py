@@ -148,15 +148,15 @@ def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
         parsed = parse_wkt(texts)
         unreadable = pd.Series([p is None for p in parsed], index=table.index) & ~coerce.blank(table[how.wkt])
         problems.add(unreadable, how.wkt, "not valid WKT", table[how.wkt])
-        take = np.array([r is None for r in result]) & ~unreadable.to_numpy()
+        take = np.array([r is None for r in result], dtype=bool) & ~unreadable.to_numpy()
         result[take] = parsed[take]
     if how and how.x:
         x = pd.to_numeric(coerce._numeric_text(table[how.x]), errors="coerce").to_numpy(dtype=float)
         y = pd.to_numeric(coerce._numeric_text(table[how.y]), errors="coerce").to_numpy(dtype=float)
         points = points_from_xy(x, y, how.axis_order == "northing_easting")
-        take = np.array([r is None for r in result])
+        take = np.array([r is None for r in result], dtype=bool)
         result[take] = points[take]
-    empty = np.array([g is not None and g.is_empty for g in result])
+    empty = np.array([g is not None and g.is_empty for g in result], dtype=bool)
     problems.add(pd.Series(empty, index=table.index), "geometry", "empty geometry")
     result[empty] = None
     result = to_wgs84(result, crs)
@@ -175,7 +175,8 @@ def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
             problems.add(pd.Series(table.index == table.index[i], index=table.index), "geometry", why)
         result[i] = fitted
     west, south, east, north = city.extent
-    outside = np.array([g is not None and not shapely.within(g, shapely.box(west, south, east, north)) for g in result])
+    extent = shapely.box(west, south, east, north)
+    outside = np.array([g is not None and not shapely.within(g, extent) for g in result], dtype=bool)
     problems.add(pd.Series(outside, index=table.index), "geometry",
                  "outside the city extent (wrong CRS or swapped X/Y?)",
                  pd.Series([g.wkt[:80] if g is not None else "" for g in result], index=table.index))

@@ -12,6 +12,8 @@ class GeoportalResource(dg.ConfigurableResource):
     """Paths come from GEOPORTAL_* settings; a run or a test may override any folder."""
 
     root: str | None = None
+    catalog_dir: str | None = None
+    sample_dir: str | None = None
     published_dir: str | None = None
     rejects_dir: str | None = None
     live_dir: str | None = None

@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import json
 
 import dagster as dg
 
@@ -26,6 +27,9 @@ def downstream_layers(layers: set[str], catalog: Catalog) -> set[str]:
 def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResource):
     paths, catalog = geoportal.paths(), geoportal.catalog()
     now = dt.datetime.now()
+    # The cursor holds the digest of each source's live delivery: an identical re-delivery is
+    # archived without a run, while going back to an older version (A, B, A) still republishes.
+    live: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     for delivery in find_deliveries(paths.inbox_dir, catalog):
         digest = delivery.digest()
         why = problem(delivery)
@@ -33,12 +37,14 @@ def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResour
             quarantine(delivery, paths, digest, now, why)
             context.log.warning(f"quarantined {delivery.domain}/{delivery.name}: {why}")
             continue
-        run_key = f"{delivery.domain}/{delivery.source.path}@{digest[:16]}"
-        if context.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1):
+        run_key = f"{delivery.domain}/{delivery.source.path}@{digest[:16]}@{now:%Y%m%dT%H%M%S}"
+        if live.get(delivery.source.path) == digest:
             archive(delivery, paths.archive_dir / delivery.domain, digest, now, "already delivered: identical content")
             context.log.info(f"{delivery.name}: identical to an earlier delivery, archived without a run")
             continue
         accept(delivery, paths, digest, now)
+        live[delivery.source.path] = digest
+        context.update_cursor(json.dumps(live, sort_keys=True))
         layers = downstream_layers(set(delivery.layers), catalog)
         yield dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(layer) for layer in sorted(layers)],
                             tags={"geoportal/delivery": f"{delivery.domain}/{delivery.name}", "geoportal/sha256": digest})
