@@ -115,6 +115,15 @@ class StyleHints(Strict):
     min_zoom: int = 0
 
 
+class Severity(Strict):
+    """How much a feature of this layer weighs in the disruption-load raster."""
+
+    by: str | None = None  # field whose value picks the weight
+    weights: dict[str, float] = Field(default_factory=dict)
+    default: float = 1.0
+    radius_m: float = 50.0  # area of influence around the feature
+
+
 class LayerSpec(Strict):
     id: str
     title: Text
@@ -128,6 +137,7 @@ class LayerSpec(Strict):
     sources: list[SourceSpec]
     style: StyleHints = Field(default_factory=StyleHints)
     zone_topology: bool = False  # check a zone set for overlaps and gaps
+    severity: Severity | None = None  # counted in the disruption-load raster while active
     freshness_minutes: int | None = None
     schedule: str | None = None  # cron; by default the domain's cadence
 
@@ -144,6 +154,10 @@ class LayerSpec(Strict):
                 raise ValueError(f"temporal field {key!r} is not among the fields")
             if key is not None and self.field(key).type not in ("date", "datetime"):
                 raise ValueError(f"temporal field {key!r} must be a date or datetime")
+        if self.severity and self.severity.by and self.severity.by not in known:
+            raise ValueError(f"severity.by {self.severity.by!r} is not among the fields")
+        if self.severity and not self.temporal:
+            raise ValueError("severity needs temporal fields: the raster counts features while they are active")
         for number, source in enumerate(self.sources):
             targets = set(source.columns.values()) | set(source.constants) | set(source.values)
             for join in source.joins:

@@ -43,6 +43,9 @@ class PathSettings(BaseSettings):
     def published_path(self, layer_id: str) -> Path:
         return self.published_dir / f"{layer_id}.gpkg"
 
+    def raster_path(self, product: str) -> Path:
+        return self.published_dir / f"{product}.tif"
+
     def rejects_path(self, layer_id: str) -> Path:
         return self.rejects_dir / f"{layer_id}.csv"
 

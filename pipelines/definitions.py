@@ -7,6 +7,7 @@ import dagster as dg
 from layers.catalog import load_catalog
 from layers.settings import get_paths
 from pipelines.factory import layer_assets
+from pipelines.raster import disruption_load_asset
 from pipelines.jobs import domain_jobs, domain_schedules
 from pipelines.resources import GeoportalResource
 from pipelines.sensors import inbox_sensor
@@ -16,7 +17,7 @@ def build_definitions() -> dg.Definitions:
     catalog = load_catalog(get_paths().catalog_dir)
     jobs = domain_jobs(catalog)
     return dg.Definitions(
-        assets=layer_assets(catalog),
+        assets=[*layer_assets(catalog), disruption_load_asset(catalog)],
         jobs=jobs,
         schedules=domain_schedules(jobs, catalog.city.timezone),
         sensors=[inbox_sensor],
