@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
-# Debian packages the test suite drives: a real headless browser for the web-map tests.
-TEST_DEBIAN_PACKAGES = {"chromium": "/usr/bin/chromium"}
+# Debian packages the test suite drives: a real headless browser for the web-map tests, and
+# GDAL 3.6 (the GDAL of QGIS 3.22 LTR) to prove the GeoPackages open in it without warnings.
+TEST_DEBIAN_PACKAGES = {"chromium": "/usr/bin/chromium", "gdal-bin": "/usr/bin/ogrinfo"}
 
 
 def say(message: str) -> None:

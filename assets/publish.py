@@ -39,7 +39,7 @@ def publish_geopackage(frame: gpd.GeoDataFrame, spec: LayerSpec, target: Path) -
     """Publish `frame` (layer fields + geometry in EPSG:4326 + `fid`) as `target`. Readers that have
     the old file open keep reading it; a failure leaves the old file untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.gpkg.part")
+    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.part.gpkg")  # GDAL wants .gpkg
     columns = ["fid", *(f.name for f in spec.fields), "geometry"]
     try:
         pyogrio.write_dataframe(

@@ -89,13 +89,15 @@ def write_cog(grid: LoadGrid, target: Path, moment: dt.datetime) -> Path:
     cog = cog_profiles.get("deflate")
     cog.update({"blockxsize": 256, "blockysize": 256, "predictor": 3})
     try:
-        with MemoryFile() as memory, memory.open(**profile) as dataset:
-            dataset.write(grid.values, 1)
-            dataset.update_tags(moment=moment.isoformat(), units="severity-weighted events",
-                                **{f"count_{k}": str(v) for k, v in grid.counted.items()})
-            dataset.set_band_description(1, "disruption load")
-            cog_translate(dataset, str(temporary), cog, overview_level=3, overview_resampling="average",
-                          in_memory=True, quiet=True, use_cog_driver=False)
+        with MemoryFile() as memory:
+            with memory.open(**profile) as dataset:
+                dataset.write(grid.values, 1)
+                dataset.update_tags(moment=moment.isoformat(), units="severity-weighted events",
+                                    **{f"count_{k}": str(v) for k, v in grid.counted.items()})
+                dataset.set_band_description(1, "disruption load")
+            with memory.open() as dataset:
+                cog_translate(dataset, str(temporary), cog, overview_level=3, overview_resampling="average",
+                              in_memory=True, quiet=True, use_cog_driver=False)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -23,11 +23,16 @@ def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             materialization = event.event_specific_data.materialization
             meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-            lines.append(f"  {materialization.asset_key.to_user_string():24} published {meta.get('published', '?'):>6}"
-                         f"   rejected {meta.get('rejected', '?'):>4}   repaired {meta.get('repaired', '?'):>3}")
+            name = materialization.asset_key.to_user_string()
+            if "published" in meta:
+                lines.append(f"  {name:24} published {meta['published']:>6}   rejected {meta['rejected']:>4}"
+                             f"   repaired {meta['repaired']:>3}")
+            else:
+                lines.append(f"  {name:24} {meta.get('path', '')}")
         elif event.event_type_value == "STEP_FAILURE":
             error = event.event_specific_data.error
-            failures.append(f"  {event.step_key}: {error.message.strip().splitlines()[0] if error else 'failed'}")
+            message = error.message.strip().splitlines()[0] if error else "failed"
+            failures.append(f"  {event.step_key}: {message.split('Failure: ', 1)[-1]}")
     return lines, failures
 
 
@@ -35,7 +40,10 @@ def main(argv: list[str]) -> int:
     job_name = argv[0] if argv else ALL_LAYERS_JOB
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs.get_job_def(job_name)
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # Failures are summarised below in one line each; the console logger would repeat them with
+    # Dagster's stack traces, which say nothing to an operator (the Dagster UI keeps them all).
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     lines, failures = _summary(result)
     paths = get_paths()
     print(f"\nJob {job_name}: {'succeeded' if result.success else 'finished with failures'} (run {result.run_id})")

@@ -82,4 +82,4 @@ def test_readers_see_the_old_or_the_new_file_never_half(tmp_path):
     assert not errors
     assert seen and seen <= {(100, 100), (3000, 3000)}, seen
     assert read_counts(target) == (100, 100)
-    assert not list(tmp_path.glob(".*.part")), "no temporary files are left behind"
+    assert not list(tmp_path.glob(".*.part.gpkg")), "no temporary files are left behind"

@@ -36,6 +36,11 @@ def detour_sequence(features: list[dict[str, Any]]) -> dict[str, int]:
         while current is not None and current not in order:
             order[current] = position
             position, current = position + 1, following.get(current)
+    for feature in features:  # a one-segment detour has no sequence links at all
+        properties = feature.get("properties") or {}
+        if ((properties.get("core_details") or {}).get("event_type") == "detour" and feature.get("id") not in order
+                and not _links(properties, "first-in-sequence")):
+            order[feature.get("id")] = 1
     return order
 
 
