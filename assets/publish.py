@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -54,12 +55,27 @@ def publish_geopackage(frame: gpd.GeoDataFrame, spec: LayerSpec, target: Path) -
                 "DESCRIPTION": f"{spec.description.ru}\n\n{spec.description.en}",
             },
         )
+        _index_query_fields(temporary, spec)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         _replace_atomically(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _index_query_fields(path: Path, spec: LayerSpec) -> None:
+    """B-tree indexes on what the API filters by most: the id and the time window ("closed now",
+    "outages this week" must not scan a million rows)."""
+    fields = [spec.id_field, *([spec.temporal.start, spec.temporal.end] if spec.temporal else [])]
+    with sqlite3.connect(path) as db:
+        for name in dict.fromkeys(f for f in fields if f):
+            db.execute(f"CREATE INDEX IF NOT EXISTS {quote(f'idx_{spec.id}_{name}')} ON {quote(spec.id)} ({quote(name)})")
+    db.close()
 
 
 def write_rejects(rejects: list[Reject], target: Path) -> Path:
