@@ -1,0 +1,1 @@
+"""The geoportal's OGC API server: pygeoapi configured from the layer catalog, behind an access-level dispatcher."""

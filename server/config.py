@@ -1,0 +1,189 @@
+"""The pygeoapi configuration rendered from the layer catalog and the published files, one per access level."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from layers.catalog import Catalog, LayerSpec
+from layers.settings import PathSettings
+from server.auth import LEVELS, Level, allows
+from server.extents import LayerExtent, read_extent
+from server.provider_crs import CRS84, EPSG_URI, city_crs_uri
+from server.settings import ServerSettings
+
+LOGGER = logging.getLogger(__name__)
+PROVIDER = "server.provider.GeoPackageProvider"
+GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
+TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+LANGUAGES = ["ru", "en"]  # the first is the default of HTML pages and untranslated requests
+DOMAIN_KEYWORDS = {
+    "repairs": {"ru": "ремонты", "en": "repairs"},
+    "closures": {"ru": "перекрытия", "en": "road closures"},
+    "outages": {"ru": "отключения", "en": "outages"},
+    "zones": {"ru": "зоны", "en": "zones"},
+    "reference": {"ru": "справочники", "en": "reference"},
+}
+
+
+def offered_crs(catalog: Catalog) -> list[str]:
+    """Storage CRS first (lon/lat), then EPSG:4326 (lat/lon), Web Mercator and the city's local systems
+    (resolvable once `server.provider_crs.install_city_crs` has registered them with PROJ)."""
+    return [CRS84, EPSG_URI.format(code=4326), EPSG_URI.format(code=3857), *map(city_crs_uri, catalog.city.crs)]
+
+
+def visible_layers(catalog: Catalog, level: Level) -> list[LayerSpec]:
+    return [spec for spec in catalog.values() if allows(level, spec.access)]
+
+
+def exposed_fields(spec: LayerSpec, level: Level) -> list[str]:
+    """Internal-only fields are exposed to the internal level; hiding means leaving them out of `properties`."""
+    return [f.name for f in spec.fields if not f.internal or allows(level, "internal")]
+
+
+def read_extents(catalog: Catalog, paths: PathSettings) -> dict[str, LayerExtent]:
+    """Extents of every readable published layer. A layer without its GeoPackage is not served yet; one whose
+    file cannot be read is not served until it is published again, and does not hold the others back."""
+    extents = {}
+    for layer_id, spec in catalog.items():
+        path = paths.published_path(layer_id)
+        if not path.exists():
+            continue
+        try:
+            extents[layer_id] = read_extent(path, spec)
+        except (sqlite3.DatabaseError, OSError, ValueError) as exc:
+            LOGGER.error("%s: %s cannot be read, the layer is not served: %s", layer_id, path, exc)
+    return extents
+
+
+def download_url(settings: ServerSettings, layer_id: str) -> str:
+    return f"{settings.base_url}/downloads/{layer_id}.gpkg"
+
+
+def feature_provider(spec: LayerSpec, catalog: Catalog, paths: PathSettings, level: Level) -> dict[str, Any]:
+    provider: dict[str, Any] = {
+        "type": "feature",
+        "name": PROVIDER,
+        "data": str(paths.published_path(spec.id)),
+        "table": spec.id,
+        # the feature id is the stable integer fid (GDAL and QGIS use integer ids as feature ids);
+        # the layer's own id (permit_id…) stays a property
+        "id_field": "fid",
+        "timezone": catalog.city.timezone,  # `datetime=2026-11-24` means that local day
+        "properties": exposed_fields(spec, level),
+        "storage_crs": CRS84,
+        "crs": offered_crs(catalog),
+    }
+    if spec.temporal:
+        provider["time_field"] = spec.temporal.start
+        provider["time_end_field"] = spec.temporal.end
+    if spec.style.label and spec.style.label in provider["properties"]:
+        provider["title_field"] = spec.style.label  # what HTML pages show instead of the bare id
+    return provider
+
+
+def collection(
+    spec: LayerSpec,
+    extent: LayerExtent,
+    download: Path,
+    catalog: Catalog,
+    paths: PathSettings,
+    settings: ServerSettings,
+    level: Level,
+) -> dict[str, Any]:
+    """One collection; issue 4's tile provider is appended to `providers` beside the feature one."""
+    domain = DOMAIN_KEYWORDS[spec.domain]
+    resource: dict[str, Any] = {
+        "type": "collection",
+        "title": {"ru": spec.title.ru, "en": spec.title.en},
+        "description": {"ru": spec.description.ru, "en": spec.description.en},
+        "keywords": {lang: list(dict.fromkeys([domain[lang], spec.id])) for lang in LANGUAGES},
+        "links": [
+            {
+                "type": GPKG_MEDIA_TYPE,
+                "rel": "enclosure",
+                "title": f"GeoPackage: {spec.title.ru} / {spec.title.en}",
+                "href": download_url(settings, spec.id),
+                # a known length keeps pygeoapi from probing the link with a HEAD request per description
+                "length": download.stat().st_size,
+            }
+        ],
+        "extents": {"spatial": {"bbox": list(extent.bbox or catalog.city.extent), "crs": CRS84}},
+        "providers": [feature_provider(spec, catalog, paths, level)],
+    }
+    if spec.temporal and extent.begin is not None:
+        resource["extents"]["temporal"] = {"begin": extent.begin, "end": extent.end, "trs": TRS}
+    return resource
+
+
+def render_config(
+    catalog: Catalog,
+    paths: PathSettings,
+    settings: ServerSettings,
+    level: Level,
+    extents: dict[str, LayerExtent],
+    downloads: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """The whole pygeoapi configuration as seen by `level`: only its layers, only its fields. `downloads`:
+    the file each layer's download link serves at this level (default: the published one)."""
+    downloads = (
+        downloads if downloads is not None else {layer_id: paths.published_path(layer_id) for layer_id in extents}
+    )
+    city = catalog.city.name
+    base_url = settings.base_url
+    return {
+        "server": {
+            "bind": {"host": settings.host, "port": settings.port},
+            "url": base_url,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": LANGUAGES,
+            "cors": True,
+            "pretty_print": False,
+            "limits": {
+                "default_items": settings.default_items,
+                "max_items": settings.max_items,
+                "on_exceed": "throttle",
+            },
+            "map": {
+                "url": settings.basemap_url or "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "attribution": settings.basemap_attribution,
+            },
+        },
+        "logging": {"level": "ERROR"},  # pygeoapi warns per HTML page about its own config keys
+        "metadata": {
+            "identification": {
+                "title": {"ru": f"Геопортал: {city.ru}", "en": f"{city.en} geoportal"},
+                "description": {
+                    "ru": f"Ремонты, перекрытия, отключения и зоны города {city.ru} по стандартам OGC API.",
+                    "en": f"Repairs, road closures, outages and zones of {city.en} as OGC API collections.",
+                },
+                "keywords": {
+                    "ru": [city.ru, *(k["ru"] for k in DOMAIN_KEYWORDS.values())],
+                    "en": [city.en, *(k["en"] for k in DOMAIN_KEYWORDS.values())],
+                },
+                "keywords_type": "theme",
+                "terms_of_service": base_url,
+                "url": base_url,
+            },
+            "license": {"name": "Открытые данные города / City open data", "url": base_url},
+            "provider": {
+                "name": f"Администрация города {city.ru} / {city.en} city administration",
+                "url": base_url,
+            },
+            "contact": {"name": "Geoportal", "url": base_url},
+        },
+        "resources": {
+            spec.id: collection(spec, extents[spec.id], downloads[spec.id], catalog, paths, settings, level)
+            for spec in visible_layers(catalog, level)
+            if spec.id in extents
+        },
+    }
+
+
+def render_configs(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> dict[Level, dict[str, Any]]:
+    """One configuration per access level, from one reading of the published files."""
+    extents = read_extents(catalog, paths)
+    return {level: render_config(catalog, paths, settings, level, extents) for level in LEVELS}

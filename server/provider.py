@@ -1,0 +1,372 @@
+"""`GeoPackageProvider`: pygeoapi feature provider for our published GeoPackages, on plain sqlite3.
+
+Config (pygeoapi resource `providers:` entry):
+    name: server.provider.GeoPackageProvider
+    type: feature
+    data: data/published/repairs.gpkg
+    table: repairs                  # = layer id
+    id_field: fid                   # default; or an exposed property
+    time_field: start_time          # optional; datetime= works against it
+    time_end_field: end_time        # optional; null -> features are instants
+    timezone: Asia/Irkutsk          # optional; the zone dates in datetime= are local days of (UTC)
+    properties: [permit_id, ...]    # required: the only fields ever returned, filtered or sorted on
+    storage_crs: http://www.opengis.net/def/crs/OGC/1.3/CRS84
+    crs: [CRS84, EPSG:4326, EPSG:3857 and CITY МСК URIs]
+
+Construction reads nothing; every call opens its own read-only connection, so providers are cheap
+per request, threads share nothing but small locked caches, and a republished file is used at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderConnectionError,
+    ProviderItemNotFoundError,
+    ProviderQueryError,
+    SchemaType,
+)
+
+from server import provider_paging as paging
+from server.cql import FilterError
+from server.gpkg import GeometryBlobError
+from server.provider_crs import CRS84, bbox_to_lonlat
+from server.provider_features import JSON_SCHEMA, RowLayout, render
+from server.provider_layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta, open_version
+from server.provider_query import (
+    ALIAS,
+    Conditions,
+    Ordering,
+    QueryInputError,
+    conditions,
+    count_statement,
+    ordering,
+    queryables,
+    seek_after,
+    spatial_fragments,
+    window_counts,
+)
+from server.provider_sql import Fragment, all_of, column, quote_identifier
+from server.provider_time import TimeQueryError, zone
+
+LOGGER = logging.getLogger(__name__)
+FID = "fid"
+_CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
+_FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
+# What this provider evaluates correctly (tests/test_provider.py), given the server parses `filter`
+# text with server.cql.parse_cql2_text (pygeoapi 0.21's own ECQL parser rejects S_INTERSECTS, DATE(),
+# CASEI()) and hands CQL2 JSON to pygeofilter's cql2_json parser. Left out on purpose: temporal-functions
+# (pygeofilter turns T_INTERSECTS into T_OVERLAPS and cannot parse INTERVAL in text), accent-insensitive
+# comparison (its JSON form does not parse), arithmetic (no % or div), functions and arrays.
+FILTER_CONFORMANCE = [
+    _FEATURES_3 + "filter",
+    _FEATURES_3 + "features-filter",
+    _CQL2 + "cql2-text",
+    _CQL2 + "cql2-json",
+    _CQL2 + "basic-cql2",
+    _CQL2 + "advanced-comparison-operators",
+    _CQL2 + "case-insensitive-comparison",
+    _CQL2 + "basic-spatial-functions",
+    _CQL2 + "basic-spatial-functions-plus",
+    _CQL2 + "spatial-functions",
+    _CQL2 + "property-property",
+]
+
+
+class InvalidQueryError(ProviderQueryError):
+    """Bad client input. pygeoapi's ProviderQueryError alone is a 500 with a generic text; this is a
+    400 whose message the client sees."""
+
+    http_status_code = HTTPStatus.BAD_REQUEST
+    ogc_exception_code = "InvalidParameterValue"
+
+    def __init__(self, msg: str):
+        super().__init__(msg, user_msg=msg)
+
+
+class GeoPackageProvider(BaseProvider):
+    """OGC API Features over one table of a contract GeoPackage (see docs/contracts.md)."""
+
+    FILTER_CONFORMANCE = FILTER_CONFORMANCE  # read from the instance by the server's conformance page
+
+    def __init__(self, provider_def: Mapping[str, Any]):
+        super().__init__(provider_def)
+        self.path = str(self.data)
+        self.table = provider_def.get("table")
+        if not self.table:
+            raise ProviderConnectionError(f"provider for {self.path}: 'table' (the layer id) is required")
+        # Fail closed: without an explicit list every column, internal ones included, would be public.
+        exposed = provider_def.get("properties")
+        if not isinstance(exposed, list) or not all(isinstance(p, str) for p in exposed):
+            raise ProviderConnectionError(f"provider for {self.table}: 'properties' must list the public fields")
+        self.properties = list(exposed)
+        self.id_field = provider_def.get("id_field") or FID
+        if self.id_field != FID and self.id_field not in self.properties:
+            raise ProviderConnectionError(f"provider for {self.table}: id_field {self.id_field!r} is not exposed")
+        self.time_end_field = provider_def.get("time_end_field")
+        self.storage_crs = provider_def.get("storage_crs", CRS84)
+        try:
+            self.local = zone(provider_def.get("timezone"))
+        except TimeQueryError as exc:
+            raise ProviderConnectionError(f"provider for {self.table}: {exc}") from None
+
+    # ------------------------------------------------------------------ schema
+
+    @property
+    def fields(self) -> dict:
+        # BaseProvider.fields returns self._fields, filled by nobody; pygeoapi checks property
+        # filters and sortby against this, and mutates what it gets (hence the copy in get_fields).
+        return self.get_fields()
+
+    def get_fields(self) -> dict:
+        try:
+            meta = current_meta(self.path, self.table)
+        except LayerFileError as exc:
+            LOGGER.error("%s: %s", self.table, exc)
+            raise ProviderConnectionError(str(exc)) from None
+        return {name: copy.deepcopy(JSON_SCHEMA[meta.columns.get(name, "string")]) for name in self.properties}
+
+    def get_schema(self, schema_type: SchemaType = SchemaType.item) -> tuple[str, dict]:
+        properties = self.get_fields()
+        return (
+            "application/geo+json",
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "required": ["type", "geometry", "properties"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["Feature"]},
+                    "id": {"type": "integer" if self.id_field == FID else properties[self.id_field]["type"]},
+                    "geometry": {"$ref": "https://geojson.org/schema/Geometry.json"},
+                    "properties": {"type": "object", "properties": properties},
+                },
+            },
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def query(
+        self,
+        offset: int = 0,
+        limit: int = 10,
+        resulttype: str = "results",
+        bbox: Sequence[float] | None = None,
+        datetime_: str | None = None,
+        properties: Sequence[tuple[str, Any]] | None = None,
+        sortby: Sequence[Mapping[str, str]] | None = None,
+        select_properties: Sequence[str] | None = None,
+        skip_geometry: bool = False,
+        q: str | None = None,
+        filterq: Any = None,
+        crs_transform_spec: Any = None,
+        **kwargs: Any,
+    ) -> dict:
+        offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
+        with self._layer() as (connection, meta, version), _bad_input():
+            fields = queryables(meta, self.properties)
+            lonlat = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
+            found = conditions(
+                meta,
+                fields,
+                bbox=lonlat,
+                datetime_=datetime_,
+                time_fields=(self.time_field, self.time_end_field),
+                properties=list(properties or []),
+                q=q,
+                filterq=filterq,
+                local=self.local,
+            )
+            order = ordering(fields, meta, list(sortby or []))
+            version_key = (version, self.table)
+            matched = paging.count(
+                (version_key, found.signature), lambda: self._count(connection, meta, version_key, found)
+            )
+            collection = {"type": "FeatureCollection", "features": [], "numberMatched": matched}
+            if resulttype == "hits" or limit == 0 or offset >= matched:
+                collection["numberReturned"] = 0
+                return collection
+            output = self._output_properties(select_properties)
+            features = self._page(
+                connection,
+                meta,
+                found,
+                order,
+                output,
+                offset,
+                limit,
+                skip_geometry,
+                _target_crs(crs_transform_spec),
+                (version_key, found.signature, order.sql),
+            )
+            collection["features"] = features
+            collection["numberReturned"] = len(features)
+            return collection
+
+    def get(self, identifier: Any, crs_transform_spec: Any = None, **kwargs: Any) -> dict:
+        with self._layer() as (connection, meta, _version):
+            fields = queryables(meta, self.properties)
+            if self.id_field == FID:
+                try:
+                    key: Any = int(str(identifier))
+                except ValueError:
+                    raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}") from None
+                match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
+            else:
+                match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
+            layout, select = self._select(meta, fields, (), self.properties, skip_geometry=False)
+            sql = f"{select} WHERE {match.sql} LIMIT 1"
+            rows = connection.execute(sql, match.params).fetchall()
+            if not rows:
+                raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
+            with _bad_input():
+                return render(rows, layout, _target_crs(crs_transform_spec))[0]
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _layer(self) -> Iterator[tuple[sqlite3.Connection, LayerMeta, FileVersion]]:
+        """A connection to the current file version and that version's metadata, closed afterwards.
+        Nothing is kept on `self`: one provider object may serve several threads at once."""
+        try:
+            connection, version = open_version(self.path)
+        except LayerFileError as exc:
+            LOGGER.error("%s: %s", self.table, exc)
+            raise ProviderConnectionError(str(exc)) from None
+        try:
+            meta = layer_meta(connection, version, self.table)
+            yield connection, meta, version
+        except LayerFileError as exc:
+            LOGGER.error("%s: %s", self.table, exc)
+            raise ProviderConnectionError(str(exc)) from None
+        except (sqlite3.DatabaseError, GeometryBlobError) as exc:
+            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
+            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
+        finally:
+            connection.close()
+
+    def _count(self, connection: sqlite3.Connection, meta: LayerMeta, version_key: tuple, found: Conditions) -> int:
+        def scalar(statement: Fragment) -> int:
+            return connection.execute(statement.sql, statement.params).fetchone()[0]
+
+        total = meta.feature_count  # kept by GDAL's triggers; no scan of the table
+        if total is None:
+            total = scalar(Fragment(f"SELECT count(*) FROM {quote_identifier(meta.table)}"))
+        if found.empty:
+            return total
+        window = found.only_window
+        plan = window_counts(meta, window) if window is not None else None
+        if plan is not None:
+            subtract, check = plan
+            fields = (window.start_field, window.end_field)
+            if not paging.count((version_key, "ends before start", fields), lambda: scalar(check)):
+                return total - sum(scalar(statement) for statement in subtract)
+        return scalar(count_statement(meta, found))
+
+    def _output_properties(self, select_properties: Sequence[str] | None) -> list[str]:
+        if not select_properties:
+            return self.properties
+        unknown = set(select_properties) - set(self.properties)
+        if unknown:
+            raise InvalidQueryError(f"unknown properties {sorted(unknown)}")
+        wanted = set(select_properties)
+        return [name for name in self.properties if name in wanted]  # one schema order for every request
+
+    def _select(self, meta: LayerMeta, fields, keys: Sequence[str], output: Sequence[str], skip_geometry: bool):
+        columns = [column(ALIAS, meta.fid_column)]
+        id_index = 0
+        if self.id_field != FID:
+            columns.append(fields[self.id_field].sql)
+            id_index = 1
+        key_indexes = tuple(range(len(columns), len(columns) + len(keys)))
+        columns.extend(keys)
+        geometry_index = None
+        if not skip_geometry:
+            geometry_index = len(columns)
+            columns.append(column(ALIAS, meta.geometry_column))
+        start = len(columns)
+        columns.extend(fields[name].sql for name in output)
+        layout = RowLayout(
+            id_index=id_index,
+            key_indexes=key_indexes,
+            geometry_index=geometry_index,
+            properties=tuple((name, meta.columns.get(name, "string")) for name in output),
+            properties_start=start,
+        )
+        source = f"{quote_identifier(meta.table)} AS {quote_identifier(ALIAS)}"
+        return layout, f"SELECT {', '.join(columns)} FROM {source}"
+
+    def _page(
+        self,
+        connection,
+        meta,
+        found: Conditions,
+        order: Ordering,
+        output,
+        offset: int,
+        limit: int,
+        skip_geometry: bool,
+        target_crs: str | None,
+        query_key,
+    ) -> list[dict]:
+        """Keyset paging: seek past the nearest remembered position, skip the rest with OFFSET."""
+        marks = paging.checkpoints(query_key)
+        known_offset, known_key = marks.nearest(offset)
+        seek = seek_after(order, known_key) if known_key is not None else None
+        skip = offset - known_offset
+        sort_keys = [expr for expr, _ in order.expressions[:-1]]  # the fid is SELECT column 0 anyway
+        fields = queryables(meta, self.properties)
+        layout, select = self._select(meta, fields, sort_keys, output, skip_geometry)
+        where = all_of([found.where, *spatial_fragments(meta, found.spatial, skip + limit), *([seek] if seek else [])])
+        sql = f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?"
+        # One row more in front when skipping: its key marks this very offset, so asking for the
+        # same page again (or the next client's identical walk) seeks instead of skipping.
+        before = 1 if skip > 0 else 0
+        rows = connection.execute(sql, where.params + (limit + before, skip - before)).fetchall()
+
+        def key(row: tuple) -> tuple:
+            return tuple(row[i] for i in layout.key_indexes) + (row[0],)
+
+        if before and rows:
+            marks.remember(offset, key(rows[0]))
+            rows = rows[1:]
+        if rows:
+            marks.remember(offset + len(rows), key(rows[-1]))
+        return render(rows, layout, target_crs)
+
+
+def _target_crs(spec: Any) -> str | None:
+    """The output CRS URI. pygeoapi's spec also carries WKT, but we resolve the URI ourselves (see
+    provider_crs._transformer); our blobs are always CRS84-ordered lon/lat whatever storage_crs says."""
+    return None if spec is None else spec.target_crs_uri
+
+
+def _non_negative(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidQueryError(f"{name} must be a whole number") from None
+    if number < 0:
+        raise InvalidQueryError(f"{name} must not be negative")
+    return number
+
+
+@contextlib.contextmanager
+def _bad_input() -> Iterator[None]:
+    """Client mistakes found while building or running the query become 400s with their message."""
+    try:
+        yield
+    except GeometryBlobError:
+        raise  # the file's fault, not the client's: _layer turns it into a connection error
+    except (QueryInputError, FilterError, TimeQueryError) as exc:
+        raise InvalidQueryError(str(exc)) from None
+    except ValueError as exc:
+        # bbox shape, coordinates outside a target CRS's domain
+        raise InvalidQueryError(str(exc)) from None

@@ -1,0 +1,289 @@
+"""A published GeoPackage as the provider reads it: a read-only connection per query, and the
+table's metadata read once per file version (path, inode, mtime) so a republished file is seen at once."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import shapely
+
+from server import gpkg
+from server.provider_sql import ACCENT_FOLD, CASEFOLD, SPATIAL_TEST, accent_fold, casefold, quote_identifier
+
+GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
+# Declared column type -> (JSON schema type, format). GeoPackage 1.2 §1.1.1.1.3 data types.
+COLUMN_KINDS = {
+    "BOOLEAN": "boolean",
+    "TINYINT": "integer",
+    "SMALLINT": "integer",
+    "MEDIUMINT": "integer",
+    "INT": "integer",
+    "INTEGER": "integer",
+    "BIGINT": "integer",
+    "FLOAT": "number",
+    "DOUBLE": "number",
+    "REAL": "number",
+    "TEXT": "string",
+    "DATE": "date",
+    "DATETIME": "datetime",
+}
+
+
+class LayerFileError(Exception):
+    """The published file is missing, unreadable or not the GeoPackage the contract promises."""
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """Identifies one published file; os.replace gives a new inode and mtime, so a new version."""
+
+    path: str
+    device: int
+    inode: int
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, path: str) -> FileVersion:
+        st = os.stat(path)
+        return cls(path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True)
+class LayerMeta:
+    table: str
+    fid_column: str
+    geometry_column: str
+    geometry_type: str
+    # column name -> kind (string/integer/number/boolean/date/datetime/blob), in table order
+    columns: dict[str, str]
+    rtree: str | None
+    feature_count: int | None
+    bounds: tuple[float, float, float, float] | None  # gpkg_contents min_x, min_y, max_x, max_y
+    indexed: frozenset[str]  # columns that lead a B-tree index (the pipeline indexes id and time fields)
+    identifier: str | None
+    description: str | None
+
+
+class LruCache:
+    """A small thread-safe LRU: per-version metadata, counts and paging checkpoints live in these."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_metadata = LruCache(64)
+
+
+def column_kind(declared: str) -> str:
+    base = declared.upper().split("(")[0].strip()  # TEXT(80) -> TEXT
+    return COLUMN_KINDS.get(base, "blob" if base == "BLOB" else "string")
+
+
+# Binary predicates the spatial test may call, by the names cql.SPATIAL_OPERATIONS uses.
+PREDICATES = {
+    name: getattr(shapely, name)
+    for name in ("intersects", "disjoint", "contains", "within", "touches", "crosses", "overlaps", "equals")
+}
+
+
+def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
+    """The exact geometry test SQLite calls for R-tree candidates (we have no SpatiaLite): feature blob,
+    operation, WKB of the query geometry in lon/lat. Query geometries are parsed once per connection."""
+    literals: dict[bytes, shapely.Geometry] = {}
+
+    def test(blob: bytes | None, operation: str, wkb: bytes) -> int | None:
+        if blob is None:
+            return None
+        feature = gpkg.to_shapely(blob)
+        if feature is None:
+            return None
+        literal = literals.get(wkb)
+        if literal is None:
+            literal = literals[wkb] = shapely.from_wkb(wkb)
+            shapely.prepare(literal)
+        if operation == "intersects":
+            return int(literal.intersects(feature))  # prepared: the literal goes first
+        if operation.startswith("relate:"):
+            return int(shapely.relate_pattern(feature, literal, operation[7:]))
+        return int(PREDICATES[operation](feature, literal))
+
+    return test
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A read-only connection with our SQL functions. One per query: sqlite3 connections are not
+    shared across threads, and a connection pins the file version it opened."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    connection.create_function(SPATIAL_TEST, 3, _spatial_test(), deterministic=True)
+    connection.create_function(CASEFOLD, 1, casefold, deterministic=True)
+    connection.create_function(ACCENT_FOLD, 1, accent_fold, deterministic=True)
+    return connection
+
+
+def open_version(path: str) -> tuple[sqlite3.Connection, FileVersion]:
+    """Connect and say which file version the connection holds: stat before and after opening; if the
+    file was swapped in between, try again, so metadata and connection always belong together."""
+    for _ in range(5):
+        try:
+            before = FileVersion.of(path)
+            connection = connect(path)
+            after = FileVersion.of(path)
+        except FileNotFoundError:
+            raise LayerFileError(f"layer file {path} does not exist (not published yet?)") from None
+        except (OSError, sqlite3.Error) as exc:
+            raise LayerFileError(f"cannot open layer file {path}: {exc}") from None
+        if before == after:
+            return connection, after
+        connection.close()
+    raise LayerFileError(f"layer file {path} keeps changing while being opened")
+
+
+def current_meta(path: str, table: str) -> LayerMeta:
+    """Metadata of the file now at `path` for one stat() when cached: pygeoapi asks for the fields
+    several times per request."""
+    try:
+        meta = _metadata.get((FileVersion.of(path), table))
+    except FileNotFoundError:
+        raise LayerFileError(f"layer file {path} does not exist (not published yet?)") from None
+    if meta is not None:
+        return meta
+    connection, version = open_version(path)
+    try:
+        return layer_meta(connection, version, table)
+    finally:
+        connection.close()
+
+
+def layer_meta(connection: sqlite3.Connection, version: FileVersion, table: str) -> LayerMeta:
+    key = (version, table)
+    meta = _metadata.get(key)
+    if meta is None:
+        meta = read_meta(connection, table)
+        _metadata.put(key, meta)
+    return meta
+
+
+def read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
+    try:
+        return _read_meta(connection, table)
+    except sqlite3.DatabaseError as exc:
+        raise LayerFileError(f"layer file is not a readable GeoPackage: {exc}") from None
+
+
+def _read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
+    (application_id,) = connection.execute("PRAGMA application_id").fetchone()
+    if application_id != GPKG_APPLICATION_ID:
+        raise LayerFileError("layer file is not a GeoPackage (wrong application_id)")
+    geometry = connection.execute(
+        "SELECT column_name, geometry_type_name, srs_id FROM gpkg_geometry_columns WHERE table_name = ?", (table,)
+    ).fetchone()
+    if geometry is None:
+        raise LayerFileError(f"layer file has no feature table {table!r}")
+    geometry_column, geometry_type, srs_id = geometry
+    srs = connection.execute(
+        "SELECT organization, organization_coordsys_id FROM gpkg_spatial_ref_sys WHERE srs_id = ?", (srs_id,)
+    ).fetchone()
+    if srs is None or (str(srs[0]).upper(), srs[1]) != ("EPSG", 4326):
+        # Everything downstream (bbox, filters, transforms) assumes lon/lat WGS 84 as the contract says.
+        raise LayerFileError(f"feature table {table!r} is in SRS {srs}, the contract says EPSG:4326")
+    info = connection.execute("SELECT name, type, pk FROM pragma_table_info(?)", (table,)).fetchall()
+    primary = [name for name, _, pk in info if pk == 1]
+    if len(primary) != 1:
+        raise LayerFileError(f"feature table {table!r} has no single integer primary key")
+    columns = {name: column_kind(declared) for name, declared, _ in info if name not in (primary[0], geometry_column)}
+    rtree_name = f"rtree_{table}_{geometry_column}"
+    has_rtree = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree_name,)
+    ).fetchone()
+    feature_count = None
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'gpkg_ogr_contents'").fetchone():
+        row = connection.execute(
+            "SELECT feature_count FROM gpkg_ogr_contents WHERE table_name = ?", (table,)
+        ).fetchone()
+        feature_count = row[0] if row and row[0] is not None and row[0] >= 0 else None
+    contents = connection.execute(
+        "SELECT min_x, min_y, max_x, max_y, identifier, description FROM gpkg_contents WHERE table_name = ?",
+        (table,),
+    ).fetchone()
+    bounds = None
+    if contents and None not in contents[:4]:
+        bounds = tuple(float(v) for v in contents[:4])
+    return LayerMeta(
+        table=table,
+        fid_column=primary[0],
+        geometry_column=geometry_column,
+        geometry_type=str(geometry_type).upper(),
+        columns=columns,
+        rtree=rtree_name if has_rtree else None,
+        feature_count=feature_count,
+        bounds=bounds,
+        indexed=_indexed_columns(connection, table),
+        identifier=contents[4] if contents else None,
+        description=contents[5] if contents else None,
+    )
+
+
+def _indexed_columns(connection: sqlite3.Connection, table: str) -> frozenset[str]:
+    indexes = [name for (name,) in connection.execute("SELECT name FROM pragma_index_list(?)", (table,))]
+    leading = set()
+    for index in indexes:
+        first = connection.execute("SELECT name FROM pragma_index_info(?) WHERE seqno = 0", (index,)).fetchone()
+        if first and first[0]:
+            leading.add(first[0])
+    return frozenset(leading)
+
+
+def layer_extents(
+    path: str, table: str, time_start: str | None = None, time_end: str | None = None
+) -> tuple[tuple[float, float, float, float] | None, tuple[str | None, str | None]]:
+    """Spatial extent (gpkg_contents, lon/lat) and temporal extent (earliest start, latest end; None
+    when open-ended or absent) of a published layer, for the collection's `extents`."""
+    connection, version = open_version(path)
+    try:
+        meta = layer_meta(connection, version, table)
+        tmin = tmax = None
+        source = quote_identifier(table)
+        if time_start and time_start in meta.columns:
+            (tmin,) = connection.execute(f"SELECT MIN({quote_identifier(time_start)}) FROM {source}").fetchone()
+            if not time_end:
+                (tmax,) = connection.execute(f"SELECT MAX({quote_identifier(time_start)}) FROM {source}").fetchone()
+        if time_end and time_end in meta.columns:
+            end = quote_identifier(time_end)
+            (open_ended,) = connection.execute(f"SELECT EXISTS(SELECT 1 FROM {source} WHERE {end} IS NULL)").fetchone()
+            # a feature without an end is still active: the extent stays open rather than lying
+            if not open_ended:
+                (tmax,) = connection.execute(f"SELECT MAX({end}) FROM {source}").fetchone()
+        return meta.bounds, (tmin, tmax)
+    except sqlite3.DatabaseError as exc:
+        raise LayerFileError(f"cannot read extents of {path}: {exc}") from None
+    finally:
+        connection.close()

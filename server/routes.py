@@ -1,0 +1,220 @@
+"""pygeoapi's request handlers as Starlette routes, bound per request to the API of the caller's access level.
+
+pygeoapi.starlette_app builds its routes around one API made at import time from PYGEOAPI_CONFIG; this is
+the same glue (APIRequest in, headers/status/content out, the work in a thread) taking the API from the
+request scope, where the access dispatcher put the View of the caller's level.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlencode
+
+import pygeoapi.api as core_api
+import pygeoapi.api.itemtypes as itemtypes_api
+import pygeoapi.api.processes as processes_api
+import pygeoapi.api.tiles as tiles_api
+import pygeoapi.l10n as l10n
+from pygeoapi.api import API, APIRequest
+from pygeoapi.util import render_j2_template, to_json
+from pygeofilter import ast
+from pygeofilter.parsers.cql2_json import parse as parse_pygeofilter_cql2_json
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from server.cql import parse_cql2_text
+from server.site import view_of
+
+# pygeoapi 0.21 accepts only the pre-CQL2 names; the parsers it calls are ours (patch_pygeoapi) and tell
+# text from JSON by the expression itself, so the CQL2 names map onto the old ones.
+FILTER_LANGS = {"cql2-text": "cql-text", "cql2-json": "cql-json"}
+
+
+def parse_filter_json(text: str) -> ast.Node:
+    """CQL2 JSON; `{"bbox": [...]}` literals become polygons first, because pygeofilter 0.4 builds them
+    into an Envelope with the coordinates in the wrong slots (x2 = miny)."""
+
+    def boxes_to_polygons(node: object) -> object:
+        if isinstance(node, dict):
+            box = node.get("bbox")
+            if len(node) == 1 and isinstance(box, list) and len(box) in (4, 6):
+                minx, miny, maxx, maxy = (
+                    (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
+                )
+                ring = [[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]
+                return {"type": "Polygon", "coordinates": [ring]}
+            return {key: boxes_to_polygons(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [boxes_to_polygons(value) for value in node]
+        return node
+
+    return parse_pygeofilter_cql2_json(json.dumps(boxes_to_polygons(json.loads(text))))
+
+
+def parse_filter_text(text: str) -> ast.Node:
+    """The `filter` query parameter: CQL2 JSON when it is a JSON object, else CQL2 text."""
+    return parse_filter_json(text) if text.lstrip().startswith("{") else parse_cql2_text(text)
+
+
+class _NoConfigCache(dict):
+    """Stands in for pygeoapi.l10n._cfg_cache, which keeps ONE translated configuration per locale for the
+    whole process: with a configuration per access level (and a new one per publication) HTML pages would
+    be rendered with whichever came first, the staff one included. Translating per page costs a copy."""
+
+    def get(self, key: object, default: object = None) -> object:
+        return default
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+
+def patch_pygeoapi() -> None:
+    """The two process-wide changes pygeoapi 0.21 leaves no other way to make. Idempotent.
+    - `filter` is parsed with its ECQL parser (no S_INTERSECTS, TIMESTAMP(), CASEI): point it at ours;
+    - translated configurations are cached per locale only: turn that cache off."""
+    itemtypes_api.parse_ecql_text = parse_filter_text
+    itemtypes_api.parse_cql2_json = parse_filter_json
+    l10n._cfg_cache = _NoConfigCache()
+
+
+def to_response(headers: dict[str, str], status: int, content: str | bytes) -> Response:
+    return Response(content, status_code=int(status), headers=headers)
+
+
+async def call(
+    request: Request, handler: Callable[..., tuple], *args: Any, api: API | None = None, check_format: bool = True
+) -> Response:
+    """Run one pygeoapi handler for `request` against `api` (default: the caller's metadata API)."""
+    api = api or view_of(request).api
+    api_request = await APIRequest.from_starlette(request, api.locales)
+    if check_format and not api_request.is_valid():
+        return to_response(*api.get_format_exception(api_request))
+    return to_response(*await run_in_threadpool(handler, api, api_request, *args))
+
+
+def _as_geojson(response: Response) -> Response:
+    """Features are GeoJSON (OGC API Features Part 1 §7.16); pygeoapi labels them plain JSON."""
+    if response.status_code == 200 and response.headers.get("content-type") == "application/json":
+        response.headers["content-type"] = "application/geo+json"
+    return response
+
+
+def _with_pre_cql2_filter_lang(request: Request) -> Request:
+    if request.query_params.get("filter-lang") not in FILTER_LANGS:
+        return request
+    pairs = [(k, FILTER_LANGS.get(v, v) if k == "filter-lang" else v) for k, v in request.query_params.multi_items()]
+    return Request({**request.scope, "query_string": urlencode(pairs).encode()}, request.receive)
+
+
+async def landing_page(request: Request) -> Response:
+    return await call(request, core_api.landing_page)
+
+
+async def openapi(request: Request) -> Response:
+    return await call(request, core_api.openapi_)
+
+
+def _conformance(api: API, request: APIRequest, classes: tuple[str, ...]) -> tuple:
+    headers = request.get_response_headers(**api.api_headers)
+    body = {"conformsTo": list(classes)}
+    if request.format == core_api.F_HTML:
+        content = render_j2_template(
+            api.tpl_config, api.config["server"]["templates"], "conformance.html", body, request.locale
+        )
+        return headers, HTTPStatus.OK, content
+    return headers, HTTPStatus.OK, to_json(body, api.pretty_print)
+
+
+async def conformance(request: Request) -> Response:
+    """Our own: pygeoapi's grows a module-level list per call and declares editing we do not offer."""
+    return await call(request, _conformance, view_of(request).conformance)
+
+
+async def collections(request: Request) -> Response:
+    return await call(request, core_api.describe_collections, request.path_params.get("collection_id"))
+
+
+def _with_interval_roles(request: Request, response: Response) -> Response:
+    """pygeoapi marks the time field `primary-instant`; our features are intervals (start, end), and a
+    client reading `primary-instant` (GDAL) would turn `end_time >= X` into datetime= with other semantics."""
+    if response.status_code != 200 or not response.headers.get("content-type", "").startswith("application/schema"):
+        return response
+    resource = view_of(request).api.config["resources"][request.path_params["collection_id"]]
+    provider = next(p for p in resource["providers"] if p["type"] == "feature")
+    start, end = provider.get("time_field"), provider.get("time_end_field")
+    if not (start and end):
+        return response
+    document = json.loads(response.body)
+    for name, role in ((start, "primary-interval-start"), (end, "primary-interval-end")):
+        if name in document.get("properties", {}):
+            document["properties"][name]["x-ogc-role"] = role
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(json.dumps(document, ensure_ascii=False), status_code=200, headers=headers)
+
+
+async def queryables(request: Request) -> Response:
+    response = await call(request, itemtypes_api.get_collection_queryables, request.path_params["collection_id"])
+    return _with_interval_roles(request, response)
+
+
+async def schema(request: Request) -> Response:
+    response = await call(request, core_api.get_collection_schema, request.path_params["collection_id"])
+    return _with_interval_roles(request, response)
+
+
+async def items(request: Request) -> Response:
+    """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only)."""
+    response = await call(
+        _with_pre_cql2_filter_lang(request),
+        itemtypes_api.get_collection_items,
+        request.path_params["collection_id"],
+        api=view_of(request).query_api,
+        check_format=False,
+    )
+    return _as_geojson(response)
+
+
+async def item(request: Request) -> Response:
+    params = request.path_params
+    return _as_geojson(
+        await call(request, itemtypes_api.get_collection_item, params["collection_id"], params["item_id"])
+    )
+
+
+async def tile_matrix_sets(request: Request) -> Response:
+    if "tile_matrix_set_id" in request.path_params:
+        return await call(request, tiles_api.tilematrixset, request.path_params["tile_matrix_set_id"])
+    return await call(request, tiles_api.tilematrixsets)
+
+
+async def processes(request: Request) -> Response:
+    return await call(request, processes_api.describe_processes, None)
+
+
+async def jobs(request: Request) -> Response:
+    return await call(request, processes_api.get_jobs, None)
+
+
+def api_routes() -> list[BaseRoute]:
+    """The OGC API endpoints; issue 4 adds its tile routes beside these."""
+    return [
+        Route("/", landing_page),
+        Route("/openapi", openapi),
+        Route("/conformance", conformance),
+        Route("/collections", collections),
+        Route("/collections/{collection_id}", collections),
+        Route("/collections/{collection_id}/queryables", queryables),
+        Route("/collections/{collection_id}/schema", schema),
+        Route("/collections/{collection_id}/items", items, methods=["GET", "POST"]),
+        Route("/collections/{collection_id}/items/{item_id:path}", item),
+        Route("/TileMatrixSets", tile_matrix_sets),
+        Route("/TileMatrixSets/{tile_matrix_set_id}", tile_matrix_sets),
+        # the landing page links these two; we publish no processes, so they list nothing
+        Route("/processes", processes),
+        Route("/jobs", jobs),
+    ]

@@ -1,0 +1,56 @@
+"""How the server listens, where its keys come from and what it links to; from GEOPORTAL_SERVER_* variables."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# QGIS pages by min(max(1000, default), maximum) when the OpenAPI document declares both.
+QGIS_PAGE = 1000
+
+
+class ServerSettings(BaseSettings):
+    """Listening address, public URL, API keys and item limits of the OGC API server."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOPORTAL_SERVER_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    # The URL clients reach the server at (behind a proxy it differs from host:port).
+    public_url: str | None = None
+    # Hashed keys: a YAML/JSON file of {name, level, hash} and/or "name:level:hash" entries, comma-separated.
+    api_keys_file: Path | None = None
+    api_keys: SecretStr | None = None
+    # Raster basemap of the HTML pages and the web map; none on a closed network unless one is given.
+    basemap_url: str | None = None
+    basemap_attribution: str = "© OpenStreetMap contributors"
+    # Derived files (public copies of GeoPackages for download); the temporary folder by default.
+    cache_dir: Path | None = None
+    default_items: int = Field(1000, ge=1)
+    max_items: int = Field(10000, ge=QGIS_PAGE)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServerSettings:
+        if self.default_items > self.max_items:
+            raise ValueError(f"default_items {self.default_items} exceeds max_items {self.max_items}")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"public_url must be an http(s) URL, got {self.public_url!r}")
+        return self
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or Path(tempfile.gettempdir()) / "geoportal-server"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_server_settings() -> ServerSettings:
+    """Built on first use, never at import, so tests and `python -m server` can set the environment first."""
+    return ServerSettings()

@@ -1,0 +1,171 @@
+"""Everything served for one state of the published files: a pygeoapi API per access level, rebuilt on change."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygeoapi.api as core_api
+import pygeoapi.api.itemtypes as itemtypes_api
+import pygeoapi.api.tiles as tiles_api
+from pygeoapi.api import API
+from pygeoapi.plugin import load_plugin
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from layers.catalog import Catalog
+from layers.settings import PathSettings
+from server.auth import LEVELS, Level
+from server.config import exposed_fields, read_extents, render_config, visible_layers
+from server.downloads import copy_without
+from server.extents import Signature, published_signature
+from server.openapi import openapi_document
+from server.settings import ServerSettings
+
+LOGGER = logging.getLogger(__name__)
+VIEW = "geoportal.view"  # where the access dispatcher puts the caller's View in the request scope
+COMMON_CLASSES = tuple(core_api.CONFORMANCE_CLASSES)  # copied: pygeoapi's conformance() appends to the original
+READ_ONLY_EXCLUDED = {"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"}
+FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
+CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
+# What server.provider.GeoPackageProvider does with our CQL2 parsers (server.routes), each class exercised
+# end to end in tests/test_server_queries.py. QGIS filters server-side only when filter, features-filter,
+# cql2-text and basic-cql2 are all declared. A provider may declare its own list as FILTER_CONFORMANCE.
+GEOPACKAGE_FILTERS = (
+    FEATURES_3 + "filter",
+    FEATURES_3 + "features-filter",
+    CQL2 + "cql2-text",
+    CQL2 + "cql2-json",
+    CQL2 + "basic-cql2",
+    CQL2 + "advanced-comparison-operators",
+    CQL2 + "case-insensitive-comparison",
+    CQL2 + "basic-spatial-functions",
+    CQL2 + "spatial-functions",
+)
+OUR_PROVIDER = "server.provider.GeoPackageProvider"
+
+
+@dataclass(frozen=True)
+class View:
+    """What one access level sees. `query_api` answers item queries: its configuration lacks the temporal
+    extents, because pygeoapi answers a `datetime` outside them with 400 where OGC API wants an empty page."""
+
+    level: Level
+    api: API
+    query_api: API
+    conformance: tuple[str, ...]
+    downloads: dict[str, Path]  # the file each layer's download serves at this level
+
+
+def view_of(request: Request) -> View:
+    return request.scope[VIEW]
+
+
+@dataclass(frozen=True)
+class Site:
+    signature: Signature
+    views: dict[Level, View]
+    access: dict[str, Level]  # level required per served collection
+
+
+def filter_classes(config: dict[str, Any]) -> tuple[str, ...]:
+    """Part 3 classes every feature provider of `config` declares it really implements (none if one does not)."""
+    declared: set[str] | None = None
+    for resource in config["resources"].values():
+        for provider in resource["providers"]:
+            if provider["type"] == "feature":
+                default = GEOPACKAGE_FILTERS if provider["name"] == OUR_PROVIDER else ()
+                classes = set(getattr(load_plugin("provider", provider), "FILTER_CONFORMANCE", default))
+                declared = classes if declared is None else declared & classes
+    return tuple(sorted(declared or ()))
+
+
+def conformance_classes(config: dict[str, Any], filters: tuple[str, ...]) -> tuple[str, ...]:
+    types = {p["type"] for r in config["resources"].values() for p in r["providers"]}
+    classes = set(COMMON_CLASSES)
+    if "feature" in types:
+        classes |= set(itemtypes_api.CONFORMANCE_CLASSES_FEATURES) - READ_ONLY_EXCLUDED
+        classes |= set(filters)
+    if "tile" in types:
+        classes |= set(tiles_api.CONFORMANCE_CLASSES)
+    return tuple(sorted(classes))
+
+
+def _without_temporal_extents(config: dict[str, Any]) -> dict[str, Any]:
+    resources = {
+        layer_id: {**resource, "extents": {k: v for k, v in resource["extents"].items() if k != "temporal"}}
+        for layer_id, resource in config["resources"].items()
+    }
+    return {**config, "resources": resources}
+
+
+def build_view(level: Level, config: dict[str, Any], downloads: dict[str, Path]) -> View:
+    filters = filter_classes(config)
+    api = API(config, openapi_document(config, filters=bool(filters)))
+    query_api = copy.copy(api)
+    query_api.config = _without_temporal_extents(api.config)
+    conformance = conformance_classes(config, filters)
+    return View(level=level, api=api, query_api=query_api, conformance=conformance, downloads=downloads)
+
+
+def level_downloads(
+    catalog: Catalog, paths: PathSettings, settings: ServerSettings, level: Level, published: Collection[str]
+) -> dict[str, Path]:
+    """The published file where the level sees every field, else a copy without the fields it does not see."""
+    downloads = {}
+    for spec in visible_layers(catalog, level):
+        if spec.id in published:
+            hidden = [f.name for f in spec.fields if f.name not in exposed_fields(spec, level)]
+            downloads[spec.id] = copy_without(paths.published_path(spec.id), spec.id, hidden, settings.cache_path)
+    return downloads
+
+
+def build_site(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> Site:
+    files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
+    signature = published_signature(files)  # before reading: a change during the build triggers another
+    extents = read_extents(catalog, paths)
+    views = {}
+    for level in LEVELS:
+        downloads = level_downloads(catalog, paths, settings, level, extents)
+        views[level] = build_view(level, render_config(catalog, paths, settings, level, extents, downloads), downloads)
+    return Site(
+        signature=signature,
+        views=views,
+        access={layer_id: catalog[layer_id].access for layer_id in extents},
+    )
+
+
+class LiveSite:
+    """The current Site, rebuilt when a published file changes (checked with one stat per layer per request).
+    Requests in flight keep the Site they started with; the rebuild runs once, off the event loop, and the
+    requests that noticed the change wait for it, so the first request after a publication sees new data."""
+
+    def __init__(self, build: Callable[[], Site], files: dict[str, Path]):
+        self._build = build
+        self._files = files
+        self._lock = asyncio.Lock()
+        self._failed: Signature | None = None
+        self.site = build()
+
+    async def current(self) -> Site:
+        signature = published_signature(self._files)
+        if signature == self.site.signature or signature == self._failed:
+            return self.site
+        async with self._lock:
+            signature = published_signature(self._files)
+            if signature != self.site.signature and signature != self._failed:
+                try:
+                    self.site = await run_in_threadpool(self._build)
+                    self._failed = None
+                except Exception:
+                    # A broken file must not take the server down: keep serving the last good state.
+                    LOGGER.exception(
+                        "rebuilding the OGC API for the published files failed; serving the previous state"
+                    )
+                    self._failed = signature
+        return self.site
