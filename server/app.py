@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -24,10 +23,12 @@ from layers.settings import PathSettings, get_paths
 from server.auth import KeyRing, Level, allows, load_keyring, presented_key
 from server.downloads import file_response
 from server.errors import forbidden, http_exception, ogc_exception, server_error, unauthorized
+from server.map_routes import map_routes
 from server.provider_crs import install_city_crs
 from server.routes import api_routes, patch_pygeoapi
 from server.settings import ServerSettings, get_server_settings
 from server.site import VIEW, LiveSite, build_site, view_of
+from server.tiles import VectorTiles
 
 COLLECTION_PATH = re.compile(r"^/(?:collections|downloads)/([^/]+?)(?:\.gpkg)?(?:/.*)?$")
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
@@ -82,12 +83,6 @@ async def download(request: Request) -> Response:
     return await run_in_threadpool(file_response, request, path, f"{layer_id}.gpkg")
 
 
-def proj_directory(catalog: Catalog, settings: ServerSettings) -> Path:
-    """Where the city's CRSs are registered for PROJ: one folder per set of definitions."""
-    digest = hashlib.sha256(repr(sorted((k, v.proj4) for k, v in catalog.city.crs.items())).encode()).hexdigest()
-    return settings.cache_path / f"proj-{digest[:16]}"
-
-
 def create_app(
     catalog: Catalog | None = None,
     paths: PathSettings | None = None,
@@ -102,13 +97,14 @@ def create_app(
         secret = settings.api_keys.get_secret_value() if settings.api_keys else None
         keyring = load_keyring(settings.api_keys_file, secret)
     patch_pygeoapi()
-    install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()}, proj_directory(catalog, settings))
+    install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
     files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
     live = LiveSite(lambda: build_site(catalog, paths, settings), files)
     app = Starlette(
         routes=[
             Route("/downloads/{layer_id}.gpkg", download),
             Mount("/static", StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
+            *map_routes(),
             *api_routes(),
         ],
         middleware=[
@@ -124,4 +120,6 @@ def create_app(
         exception_handlers={HTTPException: http_exception, Exception: server_error},
     )
     app.state.live = live
+    app.state.catalog, app.state.paths, app.state.settings = catalog, paths, settings
+    app.state.tiles = VectorTiles(catalog, paths.published_path)  # owns the tile cache for the process
     return app

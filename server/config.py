@@ -62,6 +62,20 @@ def download_url(settings: ServerSettings, layer_id: str) -> str:
     return f"{settings.base_url}/downloads/{layer_id}.gpkg"
 
 
+def tile_and_style_links(base_url: str, spec: LayerSpec) -> list[dict[str, Any]]:
+    """Links a client follows from a collection to its vector tiles and its styles (issue 4's routes)."""
+    return [
+        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector", "type": "application/json",
+         "title": "Vector tiles (OGC API Tiles)", "href": f"{base_url}/collections/{spec.id}/tiles"},
+        {"rel": "describedby", "type": "application/json", "title": "TileJSON (XYZ template for QGIS, MapLibre)",
+         "href": f"{base_url}/tiles/{spec.id}/tilejson.json"},
+        {"rel": "stylesheet", "type": "application/vnd.mapbox.style+json", "title": "MapLibre style",
+         "href": f"{base_url}/styles/geoportal.json"},
+        {"rel": "stylesheet", "type": "application/vnd.qgis.qml", "title": "QGIS style (QML)",
+         "href": f"{base_url}/styles/{spec.id}.qml"},
+    ]
+
+
 def feature_provider(spec: LayerSpec, catalog: Catalog, paths: PathSettings, level: Level) -> dict[str, Any]:
     provider: dict[str, Any] = {
         "type": "feature",
@@ -108,7 +122,8 @@ def collection(
                 "href": download_url(settings, spec.id),
                 # a known length keeps pygeoapi from probing the link with a HEAD request per description
                 "length": download.stat().st_size,
-            }
+            },
+            *tile_and_style_links(settings.base_url, spec),
         ],
         "extents": {"spatial": {"bbox": list(extent.bbox or catalog.city.extent), "crs": CRS84}},
         "providers": [feature_provider(spec, catalog, paths, level)],

@@ -3,26 +3,21 @@ and the city's local systems (МСК) made addressable by CRS URI."""
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import uuid
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
+import pygeoapi.api as pygeoapi_api
+import pygeoapi.api.itemtypes as pygeoapi_itemtypes
+import pygeoapi.util as pygeoapi_util
 import pyproj
 import shapely
-from pygeoapi.util import get_crs_from_uri
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{code}"
-# pygeoapi resolves every CRS URI with pyproj.CRS.from_authority(<authority>, <code>) taken from the
-# last path segments, so a local system needs an authority PROJ knows: we register ours in an
-# auxiliary PROJ database (PROJ_AUX_DB) under this made-up authority.
+# A made-up authority for the city's local systems (see install_city_crs): OGC has no URI for them.
 CITY_AUTHORITY = "CITY"
 CITY_URI = "http://www.opengis.net/def/crs/" + CITY_AUTHORITY + "/0/{code}"
-AUX_DB_NAME = "city_crs.db"
 
 
 @lru_cache(maxsize=64)
@@ -30,7 +25,7 @@ def crs_from_uri(uri: str) -> pyproj.CRS:
     """pygeoapi's own resolution of CRS URIs (so both sides agree), cached: URIs repeat on every
     request. Plain references (`EPSG:4326`, as ECQL's BBOX carries them) go to pyproj directly."""
     if uri.startswith(("http://", "https://", "urn:")):
-        return get_crs_from_uri(uri)
+        return _resolve_with_city(uri)
     return pyproj.CRS.from_user_input(uri)
 
 
@@ -88,52 +83,36 @@ def city_crs_uri(code: str) -> str:
     return CITY_URI.format(code=code)
 
 
-def install_city_crs(definitions: Mapping[str, str], directory: Path) -> dict[str, str]:
+def install_city_crs(definitions: Mapping[str, str]) -> dict[str, str]:
     """Make local systems (`{"msk38-3": "+proj=tmerc ... +towgs84=..."}`) resolvable as
-    `http://www.opengis.net/def/crs/CITY/0/<code>` by pyproj and so by pygeoapi; returns code -> URI.
+    `http://www.opengis.net/def/crs/CITY/0/<code>` wherever pygeoapi (and this provider) resolve CRS URIs;
+    returns code -> URI.
 
-    PROJ reads PROJ_AUX_DB when a thread first opens its database: call this at process start,
-    before serving. The calling thread is refreshed here; threads started later see it anyway."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / AUX_DB_NAME
-    partial = directory / f".{AUX_DB_NAME}.{uuid.uuid4().hex}"
-    _write_aux_database(partial, definitions)
-    os.replace(partial, target)
-    existing = [p for p in os.environ.get("PROJ_AUX_DB", "").split(os.pathsep) if p and p != str(target)]
-    os.environ["PROJ_AUX_DB"] = os.pathsep.join([str(target), *existing])
-    pyproj.datadir.set_data_dir(pyproj.datadir.get_data_dir())  # reopen this thread's PROJ database
+    pygeoapi resolves URIs with pyproj.CRS.from_authority, which knows only PROJ's database. Registering
+    an auxiliary database (PROJ_AUX_DB) would reach every PROJ in the process, and GDAL's and rasterio's
+    PROJ builds refuse a database of pyproj's layout; so the resolver itself learns the city's systems."""
+    for proj4 in definitions.values():
+        pyproj.CRS.from_proj4(proj4)  # fail here, not on the first request
+    _CITY_DEFINITIONS.update({code: " ".join(proj4.split()) for code, proj4 in definitions.items()})
+    for module in _RESOLVING_MODULES:
+        if getattr(module, "get_crs_from_uri", None) is not _resolve_with_city:
+            module.get_crs_from_uri = _resolve_with_city
     crs_from_uri.cache_clear()
     lat_first.cache_clear()
     _transformer.cache_clear()
     return {code: city_crs_uri(code) for code in definitions}
 
 
-def _write_aux_database(path: Path, definitions: Mapping[str, str]) -> None:
-    # An auxiliary database must have proj.db's structure; copy it from the proj.db pyproj ships so
-    # the layout version always matches the PROJ that reads it.
-    proj_db = Path(pyproj.datadir.get_data_dir().split(os.pathsep)[0]) / "proj.db"
-    source = sqlite3.connect(f"{proj_db.as_uri()}?mode=ro", uri=True)
-    target = sqlite3.connect(path)
-    try:
-        schema = source.execute(
-            "SELECT sql FROM sqlite_master WHERE type IN ('table', 'view') AND sql IS NOT NULL "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'view'"
-        ).fetchall()
-        for (statement,) in schema:
-            target.execute(statement)
-        target.executemany(
-            "INSERT INTO metadata (key, value) VALUES (?, ?)",
-            source.execute("SELECT key, value FROM metadata WHERE key LIKE 'DATABASE.LAYOUT.VERSION.%'"),
-        )
-        for code, proj4 in definitions.items():
-            pyproj.CRS.from_proj4(proj4)  # fail here, not on the first request
-            # text_definition keeps +towgs84: PROJ then transforms with exactly these parameters,
-            # the same ones the pipeline used to bring source data into EPSG:4326.
-            target.execute(
-                "INSERT INTO projected_crs (auth_name, code, name, text_definition, deprecated) VALUES (?, ?, ?, ?, 0)",
-                (CITY_AUTHORITY, code, code, " ".join(proj4.split()) + " +type=crs"),
-            )
-        target.commit()
-    finally:
-        source.close()
-        target.close()
+_CITY_DEFINITIONS: dict[str, str] = {}
+_PYGEOAPI_RESOLVE = pygeoapi_util.get_crs_from_uri
+
+
+def _resolve_with_city(uri: str) -> pyproj.CRS:
+    prefix = CITY_URI.format(code="")
+    if uri.startswith(prefix) and uri[len(prefix):] in _CITY_DEFINITIONS:
+        return pyproj.CRS.from_proj4(_CITY_DEFINITIONS[uri[len(prefix):]])
+    return _PYGEOAPI_RESOLVE(uri)
+
+
+# every module that imported pygeoapi's resolver by name resolves through the city-aware one
+_RESOLVING_MODULES = [pygeoapi_util, pygeoapi_api, pygeoapi_itemtypes]

@@ -91,8 +91,8 @@ def conformance_classes(config: dict[str, Any], filters: tuple[str, ...]) -> tup
     if "feature" in types:
         classes |= set(itemtypes_api.CONFORMANCE_CLASSES_FEATURES) - READ_ONLY_EXCLUDED
         classes |= set(filters)
-    if "tile" in types:
-        classes |= set(tiles_api.CONFORMANCE_CLASSES)
+    # vector tiles of every collection are served by server/map_routes.py, not a pygeoapi provider
+    classes |= set(tiles_api.CONFORMANCE_CLASSES)
     return tuple(sorted(classes))
 
 

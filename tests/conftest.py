@@ -11,6 +11,8 @@ import pytest
 from layers.settings import REPO_ROOT, PathSettings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The sample city's "today" (data/sample/irkutsk/expected.json: anchor_today), noon in Irkutsk
+SAMPLE_MOMENT = "2026-11-24T04:00:00+00:00"
 
 
 def pytest_report_header(config) -> list[str]:
@@ -34,13 +36,17 @@ def path_environment(paths: PathSettings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def published_city(tmp_path_factory) -> PathSettings:
     """Run the all_layers job once on the bundled sample city; tests read, never write, its output."""
-    from layers.catalog import load_catalog
-    from pipelines.factory import layer_assets
     import dagster as dg
 
+    from layers.catalog import load_catalog
+    from pipelines.factory import layer_assets
+    from pipelines.raster import PRODUCT, disruption_load_asset
+
     paths = city_paths(tmp_path_factory.mktemp("city"))
-    result = dg.materialize(layer_assets(load_catalog()), resources={"geoportal": resource_for(paths)},
-                            raise_on_error=False)
+    catalog = load_catalog()
+    result = dg.materialize([*layer_assets(catalog), disruption_load_asset(catalog)],
+                            resources={"geoportal": resource_for(paths)}, raise_on_error=False,
+                            run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}})
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return paths
 

@@ -690,13 +690,10 @@ def test_output_in_web_mercator_and_epsg_4326_axis_order(provider, frame):
 
 
 @pytest.fixture
-def city_crs(tmp_path, monkeypatch):
-    """The catalog's local systems registered with PROJ for one test; PROJ_AUX_DB restored afterwards."""
-    monkeypatch.setenv("PROJ_AUX_DB", os.environ.get("PROJ_AUX_DB", ""))
+def city_crs():
+    """The catalog's local systems made resolvable by CRS URI (idempotent: the server does the same)."""
     catalog = load_catalog()
-    yield catalog, install_city_crs({k: d.proj4 for k, d in catalog.city.crs.items()}, tmp_path / "proj")
-    monkeypatch.undo()
-    pyproj.datadir.set_data_dir(pyproj.datadir.get_data_dir())  # this thread's PROJ forgets the aux database
+    yield catalog, install_city_crs({k: d.proj4 for k, d in catalog.city.crs.items()})
 
 
 def test_output_in_the_city_msk_matches_the_pipelines_definition(provider, frame, city_crs):

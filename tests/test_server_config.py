@@ -81,9 +81,9 @@ def test_limits_let_qgis_page_by_a_thousand(configs):
 
 @pytest.fixture(scope="module")
 def documents(configs):
-    from server.app import install_city_crs, proj_directory
+    from server.app import install_city_crs
 
-    install_city_crs({k: d.proj4 for k, d in CATALOG.city.crs.items()}, proj_directory(CATALOG, SETTINGS))
+    install_city_crs({k: d.proj4 for k, d in CATALOG.city.crs.items()})
     return {level: openapi_document(config, filters=True) for level, config in configs.items()}
 
 

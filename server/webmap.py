@@ -1,0 +1,124 @@
+"""The web map's server side: its configuration and style from the catalog, and the raster as an image."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from pyproj import Transformer
+from rasterio.io import MemoryFile
+
+from assets.raster import GRID_CRS
+from layers.catalog import Catalog, LayerSpec
+from server.extents import read_extent
+from server.styles import legend, maplibre_style
+
+DOMAIN_TITLES = {
+    "repairs": "Ремонты и земляные работы",
+    "closures": "Перекрытия и объезды",
+    "outages": "Отключения",
+    "zones": "Границы зон",
+    "reference": "Справочные слои",
+}
+RASTER = ("disruption_load", "Нагрузка от работ и отключений")
+# colour ramp of the disruption load: transparent at zero, yellow to red as weights add up
+RAMP = np.array([[253, 230, 138], [251, 191, 36], [249, 115, 22], [220, 38, 38], [127, 29, 29]], dtype=float)
+
+
+def _labels(spec: LayerSpec) -> dict[str, str]:
+    """Russian labels of coded values, from the source value maps (first Russian word that maps to it)."""
+    labels: dict[str, str] = {}
+    for source in spec.sources:
+        for mapping in source.values.values():
+            for russian, code in mapping.items():
+                labels.setdefault(code, russian)
+    return labels
+
+
+def _field_entries(spec: LayerSpec, staff: bool) -> list[dict[str, Any]]:
+    labels = _labels(spec)
+    return [
+        {"name": f.name, "title": f.title.ru, "type": f.type,
+         **({"labels": {v: labels.get(v, v) for v in f.allowed}} if f.allowed else {})}
+        for f in spec.fields if staff or not f.internal
+    ]
+
+
+def _legend(spec: LayerSpec) -> list[dict[str, Any]]:
+    labels = _labels(spec)
+    return [{**entry, "label": labels.get(entry.get("value"), entry.get("value"))} for entry in legend(spec)]
+
+
+def visible_layers(catalog: Catalog, staff: bool) -> list[LayerSpec]:
+    return [spec for spec in catalog.values() if staff or spec.access == "public"]
+
+
+def time_range(layers: list[LayerSpec], published) -> tuple[dt.datetime, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    starts, ends = [now - dt.timedelta(days=30)], [now + dt.timedelta(days=30)]
+    for spec in layers:
+        path = published(spec.id)
+        if spec.temporal and path.exists():
+            extent = read_extent(path, spec)
+            starts += [extent.begin] if extent.begin else []
+            ends += [extent.end] if extent.end else []
+    return min(starts), max(ends)
+
+
+def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, staff: bool) -> dict[str, Any]:
+    layers = visible_layers(catalog, staff)
+    begin, end = time_range(layers, published)
+    first_zones = next((spec.id for spec in layers if spec.domain == "zones"), None)
+    config: dict[str, Any] = {
+        "title": catalog.city.name.ru,
+        "timezone": catalog.city.timezone,
+        "bounds": [[catalog.city.extent[0], catalog.city.extent[1]], [catalog.city.extent[2], catalog.city.extent[3]]],
+        "style": f"{base_url}/map/style.json",
+        "domains": [{"id": domain, "title": title} for domain, title in DOMAIN_TITLES.items()],
+        "layers": [
+            {"id": spec.id, "title": spec.title.ru, "domain": spec.domain, "geometry": spec.geometry_type,
+             "temporal": spec.temporal.model_dump() if spec.temporal else None,
+             "fields": _field_entries(spec, staff), "legend": _legend(spec),
+             # one zone set at a time reads well over the events; the others are a click away
+             "visible": spec.domain not in ("reference", "zones") or spec.id == first_zones}
+            for spec in layers if published(spec.id).exists()
+        ],
+        "time": {"min": begin.isoformat(), "max": end.isoformat(), "now": dt.datetime.now(dt.UTC).isoformat()},
+        "raster": None,
+    }
+    if raster_path.exists():
+        with rasterio.open(raster_path) as dataset:
+            bounds = dataset.bounds
+        # pyproj, not rasterio's PROJ: the server registers the city's CRSs in pyproj's database only
+        to_lonlat = Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
+        west, south, east, north = to_lonlat.transform_bounds(*bounds)
+        config["raster"] = {"id": RASTER[0], "title": RASTER[1], "url": f"{base_url}/map/raster/{RASTER[0]}.png",
+                            "coordinates": [[west, north], [east, north], [east, south], [west, south]]}
+    return config
+
+
+def map_style(catalog: Catalog, base_url: str, staff: bool, basemap_url: str | None) -> dict[str, Any]:
+    layers = [spec for spec in visible_layers(catalog, staff)]
+    return maplibre_style(layers, tiles_url=f"{base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf", name=catalog.city.name.ru,
+                          bounds=catalog.city.extent, basemap_url=basemap_url)
+
+
+def raster_png(path: Path) -> bytes:
+    """The disruption load as an RGBA PNG on its own Web Mercator grid (the map drapes it by its corners)."""
+    with rasterio.open(path) as dataset:
+        values = dataset.read(1).astype(float)
+    top = max(float(values.max()), 1.0)
+    scaled = np.clip(values / top, 0, 1) * (len(RAMP) - 1)
+    low = np.floor(scaled).astype(int)
+    high = np.minimum(low + 1, len(RAMP) - 1)
+    share = (scaled - low)[..., None]
+    rgb = RAMP[low] * (1 - share) + RAMP[high] * share
+    alpha = np.where(values > 0, 90 + 165 * np.clip(values / top, 0, 1), 0)
+    rgba = np.concatenate([rgb, alpha[..., None]], axis=-1).astype("uint8").transpose(2, 0, 1)
+    with MemoryFile() as memory:
+        with memory.open(driver="PNG", width=rgba.shape[2], height=rgba.shape[1], count=4, dtype="uint8") as image:
+            image.write(rgba)
+        return memory.read()
