@@ -22,9 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
-# Debian packages the test suite drives: a real headless browser for the web-map tests, and
-# GDAL 3.6 (the GDAL of QGIS 3.22 LTR) to prove the GeoPackages open in it without warnings.
-TEST_DEBIAN_PACKAGES = {"chromium": "/usr/bin/chromium", "gdal-bin": "/usr/bin/ogrinfo"}
+# Debian packages the test suite drives: a real headless browser for the web-map tests, GDAL 3.6
+# (the GDAL of QGIS 3.22 LTR) to prove the GeoPackages open in it without warnings, and QGIS 3.22
+# itself (headless) to prove it draws our QML styles and vector tiles.
+TEST_DEBIAN_PACKAGES = {
+    "chromium": "/usr/bin/chromium",
+    "gdal-bin": "/usr/bin/ogrinfo",
+    "python3-qgis": "/usr/lib/python3/dist-packages/qgis/core/__init__.py",
+    "qgis-providers": "/usr/lib/qgis/plugins/libprovider_delimitedtext.so",
+}
 
 
 def say(message: str) -> None:

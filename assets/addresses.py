@@ -158,9 +158,11 @@ def normalize_street(name: str) -> str:
              for t in _tokenize(str(name)) if t.kind in ("word", "ord", "num")]
     words = [w for w in words if w not in ("им", "имени")]
     street_type = _DEFAULT_TYPE
-    ends = sorted({0, len(words) - 1}) if len(words) > 1 else []
-    typed = [i for i in ends if words[i] in _STREET_TYPES]
-    if typed:
+    # "ул. Верхняя Набережная" == "Верхняя наб.": once "улица" is dropped, another type word at an end is the type
+    while street_type == _DEFAULT_TYPE and len(words) > 1:
+        typed = [i for i in sorted({0, len(words) - 1}) if words[i] in _STREET_TYPES]
+        if not typed:
+            break
         # "ул. Набережная": when both ends are type words the plain "улица" is the type, not the name
         index = min(typed, key=lambda i: (_STREET_TYPES[words[i]] != _DEFAULT_TYPE, i))
         street_type = _STREET_TYPES[words.pop(index)]
@@ -197,10 +199,12 @@ def _read_street(cur: _Cursor) -> bool:
         cur.take()
         if not _read_name(cur, type_may_be_name=True):
             raise _NotUnderstood
-        return True
-    if not _read_name(cur):
+    elif not _read_name(cur):
         return False
-    if _is(cur.peek(), "word", _STREET_TYPES):
+    elif _is(cur.peek(), "word", _STREET_TYPES):
+        cur.take()
+    # "ул. Верхняя Набережная, 2", "Верхняя Набережная ул.": a type word after the name, with no name after it
+    if _is(cur.peek(), "word", _STREET_TYPES) and not _is_name_part(cur, 1):
         cur.take()
     return True
 

@@ -27,6 +27,9 @@ def blank(raw: pd.Series) -> pd.Series:
 
 def as_text(raw: pd.Series) -> Coerced:
     def text(value: object) -> object:
+        if type(value) is str and value and value.isprintable() and value[0] != " " and value[-1] != " " \
+                and "  " not in value:
+            return value  # the common case, already clean: no split/join per cell
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return None
         if isinstance(value, float) and value.is_integer():

@@ -44,7 +44,12 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
     if missing:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
     frame = RawFrame(table.source, pd.DataFrame())
-    rows, numbers, geometries = [], [], []
+    # a list per column and one object per distinct string: a million small dicts and their
+    # repeated values ("Теплосеть", dates) cost gigabytes otherwise
+    columns = list(dict.fromkeys([*table.columns, BUILDING]))
+    data: dict[str, list] = {column: [] for column in columns}
+    same: dict[str, dict] = {column: {} for column in columns}
+    numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
             frame.warnings.append(f"{record.source}: {record.error}")
@@ -54,10 +59,15 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
             frame.rejects.append(Reject(record.source, record.number, record.error_field or "",
                                         record.error, _raw_text(record.values)))
             continue
-        rows.append(record.values)
+        values = record.values
+        for column in columns:
+            value = values.get(column)
+            if type(value) is str:
+                value = same[column].setdefault(value, value)
+            data[column].append(value)
         numbers.append(record.number)
         geometries.append(record.geometry)
-    frame.table = pd.DataFrame.from_records(rows, columns=list(dict.fromkeys([*table.columns, BUILDING])))
+    frame.table = pd.DataFrame(data, columns=columns)
     frame.table[ROW] = numbers
     frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
     return frame
@@ -72,8 +82,10 @@ class Problems:
 
     def add(self, mask: pd.Series, field_name: str, reason: str, raw: pd.Series | None = None) -> None:
         for index in mask[mask].index:
-            value = "" if raw is None else str(raw[index])
-            self.found[index].append((field_name, reason, value))
+            self.add_row(index, field_name, reason, "" if raw is None else str(raw[index]))
+
+    def add_row(self, index: object, field_name: str, reason: str, value: str = "") -> None:
+        self.found[index].append((field_name, reason, value))
 
     def rejects(self) -> list[Reject]:
         return [Reject(self.source, str(self.rows[i]), f, r, v) for i, items in self.found.items() for f, r, v in items]
@@ -131,9 +143,15 @@ def attributes(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
         out[spec.name] = values
     if layer.temporal and layer.temporal.end:
         start, end = out[layer.temporal.start], out[layer.temporal.end]
-        problems.add(start.notna() & end.notna() & (end < start), layer.temporal.end,
-                     "ends before it starts", end.astype(str) + " < " + start.astype(str))
+        backwards = start.notna() & end.notna() & (end < start)
+        problems.add(backwards, layer.temporal.end, "ends before it starts",
+                     end[backwards].astype(str) + " < " + start[backwards].astype(str))
     return out
+
+
+MULTI = {"MultiPoint": (0, shapely.multipoints), "MultiLineString": (1, shapely.multilinestrings),
+         "MultiPolygon": (3, shapely.multipolygons)}
+TYPE_ID = {"Point": 0, "LineString": 1, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
 
 
 def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder,
@@ -144,53 +162,59 @@ def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
     crs = city.resolve_crs(source.crs)
     how = source.geometry
     if how and how.wkt:
-        texts = table[how.wkt].to_numpy(dtype=object)
-        parsed = parse_wkt(texts)
-        unreadable = pd.Series([p is None for p in parsed], index=table.index) & ~coerce.blank(table[how.wkt])
+        parsed = parse_wkt(table[how.wkt].to_numpy(dtype=object))
+        unreadable = pd.Series(shapely.is_missing(parsed), index=table.index) & ~coerce.blank(table[how.wkt])
         problems.add(unreadable, how.wkt, "not valid WKT", table[how.wkt])
-        take = np.array([r is None for r in result], dtype=bool) & ~unreadable.to_numpy()
+        take = shapely.is_missing(result) & ~unreadable.to_numpy()
         result[take] = parsed[take]
     if how and how.x:
         x = pd.to_numeric(coerce._numeric_text(table[how.x]), errors="coerce").to_numpy(dtype=float)
         y = pd.to_numeric(coerce._numeric_text(table[how.y]), errors="coerce").to_numpy(dtype=float)
         points = points_from_xy(x, y, how.axis_order == "northing_easting")
-        take = np.array([r is None for r in result], dtype=bool)
+        take = shapely.is_missing(result)
         result[take] = points[take]
-    empty = np.array([g is not None and g.is_empty for g in result], dtype=bool)
+    empty = shapely.is_empty(result)
     problems.add(pd.Series(empty, index=table.index), "geometry", "empty geometry")
     result[empty] = None
     result = to_wgs84(result, crs)
     addresses: list[str] | None = None
     if how and how.address and geocoder is not None:
         result, addresses = _geocode(table, how.address, result, geocoder, problems)
-    missing = pd.Series([g is None for g in result], index=table.index)
+    missing = pd.Series(shapely.is_missing(result), index=table.index)
     already = pd.Series(table.index.isin(problems.bad), index=table.index)
     problems.add(missing & ~already, "geometry", "no geometry: neither coordinates nor a known address")
     result, repaired = repair(result)
-    for i, geometry in enumerate(result):
-        if geometry is None:
-            continue
-        fitted, why = fit_type(geometry, layer.geometry_type)
+    kinds = shapely.get_type_id(result)
+    if layer.geometry_type in MULTI:  # single parts promoted to Multi in one call
+        part, make = MULTI[layer.geometry_type]
+        single = np.flatnonzero(kinds == part)
+        if len(single):
+            result[single] = make(result[single], indices=np.arange(len(single)))
+            kinds[single] = TYPE_ID[layer.geometry_type]
+    for i in np.flatnonzero((kinds != TYPE_ID[layer.geometry_type]) & (kinds != -1)):
+        fitted, why = fit_type(result[i], layer.geometry_type)
         if why:
-            problems.add(pd.Series(table.index == table.index[i], index=table.index), "geometry", why)
+            problems.add_row(table.index[i], "geometry", why)
         result[i] = fitted
     west, south, east, north = city.extent
     extent = shapely.box(west, south, east, north)
-    outside = np.array([g is not None and not shapely.within(g, extent) for g in result], dtype=bool)
+    shapely.prepare(extent)
+    outside = ~shapely.is_missing(result) & ~shapely.within(result, extent)
+    shown = pd.Series("", index=table.index, dtype=object)
+    shown[outside] = [text[:80] for text in shapely.to_wkt(result[outside], rounding_precision=-1)]
     problems.add(pd.Series(outside, index=table.index), "geometry",
-                 "outside the city extent (wrong CRS or swapped X/Y?)",
-                 pd.Series([g.wkt[:80] if g is not None else "" for g in result], index=table.index))
+                 "outside the city extent (wrong CRS or swapped X/Y?)", shown)
     return result, int(repaired.sum()), addresses
 
 
 def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, problems: Problems):
-    addresses = [None] * len(table)
-    for position, (index, row) in enumerate(table.iterrows()):
-        if result[position] is not None:
-            continue
-        building = row.get(BUILDING)
-        text = row.get(column)
-        if isinstance(building, float) or building is None:
+    """Geometry for the rows that have none yet, from their address; only those rows are visited."""
+    addresses: list[str | None] = [None] * len(table)
+    texts = table[column].to_numpy(dtype=object)
+    buildings = table[BUILDING].to_numpy(dtype=object)
+    for position in np.flatnonzero(shapely.is_missing(result)):
+        building, text = buildings[position], texts[position]
+        if building is None or isinstance(building, float):
             if not isinstance(text, str) or not text.strip():
                 continue
             matches, reasons = geocoder.match_text(text)
@@ -199,8 +223,8 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
             matches = [(building, payload)] if payload is not None else []
             reasons = [] if matches else [f"не найден в адресном реестре: {text}"]
         if not matches:
-            problems.add(pd.Series(table.index == index, index=table.index), column,
-                         "; ".join(reasons) or "address not found in the address register", table[column])
+            problems.add_row(table.index[position], column,
+                             "; ".join(reasons) or "address not found in the address register", str(text))
             continue
         points = [payload[0] for _, payload in matches]
         result[position] = points[0] if len(points) == 1 else shapely.MultiPoint(points).centroid

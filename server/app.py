@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import sqlite3
+import threading
 from pathlib import Path
 
 import pygeoapi
@@ -83,6 +87,28 @@ async def download(request: Request) -> Response:
     return await run_in_threadpool(file_response, request, path, f"{layer_id}.gpkg")
 
 
+REFRESH_SECONDS = 5.0
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette):
+    """Pre-render the low zooms of the combined tileset after each publication, in the background:
+    the first low-zoom tile of a large new file costs seconds, which no visitor should wait for."""
+    stop = threading.Event()
+
+    def warm() -> None:
+        while not stop.wait(REFRESH_SECONDS):
+            try:
+                app.state.tiles.refresh()
+            except (OSError, sqlite3.Error) as error:  # a file replaced mid-read: next round
+                logging.getLogger(__name__).warning("tile pre-rendering skipped: %s", error)
+
+    worker = threading.Thread(target=warm, name="tile-refresh", daemon=True)
+    worker.start()
+    yield
+    stop.set()
+
+
 def create_app(
     catalog: Catalog | None = None,
     paths: PathSettings | None = None,
@@ -101,6 +127,7 @@ def create_app(
     files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
     live = LiveSite(lambda: build_site(catalog, paths, settings), files)
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/downloads/{layer_id}.gpkg", download),
             Mount("/static", StaticFiles(directory=PYGEOAPI_STATIC), name="static"),

@@ -136,6 +136,24 @@ class TestStreets:
     def test_numbered_street_in_a_notice(self) -> None:
         assert understood("ул. 50 лет Октября, 5") == on("50 лет октября", "5")
 
+    @pytest.mark.parametrize("written", ["ул. Верхняя Набережная, 2", "Верхняя наб., 2", "Верхняя набережная, д. 2",
+                                         "ул. Верхняя Набережная 2", "Верхняя Набережная ул., 2",
+                                         "наб. Верхняя, 2"])
+    def test_type_word_closing_a_name_is_the_type(self, written: str) -> None:
+        assert understood(written) == on("верхняя наб", "2")
+
+    @pytest.mark.parametrize("written", ["ул. Верхняя Набережная", "Верхняя Набережная ул", "Верхняя наб.",
+                                         "верхняя набережная"])
+    def test_register_spellings_of_a_type_word_closing_a_name(self, written: str) -> None:
+        assert normalize_street(written) == "верхняя наб"
+
+    def test_square_closing_a_name(self) -> None:
+        assert understood("ул. Старая Площадь, 4") == on("старая пл", "4")
+        assert normalize_street("ул. Старая Площадь") == "старая пл"
+
+    def test_type_word_followed_by_a_name_is_not_taken(self) -> None:
+        assert parse_address_list("ул. Ленина пер. Почтовый 2") == ([], ["ул. Ленина пер. Почтовый 2"])
+
 
 class TestNoise:
     @pytest.mark.parametrize("text", [
@@ -264,6 +282,11 @@ class TestAddressIndex:
         matched, reasons = register.match_text("ул. Ленина, 1, ???; абракадабра")
         assert len(matched) == 1
         assert reasons == ["не распознано: «???»", "не распознано: «абракадабра»"]
+
+    @pytest.mark.parametrize("text", ["ул. Верхняя Набережная, 2", "Верхняя наб., 2", "Верхняя набережная, д. 2"])
+    def test_type_word_closing_a_name_matches_the_register(self, text: str) -> None:
+        index = AddressIndex([("ул. Верхняя Набережная", "2", "Верхняя Набережная 2")])
+        assert index.match_text(text) == ([(BuildingAddress("верхняя наб", "2"), "Верхняя Набережная 2")], [])
 
     def test_rows_without_street_or_house_are_skipped(self, register: AddressIndex[str]) -> None:
         assert register.skipped == 1
