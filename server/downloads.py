@@ -18,13 +18,11 @@ from starlette.responses import Response, StreamingResponse
 
 from server.config import GPKG_MEDIA_TYPE
 from server.errors import ogc_exception
+from server.provider_sql import quote_identifier
 
 CHUNK = 1 << 16
 _building = threading.Lock()
 
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def copy_without(source: Path, table: str, hidden: list[str], cache_dir: Path) -> Path:
@@ -66,10 +64,10 @@ def _drop_columns(path: Path, table: str, columns: list[str]) -> None:
     db = sqlite3.connect(path)
     try:
         db.execute("PRAGMA secure_delete = ON")  # overwrite the freed cells, not just unlink them
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({_quote(table)})")}
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({quote_identifier(table)})")}
         for name in columns:
             if name in present:
-                db.execute(f"ALTER TABLE {_quote(table)} DROP COLUMN {_quote(name)}")
+                db.execute(f"ALTER TABLE {quote_identifier(table)} DROP COLUMN {quote_identifier(name)}")
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'gpkg_data_columns'").fetchone():
             db.executemany(
                 "DELETE FROM gpkg_data_columns WHERE table_name = ? AND column_name = ?", [(table, c) for c in columns]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from layers.catalog import LayerSpec
+from server.provider_sql import quote_identifier
 
 # (layer id, st_mtime_ns, st_ino) per published file, None for a layer not published (yet).
 Signature = tuple[tuple[str, int, int] | None, ...]
@@ -35,9 +36,6 @@ class LayerExtent:
     end: datetime | None  # None: some feature is open-ended, or the layer has no temporal fields
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
 
 def _instant(value: str | None) -> datetime | None:
     """A stored date (`YYYY-MM-DD`) or datetime (`…Z`, always UTC) as an aware datetime."""
@@ -57,8 +55,8 @@ def read_extent(path: Path, spec: LayerSpec) -> LayerExtent:
         bbox = tuple(float(v) for v in row) if row and None not in row else None
         begin = end = None
         if spec.temporal:
-            table, start = _quote(spec.id), _quote(spec.temporal.start)
-            finish = _quote(spec.temporal.end) if spec.temporal.end else start
+            table, start = quote_identifier(spec.id), quote_identifier(spec.temporal.start)
+            finish = quote_identifier(spec.temporal.end) if spec.temporal.end else start
             first, last_start, last_end, open_ended = db.execute(
                 f"SELECT MIN({start}), MAX({start}), MAX({finish}), COUNT(*) - COUNT({finish}) FROM {table}"
             ).fetchone()

@@ -88,7 +88,8 @@ async def collection_tilesets(request: Request) -> Response:
     if not _visible(request, layer_id):
         return ogc_exception(404, f"no collection {layer_id!r}")
     spec = request.app.state.catalog[layer_id]
-    return JSONResponse(ogc_tilesets(title=spec.title.en, tileset_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}",
+    return JSONResponse(ogc_tilesets(title=spec.title.en,
+                                     tileset_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}",
                                      tiling_scheme_href=f"{base}/TileMatrixSets/{WEB_MERCATOR}"))
 
 

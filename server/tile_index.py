@@ -12,6 +12,7 @@ import pandas as pd
 from pyproj import Transformer
 
 from layers.catalog import LayerSpec
+from server.provider_sql import quote_identifier
 
 MAX_LATITUDE = 85.0511287798066
 NEVER = np.iinfo(np.int64).max  # the end of an open-ended feature
@@ -64,8 +65,7 @@ def epoch_ms(texts: pd.Series, date_end: bool = False) -> np.ndarray:
 def load_index(db: sqlite3.Connection, spec: LayerSpec) -> LayerIndex:
     """Two sequential scans (the R-tree, then the temporal columns) aligned by fid: a join by rowid would
     seek once per feature, several times slower on a million rows."""
-    quote = lambda name: '"' + name.replace('"', '""') + '"'
-    rtree = quote(f"rtree_{spec.id}_geom")
+    rtree = quote_identifier(f"rtree_{spec.id}_geom")
     boxes = np.array(db.execute(f"SELECT id, minx, miny, maxx, maxy FROM {rtree}").fetchall(), dtype=np.float64)
     boxes = boxes.reshape(-1, 5)
     ids = boxes[:, 0].astype(np.int64)  # fids are < 2**53, exact as doubles
@@ -77,8 +77,8 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec) -> LayerIndex:
     start = end = None
     if spec.temporal:
         names = [spec.temporal.start, *([spec.temporal.end] if spec.temporal.end else [])]
-        columns = ", ".join(quote(name) for name in names)
-        rows = db.execute(f"SELECT fid, {columns} FROM {quote(spec.id)}").fetchall()
+        columns = ", ".join(quote_identifier(name) for name in names)
+        rows = db.execute(f"SELECT fid, {columns} FROM {quote_identifier(spec.id)}").fetchall()
         fids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
         by_fid = np.arange(len(fids)) if np.all(fids[1:] > fids[:-1]) else np.argsort(fids)  # rowid order: sorted
         where = by_fid[np.searchsorted(fids[by_fid], ids[order])]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from layers.catalog import LayerSpec
+from server.provider_features import JSON_SCHEMA
 from server.tile_render import TMS, visible_fields
 
 Bbox = tuple[float, float, float, float]  # west, south, east, north (lon/lat)
@@ -24,14 +25,6 @@ _TILEJSON_TYPES = {
     "boolean": "Boolean",
     "date": "String",
     "datetime": "String",
-}
-_JSON_SCHEMA_TYPES = {
-    "string": {"type": "string"},
-    "integer": {"type": "integer"},
-    "number": {"type": "number"},
-    "boolean": {"type": "boolean"},
-    "date": {"type": "string", "format": "date"},
-    "datetime": {"type": "string", "format": "date-time"},
 }
 _DIMENSION = {"Point": 0, "LineString": 1, "MultiLineString": 1, "MultiPolygon": 2}
 
@@ -114,7 +107,7 @@ def tile_matrix_limits(bounds: Bbox, minzoom: int, maxzoom: int) -> list[dict[st
 
 def _properties_schema(spec: LayerSpec, staff: bool, fields: Sequence[str] | None, language: str) -> dict[str, Any]:
     properties = {
-        f.name: {**_JSON_SCHEMA_TYPES[f.type], "title": getattr(f.title, language)}
+        f.name: {**JSON_SCHEMA[f.type], "title": getattr(f.title, language)}
         for f in visible_fields(spec, staff, fields)
     }
     if spec.geometry_type == "Point":

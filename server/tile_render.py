@@ -21,6 +21,7 @@ from pyproj import Transformer
 
 from layers.catalog import FieldSpec, LayerSpec
 from server.gpkg import to_shapely_many
+from server.provider_sql import quote_identifier
 from server.tile_index import LayerIndex, load_index
 
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -114,9 +115,6 @@ def visible_fields(spec: LayerSpec, staff: bool, names: Sequence[str] | None = N
     return tuple(f for f in allowed if names is None or f.name in names)
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
 
 def connect(path: Path) -> sqlite3.Connection:
     # immutable: published files are replaced by rename, never written in place, so SQLite may skip locking.
@@ -132,13 +130,13 @@ def _temporal_filter(spec: LayerSpec, when: Interval | None, alias: str) -> tupl
     bound = lambda which, field: getattr(when, f"{which}_day" if field.type == "date" else which)
     clauses, params = [], []
     if when.end is not None:
-        clauses.append(f"{alias}.{quote(start.name)} <= ?")
+        clauses.append(f"{alias}.{quote_identifier(start.name)} <= ?")
         params.append(bound("end", start))
     if when.start is not None and end is not None:
-        clauses.append(f"({alias}.{quote(end.name)} IS NULL OR {alias}.{quote(end.name)} >= ?)")
+        clauses.append(f"({alias}.{quote_identifier(end.name)} IS NULL OR {alias}.{quote_identifier(end.name)} >= ?)")
         params.append(bound("start", end))
     elif when.start is not None:
-        clauses.append(f"{alias}.{quote(start.name)} >= ?")
+        clauses.append(f"{alias}.{quote_identifier(start.name)} >= ?")
         params.append(bound("start", start))
     return "".join(f" AND {c}" for c in clauses), params
 
@@ -180,8 +178,8 @@ def _thin(
 def _rows(
     db: sqlite3.Connection, source: LayerSource, box: tuple, when: Interval | None, ids: np.ndarray | None
 ) -> list[tuple]:
-    table, rtree = quote(source.spec.id), quote(f"rtree_{source.spec.id}_geom")
-    columns = "".join(f", t.{quote(f.name)}" for f in source.fields)
+    table, rtree = quote_identifier(source.spec.id), quote_identifier(f"rtree_{source.spec.id}_geom")
+    columns = "".join(f", t.{quote_identifier(f.name)}" for f in source.fields)
     if ids is not None:  # already filtered (bbox, time, thinning): fetch by id
         sql = f"SELECT t.fid, t.geom{columns} FROM {table} t WHERE t.fid IN (SELECT value FROM json_each(?))"
         return db.execute(sql, [json.dumps(ids.tolist())]).fetchall()
