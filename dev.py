@@ -42,7 +42,7 @@ def run(*command: str | Path, env: dict[str, str] | None = None) -> None:
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under whatever python3 is first
         sys.exit(f"Python >= 3.11 is needed, this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         say(f"creating {VENV}")
@@ -99,7 +99,9 @@ def main(argv: list[str]) -> int:
         return subprocess.run([str(PYTHON), "-m", "pytest", *argv[1:]], cwd=ROOT, env=env).returncode
     if command == "ui":
         ensure_venv("")
-        os.execve(PYTHON, [str(PYTHON), "-m", "dagster", "dev", "-m", "pipelines", "-h", "127.0.0.1", "-p", "3000"], env)
+        os.execve(
+            PYTHON, [str(PYTHON), "-m", "dagster", "dev", "-m", "pipelines", "-h", "127.0.0.1", "-p", "3000"], env
+        )
     sys.exit(__doc__)
 
 

@@ -29,11 +29,25 @@ def _words(text: str) -> frozenset[str]:
 
 
 # Canonical abbreviation per street type word. "пр." is read as проспект: that is how notices use it.
-_STREET_TYPES = {word: canonical for canonical, words in (
-    ("ул", "улица"), ("пр-т", "пр пр-кт просп проспект"), ("пер", "переулок"), ("б-р", "бул бульвар"),
-    ("пл", "площадь"), ("ш", "шоссе"), ("наб", "набережная"), ("проезд", "пр-д"), ("туп", "тупик"),
-    ("мкр", "мкрн мкр-н микрорайон"), ("тракт", ""), ("аллея", ""), ("кв-л", "квартал"),
-) for word in (canonical, *words.split())}
+_STREET_TYPES = {
+    word: canonical
+    for canonical, words in (
+        ("ул", "улица"),
+        ("пр-т", "пр пр-кт просп проспект"),
+        ("пер", "переулок"),
+        ("б-р", "бул бульвар"),
+        ("пл", "площадь"),
+        ("ш", "шоссе"),
+        ("наб", "набережная"),
+        ("проезд", "пр-д"),
+        ("туп", "тупик"),
+        ("мкр", "мкрн мкр-н микрорайон"),
+        ("тракт", ""),
+        ("аллея", ""),
+        ("кв-л", "квартал"),
+    )
+    for word in (canonical, *words.split())
+}
 _DEFAULT_TYPE = "ул"
 _STREET_TYPE_KEYS = frozenset(_STREET_TYPES.values())
 _SETTLEMENT_WORDS = _words("г гор город п пос поселок пгт рп с село д дер деревня снт")
@@ -45,8 +59,9 @@ _RANGE_FROM = _words("с от")
 _RANGE_TO = _words("по до")
 _FILLER_WORDS = _words("д дом дома и сторона стороны стороне номера")
 # Never part of a street name; apartment-level words make the fragment fail rather than become a street.
-_NEVER_NAME = _words("дом дома корпус строение литер литера сторона стороны стороне "
-                     "кв квартира подъезд эт этаж офис пом помещение")
+_NEVER_NAME = _words(
+    "дом дома корпус строение литер литера сторона стороны стороне кв квартира подъезд эт этаж офис пом помещение"
+)
 # Short words that start a house or range before a number, but may be initials ("ул. Д. Бедного").
 _NOT_BEFORE_NUMBER = _words("д к корп с стр лит от по до и")
 _SIDE_PREPOSITIONS = _words("с по")
@@ -98,8 +113,16 @@ def _tokenize(text: str) -> list[_Token]:
     for match in _TOKEN_RE.finditer(text):
         if match.lastgroup == "skip":
             continue
-        tokens.append(_Token(match.lastgroup or "other", match.group(), _fold(match.group()),
-                             match.start(), match.end(), match.start() == previous_end))
+        tokens.append(
+            _Token(
+                match.lastgroup or "other",
+                match.group(),
+                _fold(match.group()),
+                match.start(),
+                match.end(),
+                match.start() == previous_end,
+            )
+        )
         previous_end = match.end()
     return tokens
 
@@ -120,8 +143,13 @@ def _is_letter(token: _Token | None) -> bool:
 
 
 def _is_plain_word(token: _Token | None) -> bool:
-    return (_is(token, "word") and token.low not in _STREET_TYPES and token.low not in _NEVER_NAME
-            and token.low not in _NOT_BEFORE_NUMBER and _parity(token) is None)
+    return (
+        _is(token, "word")
+        and token.low not in _STREET_TYPES
+        and token.low not in _NEVER_NAME
+        and token.low not in _NOT_BEFORE_NUMBER
+        and _parity(token) is None
+    )
 
 
 class _Cursor:
@@ -147,15 +175,19 @@ class _Cursor:
         return self.pos >= len(self.tokens)
 
     def span(self, start: int) -> str:
-        return self.text[self.tokens[start].start:self.tokens[self.pos - 1].end]
+        return self.text[self.tokens[start].start : self.tokens[self.pos - 1].end]
 
 
 # --- streets -------------------------------------------------------------------------------------
 
+
 def normalize_street(name: str) -> str:
     """Street key: lower case, е for ё, no quotes; the type word canonical and last, "улица" dropped."""
-    words = [_ORDINAL_RE.sub(lambda m: f"{m[1]}-{'я' if m[2] else 'й'}", t.low) if t.kind == "ord" else t.low
-             for t in _tokenize(str(name)) if t.kind in ("word", "ord", "num")]
+    words = [
+        _ORDINAL_RE.sub(lambda m: f"{m[1]}-{'я' if m[2] else 'й'}", t.low) if t.kind == "ord" else t.low
+        for t in _tokenize(str(name))
+        if t.kind in ("word", "ord", "num")
+    ]
     words = [w for w in words if w not in ("им", "имени")]
     street_type = _DEFAULT_TYPE
     # "ул. Верхняя Набережная" == "Верхняя наб.": once "улица" is dropped, another type word at an end is the type
@@ -221,6 +253,7 @@ def _skip_settlement(cur: _Cursor) -> bool:
 
 # --- houses --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _House:
     base: str  # "12", "5а", "12/1"
@@ -234,8 +267,11 @@ class _House:
 
 def _starts_range(cur: _Cursor, ahead: int = 0) -> bool:
     # "с 2 по 8": this "с" means "from", not "строение"
-    return (_is(cur.peek(ahead), "word", _RANGE_FROM) and _is(cur.peek(ahead + 1), "num")
-            and (_is(cur.peek(ahead + 2), "word", _RANGE_TO) or _is(cur.peek(ahead + 2), "dash")))
+    return (
+        _is(cur.peek(ahead), "word", _RANGE_FROM)
+        and _is(cur.peek(ahead + 1), "num")
+        and (_is(cur.peek(ahead + 2), "word", _RANGE_TO) or _is(cur.peek(ahead + 2), "dash"))
+    )
 
 
 def _marker_at(cur: _Cursor) -> str | None:
@@ -352,6 +388,7 @@ def normalize_house(house: str) -> str:
 
 # --- notices -------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Street:
     key: str
@@ -390,8 +427,9 @@ class _NoticeParser:
             if self.street is None:
                 raise _NotUnderstood
             items, parity = _read_items(cur, self.parity)
-            houses = [house for item in items
-                      for house in (_expand(*item, parity) if isinstance(item, tuple) else [item])]
+            houses = [
+                house for item in items for house in (_expand(*item, parity) if isinstance(item, tuple) else [item])
+            ]
         except _NotUnderstood:
             self._reject(fragment)
             self.last_house = None
@@ -427,8 +465,11 @@ class _NoticeParser:
             self._emit([extended], fragment)
             return True
         previous = self.addresses[index]  # "д.7, корп.2" is one building, 7к2, not 7 and 7к2
-        self.addresses[index] = ParsedAddress(BuildingAddress(previous.address.street, extended.key),
-                                              previous.street_label, f"{previous.fragment}, {fragment}")
+        self.addresses[index] = ParsedAddress(
+            BuildingAddress(previous.address.street, extended.key),
+            previous.street_label,
+            f"{previous.fragment}, {fragment}",
+        )
         self.last_house = (extended, index)
         return True
 

@@ -27,8 +27,14 @@ def blank(raw: pd.Series) -> pd.Series:
 
 def as_text(raw: pd.Series) -> Coerced:
     def text(value: object) -> object:
-        if type(value) is str and value and value.isprintable() and value[0] != " " and value[-1] != " " \
-                and "  " not in value:
+        if (
+            type(value) is str
+            and value
+            and value.isprintable()
+            and value[0] != " "
+            and value[-1] != " "
+            and "  " not in value
+        ):
             return value  # the common case, already clean: no split/join per cell
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return None
@@ -102,7 +108,9 @@ def as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: boo
     values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     local = fast.notna()
     if local.any():
-        values[local] = fast[local].dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        values[local] = (
+            fast[local].dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        )
     for index in raw.index[~local & ~empty]:
         stamp, only_date = _parse_one(raw[index], date_format)
         if stamp is None:

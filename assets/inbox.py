@@ -77,7 +77,9 @@ def problem(delivery: Delivery) -> str | None:
     """Why a delivery cannot be used, from its header and first records; None when it looks right."""
     if delivery.source is None:
         return f"no source of domain {delivery.domain!r} is called {delivery.name!r}"
-    main = next((p for p in delivery.files if p.suffix.lower() == Path(delivery.source.path).suffix.lower()), delivery.files[0])
+    main = next(
+        (p for p in delivery.files if p.suffix.lower() == Path(delivery.source.path).suffix.lower()), delivery.files[0]
+    )
     try:
         table = open_source(delivery.source, main, f"inbox/{delivery.domain}/{main.name}")
         collect(table, delivery.source)

@@ -42,7 +42,9 @@ def address_index(layer_id: str, catalog: Catalog, paths: PathSettings) -> Addre
     register = pyogrio.read_dataframe(path, columns=["street", "house", "full_address"])
     return AddressIndex(
         (street, house, (geometry, full or f"{street}, {house}"))
-        for street, house, full, geometry in zip(register.street, register.house, register.full_address, register.geometry, strict=True)
+        for street, house, full, geometry in zip(
+            register.street, register.house, register.full_address, register.geometry, strict=True
+        )
     )
 
 
@@ -91,9 +93,14 @@ def _first_of_each_id(frame: gpd.GeoDataFrame, spec: LayerSpec) -> tuple[gpd.Geo
     duplicated = frame[spec.id_field].duplicated(keep="first")
     first_seen = frame[~duplicated].set_index(spec.id_field)
     rejects = [
-        Reject(row["_source"], str(row[ROW]), spec.id_field,
-               f"duplicate {spec.id_field} {row[spec.id_field]!r}: first seen in {first_seen.at[row[spec.id_field], '_source']} "
-               f"{first_seen.at[row[spec.id_field], ROW]}", str(row[spec.id_field]))
+        Reject(
+            row["_source"],
+            str(row[ROW]),
+            spec.id_field,
+            f"duplicate {spec.id_field} {row[spec.id_field]!r}: first seen in "
+            f"{first_seen.at[row[spec.id_field], '_source']} {first_seen.at[row[spec.id_field], ROW]}",
+            str(row[spec.id_field]),
+        )
         for _, row in frame[duplicated].iterrows()
     ]
     return frame[~duplicated].reset_index(drop=True), rejects

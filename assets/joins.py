@@ -37,7 +37,7 @@ def apply_joins(table: pd.DataFrame, source: SourceSpec, resolve, label) -> tupl
     by_field = {target: column for column, target in source.columns.items()}
     for join in source.joins:
         rows = _load(join, resolve(join.path), label(join.path))
-        (left_field, right_column), = join.match.items()
+        ((left_field, right_column),) = join.match.items()
         left = table[by_field[left_field]].map(join_key)
         lookup: dict[str, dict] = {}
         for number, values in rows:
@@ -50,10 +50,17 @@ def apply_joins(table: pd.DataFrame, source: SourceSpec, resolve, label) -> tupl
         for number, values in rows:
             key = join_key(values.get(right_column))
             if key not in wanted:
-                outcome.rejects.append(Reject(label(join.path), number, right_column,
-                                              f"matches no {left_field} of the layer", str(values.get(right_column))))
+                outcome.rejects.append(
+                    Reject(
+                        label(join.path),
+                        number,
+                        right_column,
+                        f"matches no {left_field} of the layer",
+                        str(values.get(right_column)),
+                    )
+                )
         for column in join.columns:
-            table[column] = left.map(lambda k, c=column: lookup.get(k, {}).get(c))
+            table[column] = left.map(lambda k, c=column, rows=lookup: rows.get(k, {}).get(c))
         outcome.unmatched_records += int((~left.isin(lookup)).sum())
     return table, outcome
 

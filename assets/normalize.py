@@ -39,8 +39,11 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
     missing = [col for col in spec.columns if col not in table.columns]
     missing += [col for col in spec.select if col not in table.columns]
     if spec.geometry:
-        missing += [c for c in (spec.geometry.wkt, spec.geometry.x, spec.geometry.y, spec.geometry.address)
-                    if c and c not in table.columns]
+        missing += [
+            c
+            for c in (spec.geometry.wkt, spec.geometry.x, spec.geometry.y, spec.geometry.address)
+            if c and c not in table.columns
+        ]
     if missing:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
     frame = RawFrame(table.source, pd.DataFrame())
@@ -56,8 +59,9 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
             continue
         frame.read += 1
         if record.error:
-            frame.rejects.append(Reject(record.source, record.number, record.error_field or "",
-                                        record.error, _raw_text(record.values)))
+            frame.rejects.append(
+                Reject(record.source, record.number, record.error_field or "", record.error, _raw_text(record.values))
+            )
             continue
         values = record.values
         for column in columns:
@@ -144,18 +148,26 @@ def attributes(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
     if layer.temporal and layer.temporal.end:
         start, end = out[layer.temporal.start], out[layer.temporal.end]
         backwards = start.notna() & end.notna() & (end < start)
-        problems.add(backwards, layer.temporal.end, "ends before it starts",
-                     end[backwards].astype(str) + " < " + start[backwards].astype(str))
+        problems.add(
+            backwards,
+            layer.temporal.end,
+            "ends before it starts",
+            end[backwards].astype(str) + " < " + start[backwards].astype(str),
+        )
     return out
 
 
-MULTI = {"MultiPoint": (0, shapely.multipoints), "MultiLineString": (1, shapely.multilinestrings),
-         "MultiPolygon": (3, shapely.multipolygons)}
+MULTI = {
+    "MultiPoint": (0, shapely.multipoints),
+    "MultiLineString": (1, shapely.multilinestrings),
+    "MultiPolygon": (3, shapely.multipolygons),
+}
 TYPE_ID = {"Point": 0, "LineString": 1, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
 
 
-def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder,
-               problems: Problems) -> tuple[np.ndarray, int, list[str] | None]:
+def geometries(
+    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder, problems: Problems
+) -> tuple[np.ndarray, int, list[str] | None]:
     """(geometries in EPSG:4326, how many were repaired, canonical addresses of geocoded rows)."""
     table = frame.table
     result = table[GEOMETRY].to_numpy(dtype=object).copy()
@@ -202,8 +214,9 @@ def geometries(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
     outside = ~shapely.is_missing(result) & ~shapely.within(result, extent)
     shown = pd.Series("", index=table.index, dtype=object)
     shown[outside] = [text[:80] for text in shapely.to_wkt(result[outside], rounding_precision=-1)]
-    problems.add(pd.Series(outside, index=table.index), "geometry",
-                 "outside the city extent (wrong CRS or swapped X/Y?)", shown)
+    problems.add(
+        pd.Series(outside, index=table.index), "geometry", "outside the city extent (wrong CRS or swapped X/Y?)", shown
+    )
     return result, int(repaired.sum()), addresses
 
 
@@ -223,8 +236,12 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
             matches = [(building, payload)] if payload is not None else []
             reasons = [] if matches else [f"не найден в адресном реестре: {text}"]
         if not matches:
-            problems.add_row(table.index[position], column,
-                             "; ".join(reasons) or "address not found in the address register", str(text))
+            problems.add_row(
+                table.index[position],
+                column,
+                "; ".join(reasons) or "address not found in the address register",
+                str(text),
+            )
             continue
         points = [payload[0] for _, payload in matches]
         result[position] = points[0] if len(points) == 1 else shapely.MultiPoint(points).centroid
@@ -232,7 +249,9 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
     return result, addresses
 
 
-def normalise(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
+def normalise(
+    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None
+) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
     """(published rows of this source, rejects, repaired geometry count)."""
     table = frame.table
     for column, wanted in source.select.items():

@@ -44,8 +44,12 @@ def publish_geopackage(frame: gpd.GeoDataFrame, spec: LayerSpec, target: Path) -
     columns = ["fid", *(f.name for f in spec.fields), "geometry"]
     try:
         pyogrio.write_dataframe(
-            frame[columns], temporary, layer=spec.id, driver="GPKG",
-            geometry_type=spec.geometry_type, promote_to_multi=False,
+            frame[columns],
+            temporary,
+            layer=spec.id,
+            driver="GPKG",
+            geometry_type=spec.geometry_type,
+            promote_to_multi=False,
             dataset_options={"VERSION": GPKG_VERSION},
             layer_options={
                 "FID": "fid",
@@ -74,7 +78,9 @@ def _index_query_fields(path: Path, spec: LayerSpec) -> None:
     fields = [spec.id_field, *([spec.temporal.start, spec.temporal.end] if spec.temporal else [])]
     with sqlite3.connect(path) as db:
         for name in dict.fromkeys(f for f in fields if f):
-            db.execute(f"CREATE INDEX IF NOT EXISTS {quote(f'idx_{spec.id}_{name}')} ON {quote(spec.id)} ({quote(name)})")
+            db.execute(
+                f"CREATE INDEX IF NOT EXISTS {quote(f'idx_{spec.id}_{name}')} ON {quote(spec.id)} ({quote(name)})"
+            )
     db.close()
 
 

@@ -38,7 +38,11 @@ class LoadGrid:
 def active_at(frame: gpd.GeoDataFrame, spec: LayerSpec, moment: dt.datetime) -> gpd.GeoDataFrame:
     """Features whose [start, end] contains `moment`; an open end means still going on."""
     start = pd.to_datetime(frame[spec.temporal.start], utc=True)
-    end = pd.to_datetime(frame[spec.temporal.end], utc=True) if spec.temporal.end else pd.Series(pd.NaT, index=frame.index)
+    end = (
+        pd.to_datetime(frame[spec.temporal.end], utc=True)
+        if spec.temporal.end
+        else pd.Series(pd.NaT, index=frame.index)
+    )
     stamp = pd.Timestamp(moment).tz_convert("UTC") if pd.Timestamp(moment).tzinfo else pd.Timestamp(moment, tz="UTC")
     return frame[(start <= stamp) & (end.isna() | (end >= stamp))]
 
@@ -50,8 +54,12 @@ def weights(frame: gpd.GeoDataFrame, spec: LayerSpec) -> np.ndarray:
     return frame[severity.by].map(severity.weights).fillna(severity.default).to_numpy(dtype="float32")
 
 
-def disruption_grid(layers: dict[str, tuple[LayerSpec, gpd.GeoDataFrame]], extent: tuple[float, float, float, float],
-                    moment: dt.datetime, cell: float = CELL_METRES) -> LoadGrid:
+def disruption_grid(
+    layers: dict[str, tuple[LayerSpec, gpd.GeoDataFrame]],
+    extent: tuple[float, float, float, float],
+    moment: dt.datetime,
+    cell: float = CELL_METRES,
+) -> LoadGrid:
     """Sum of severity weights of the features active at `moment`, each spread over its radius."""
     box = gpd.GeoSeries.from_xy([extent[0], extent[2]], [extent[1], extent[3]], crs="EPSG:4326").to_crs(GRID_CRS)
     west, south, east, north = box.total_bounds
@@ -67,8 +75,14 @@ def disruption_grid(layers: dict[str, tuple[LayerSpec, gpd.GeoDataFrame]], exten
         # metres of the grid CRS are stretched by 1/cos(lat) at Irkutsk; correct the radius for it
         stretch = 1 / np.cos(np.radians((extent[1] + extent[3]) / 2))
         shapes = active.to_crs(GRID_CRS).geometry.buffer(spec.severity.radius_m * stretch)
-        values += rasterize(zip(shapes, weights(active, spec), strict=True), out_shape=values.shape,
-                            transform=transform, fill=0, merge_alg=MergeAlg.add, dtype="float32")
+        values += rasterize(
+            zip(shapes, weights(active, spec), strict=True),
+            out_shape=values.shape,
+            transform=transform,
+            fill=0,
+            merge_alg=MergeAlg.add,
+            dtype="float32",
+        )
     return LoadGrid(values, transform, GRID_CRS, counted)
 
 
@@ -84,20 +98,39 @@ def write_cog(grid: LoadGrid, target: Path, moment: dt.datetime) -> Path:
     """COG with internal tiling and overviews, swapped in atomically like the GeoPackages."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tif.part")
-    profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": grid.values.shape[0],
-               "width": grid.values.shape[1], "crs": grid.crs, "transform": grid.transform, "nodata": NODATA}
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "height": grid.values.shape[0],
+        "width": grid.values.shape[1],
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": NODATA,
+    }
     cog = cog_profiles.get("deflate")
     cog.update({"blockxsize": 256, "blockysize": 256, "predictor": 3})
     try:
         with MemoryFile() as memory:
             with memory.open(**profile) as dataset:
                 dataset.write(grid.values, 1)
-                dataset.update_tags(moment=moment.isoformat(), units="severity-weighted events",
-                                    **{f"count_{k}": str(v) for k, v in grid.counted.items()})
+                dataset.update_tags(
+                    moment=moment.isoformat(),
+                    units="severity-weighted events",
+                    **{f"count_{k}": str(v) for k, v in grid.counted.items()},
+                )
                 dataset.set_band_description(1, "disruption load")
             with memory.open() as dataset:
-                cog_translate(dataset, str(temporary), cog, overview_level=3, overview_resampling="average",
-                              in_memory=True, quiet=True, use_cog_driver=False)
+                cog_translate(
+                    dataset,
+                    str(temporary),
+                    cog,
+                    overview_level=3,
+                    overview_resampling="average",
+                    in_memory=True,
+                    quiet=True,
+                    use_cog_driver=False,
+                )
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

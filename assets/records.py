@@ -46,8 +46,13 @@ class Reject:
     raw: str = ""
 
     def as_row(self) -> dict[str, str]:
-        return {"source_file": self.source, "record": self.record, "field": self.field,
-                "reason": self.reason, "raw": self.raw}
+        return {
+            "source_file": self.source,
+            "record": self.record,
+            "field": self.field,
+            "reason": self.reason,
+            "raw": self.raw,
+        }
 
 
 @dataclass

@@ -221,7 +221,8 @@ _Yaml12Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -235,9 +236,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _explain(path: Path, exc: ValidationError) -> CatalogError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
-    )
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
     return CatalogError(f"{path}: {problems}")
 
 
@@ -286,14 +285,14 @@ def load_catalog(catalog_dir: Path | str = CATALOG_DIR) -> Catalog:
     directory = Path(catalog_dir)
     city = load_city(directory)
     layers = {
-        path.stem: load_layer(path, city)
-        for path in sorted(directory.glob("*.yaml"))
-        if not path.name.startswith("_")
+        path.stem: load_layer(path, city) for path in sorted(directory.glob("*.yaml")) if not path.name.startswith("_")
     }
     for spec in layers.values():
         missing = spec.geocode_layers - set(layers)
         if missing:
-            raise CatalogError(f"{directory / (spec.id + '.yaml')}: geocode layer(s) {sorted(missing)} not in the catalog")
+            raise CatalogError(
+                f"{directory / (spec.id + '.yaml')}: geocode layer(s) {sorted(missing)} not in the catalog"
+            )
     return Catalog(layers, city, directory)
 
 

@@ -25,8 +25,10 @@ def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
             meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
             name = materialization.asset_key.to_user_string()
             if "published" in meta:
-                lines.append(f"  {name:24} published {meta['published']:>6}   rejected {meta['rejected']:>4}"
-                             f"   repaired {meta['repaired']:>3}")
+                lines.append(
+                    f"  {name:24} published {meta['published']:>6}   rejected {meta['rejected']:>4}"
+                    f"   repaired {meta['repaired']:>3}"
+                )
             else:
                 lines.append(f"  {name:24} {meta.get('path', '')}")
         elif event.event_type_value == "STEP_FAILURE":

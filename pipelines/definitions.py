@@ -7,8 +7,8 @@ import dagster as dg
 from layers.catalog import load_catalog
 from layers.settings import get_paths
 from pipelines.factory import layer_assets
-from pipelines.raster import disruption_load_asset
 from pipelines.jobs import domain_jobs, domain_schedules
+from pipelines.raster import disruption_load_asset
 from pipelines.resources import GeoportalResource
 from pipelines.sensors import inbox_sensor
 

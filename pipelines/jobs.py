@@ -19,16 +19,32 @@ ALL_LAYERS_JOB = "all_layers"
 
 def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
     domains = sorted({spec.domain for spec in catalog.values()})
-    jobs = [dg.define_asset_job(f"{domain}_job", selection=dg.AssetSelection.groups(domain),
-                                description=f"Ingest and publish every {domain} layer") for domain in domains]
-    jobs.append(dg.define_asset_job(ALL_LAYERS_JOB, selection=dg.AssetSelection.all(),
-                                    description="Ingest and publish every layer of the catalog"))
+    jobs = [
+        dg.define_asset_job(
+            f"{domain}_job",
+            selection=dg.AssetSelection.groups(domain),
+            description=f"Ingest and publish every {domain} layer",
+        )
+        for domain in domains
+    ]
+    jobs.append(
+        dg.define_asset_job(
+            ALL_LAYERS_JOB,
+            selection=dg.AssetSelection.all(),
+            description="Ingest and publish every layer of the catalog",
+        )
+    )
     return jobs
 
 
 def domain_schedules(jobs: list[dg.UnresolvedAssetJobDefinition], timezone: str) -> list[dg.ScheduleDefinition]:
     return [
-        dg.ScheduleDefinition(name=f"{job.name.removesuffix('_job')}_schedule", job=job,
-                              cron_schedule=DOMAIN_CRON[job.name.removesuffix("_job")], execution_timezone=timezone)
-        for job in jobs if job.name.removesuffix("_job") in DOMAIN_CRON
+        dg.ScheduleDefinition(
+            name=f"{job.name.removesuffix('_job')}_schedule",
+            job=job,
+            cron_schedule=DOMAIN_CRON[job.name.removesuffix("_job")],
+            execution_timezone=timezone,
+        )
+        for job in jobs
+        if job.name.removesuffix("_job") in DOMAIN_CRON
     ]

@@ -22,7 +22,7 @@ def disruption_load_asset(catalog: Catalog) -> dg.AssetsDefinition:
         name=PRODUCT,
         group_name="raster",
         description="Нагрузка от ремонтов, перекрытий и отключений — Disruption load: active repairs, "
-                    "closures and outages weighted by severity on a 50 m grid (COG, EPSG:3857)",
+        "closures and outages weighted by severity on a 50 m grid (COG, EPSG:3857)",
         deps=[dg.AssetKey(layer) for layer in inputs],
         kinds={"geotiff"},
         check_specs=[dg.AssetCheckSpec("valid_cog", asset=PRODUCT, blocking=True)],
@@ -35,12 +35,21 @@ def disruption_load_asset(catalog: Catalog) -> dg.AssetsDefinition:
         grid = disruption_grid(read_layers(current, paths.published_path), current.city.extent, moment)
         path = write_cog(grid, paths.raster_path(PRODUCT), moment)
         valid, errors, warnings = is_valid_cog(path)
-        yield dg.AssetCheckResult(check_name="valid_cog", passed=valid,
-                                  metadata={"errors": "; ".join(errors) or "none", "warnings": "; ".join(warnings) or "none"})
-        yield dg.MaterializeResult(metadata={
-            "moment": moment.isoformat(), "path": dg.MetadataValue.path(str(path)),
-            "width": grid.values.shape[1], "height": grid.values.shape[0], "crs": grid.crs,
-            "max_load": float(grid.values.max()), "active_features": dg.MetadataValue.json(grid.counted),
-        })
+        yield dg.AssetCheckResult(
+            check_name="valid_cog",
+            passed=valid,
+            metadata={"errors": "; ".join(errors) or "none", "warnings": "; ".join(warnings) or "none"},
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "moment": moment.isoformat(),
+                "path": dg.MetadataValue.path(str(path)),
+                "width": grid.values.shape[1],
+                "height": grid.values.shape[0],
+                "crs": grid.crs,
+                "max_load": float(grid.values.max()),
+                "active_features": dg.MetadataValue.json(grid.counted),
+            }
+        )
 
     return _raster

@@ -1,6 +1,5 @@
 """The inbox sensor: a file delivered to data/inbox/<domain>/ republishes the layers it feeds."""
 
-
 import datetime as dt
 import json
 
@@ -21,9 +20,13 @@ def downstream_layers(layers: set[str], catalog: Catalog) -> set[str]:
         result |= more
 
 
-@dg.sensor(name="inbox_sensor", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Accepts files dropped into data/inbox/<domain>/, archives or quarantines them, "
-                       "and materializes the layers they feed. A re-delivered identical file starts no run.")
+@dg.sensor(
+    name="inbox_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Accepts files dropped into data/inbox/<domain>/, archives or quarantines them, "
+    "and materializes the layers they feed. A re-delivered identical file starts no run.",
+)
 def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResource):
     paths, catalog = geoportal.paths(), geoportal.catalog()
     now = dt.datetime.now()
@@ -46,5 +49,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResour
         live[delivery.source.path] = digest
         context.update_cursor(json.dumps(live, sort_keys=True))
         layers = downstream_layers(set(delivery.layers), catalog)
-        yield dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(layer) for layer in sorted(layers)],
-                            tags={"geoportal/delivery": f"{delivery.domain}/{delivery.name}", "geoportal/sha256": digest})
+        yield dg.RunRequest(
+            run_key=run_key,
+            asset_selection=[dg.AssetKey(layer) for layer in sorted(layers)],
+            tags={"geoportal/delivery": f"{delivery.domain}/{delivery.name}", "geoportal/sha256": digest},
+        )

@@ -41,11 +41,15 @@ def _visible(request: Request, layer_id: str) -> bool:
 
 async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | None) -> Response:
     tiles = request.app.state.tiles
-    options = {"staff": _staff(request), "datetime": request.query_params.get("datetime"),
-               "gzip": accepts_gzip(request.headers.get("accept-encoding"))}
+    options = {
+        "staff": _staff(request),
+        "datetime": request.query_params.get("datetime"),
+        "gzip": accepts_gzip(request.headers.get("accept-encoding")),
+    }
     try:
         tile = tiles.cached_tile(z, x, y, layers, **options) or await run_in_threadpool(
-            tiles.tile, z, x, y, layers, **options)
+            tiles.tile, z, x, y, layers, **options
+        )
     except TileError as error:
         return ogc_exception(error.status, str(error))
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
@@ -78,8 +82,9 @@ async def tilejson(request: Request) -> Response:
     if layer_id is not None and not _visible(request, layer_id):
         return ogc_exception(404, f"no layer {layer_id!r}")
     template = f"{base}/tiles/{layer_id}/{{z}}/{{x}}/{{y}}.pbf" if layer_id else f"{base}/tiles/{{z}}/{{x}}/{{y}}.pbf"
-    document = await run_in_threadpool(request.app.state.tiles.tilejson, template,
-                                       [layer_id] if layer_id else None, staff=_staff(request))
+    document = await run_in_threadpool(
+        request.app.state.tiles.tilejson, template, [layer_id] if layer_id else None, staff=_staff(request)
+    )
     return JSONResponse(document)
 
 
@@ -88,9 +93,13 @@ async def collection_tilesets(request: Request) -> Response:
     if not _visible(request, layer_id):
         return ogc_exception(404, f"no collection {layer_id!r}")
     spec = request.app.state.catalog[layer_id]
-    return JSONResponse(ogc_tilesets(title=spec.title.en,
-                                     tileset_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}",
-                                     tiling_scheme_href=f"{base}/TileMatrixSets/{WEB_MERCATOR}"))
+    return JSONResponse(
+        ogc_tilesets(
+            title=spec.title.en,
+            tileset_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}",
+            tiling_scheme_href=f"{base}/TileMatrixSets/{WEB_MERCATOR}",
+        )
+    )
 
 
 async def collection_tileset(request: Request) -> Response:
@@ -99,19 +108,27 @@ async def collection_tileset(request: Request) -> Response:
         return ogc_exception(404, f"no tileset {request.url.path}")
     spec = request.app.state.catalog[layer_id]
     document = await run_in_threadpool(
-        request.app.state.tiles.ogc_tileset, layer_id, title=spec.title.en, staff=_staff(request),
+        request.app.state.tiles.ogc_tileset,
+        layer_id,
+        title=spec.title.en,
+        staff=_staff(request),
         tiles_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}?f=mvt",
         tiling_scheme_href=f"{base}/TileMatrixSets/{WEB_MERCATOR}",
-        self_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}")
+        self_href=f"{base}/collections/{layer_id}/tiles/{WEB_MERCATOR}",
+    )
     return JSONResponse(document)
 
 
 async def combined_style(request: Request) -> Response:
     state = request.app.state
     specs = [s for s in state.catalog.values() if s.access == "public" or _staff(request)]
-    style = maplibre_style(specs, tiles_url=f"{_base(request)}/tiles/{{z}}/{{x}}/{{y}}.pbf",
-                           name=state.catalog.city.name.ru, bounds=state.catalog.city.extent,
-                           basemap_url=state.settings.basemap_url)
+    style = maplibre_style(
+        specs,
+        tiles_url=f"{_base(request)}/tiles/{{z}}/{{x}}/{{y}}.pbf",
+        name=state.catalog.city.name.ru,
+        bounds=state.catalog.city.extent,
+        basemap_url=state.settings.basemap_url,
+    )
     return JSONResponse(style, media_type=STYLE_MEDIA_TYPE)
 
 
@@ -120,14 +137,21 @@ async def layer_qml(request: Request) -> Response:
     if not _visible(request, layer_id):
         return ogc_exception(404, f"no layer {layer_id!r}")
     qml = qgis_style(request.app.state.catalog[layer_id])
-    return Response(qml, media_type=QML_MEDIA_TYPE,
-                    headers={"Content-Disposition": f'attachment; filename="{layer_id}.qml"'})
+    return Response(
+        qml, media_type=QML_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{layer_id}.qml"'}
+    )
 
 
 async def web_map_config(request: Request) -> Response:
     state = request.app.state
-    config = await run_in_threadpool(map_config, state.catalog, state.paths.published_path,
-                                     state.paths.raster_path("disruption_load"), _base(request), _staff(request))
+    config = await run_in_threadpool(
+        map_config,
+        state.catalog,
+        state.paths.published_path,
+        state.paths.raster_path("disruption_load"),
+        _base(request),
+        _staff(request),
+    )
     return JSONResponse(config)
 
 
@@ -140,8 +164,9 @@ async def web_map_raster(request: Request) -> Response:
     path = request.app.state.paths.raster_path(request.path_params["product"])
     if not path.exists():
         return ogc_exception(404, "the raster product is not published yet")
-    return Response(await run_in_threadpool(raster_png, path), media_type="image/png",
-                    headers={"Cache-Control": "no-cache"})
+    return Response(
+        await run_in_threadpool(raster_png, path), media_type="image/png", headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def web_map_page(request: Request) -> Response:

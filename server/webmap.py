@@ -41,9 +41,14 @@ def _labels(spec: LayerSpec) -> dict[str, str]:
 def _field_entries(spec: LayerSpec, staff: bool) -> list[dict[str, Any]]:
     labels = _labels(spec)
     return [
-        {"name": f.name, "title": f.title.ru, "type": f.type,
-         **({"labels": {v: labels.get(v, v) for v in f.allowed}} if f.allowed else {})}
-        for f in spec.fields if staff or not f.internal
+        {
+            "name": f.name,
+            "title": f.title.ru,
+            "type": f.type,
+            **({"labels": {v: labels.get(v, v) for v in f.allowed}} if f.allowed else {}),
+        }
+        for f in spec.fields
+        if staff or not f.internal
     ]
 
 
@@ -79,12 +84,19 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
         "style": f"{base_url}/map/style.json",
         "domains": [{"id": domain, "title": title} for domain, title in DOMAIN_TITLES.items()],
         "layers": [
-            {"id": spec.id, "title": spec.title.ru, "domain": spec.domain, "geometry": spec.geometry_type,
-             "temporal": spec.temporal.model_dump() if spec.temporal else None,
-             "fields": _field_entries(spec, staff), "legend": _legend(spec),
-             # one zone set at a time reads well over the events; the others are a click away
-             "visible": spec.domain not in ("reference", "zones") or spec.id == first_zones}
-            for spec in layers if published(spec.id).exists()
+            {
+                "id": spec.id,
+                "title": spec.title.ru,
+                "domain": spec.domain,
+                "geometry": spec.geometry_type,
+                "temporal": spec.temporal.model_dump() if spec.temporal else None,
+                "fields": _field_entries(spec, staff),
+                "legend": _legend(spec),
+                # one zone set at a time reads well over the events; the others are a click away
+                "visible": spec.domain not in ("reference", "zones") or spec.id == first_zones,
+            }
+            for spec in layers
+            if published(spec.id).exists()
         ],
         "time": {"min": begin.isoformat(), "max": end.isoformat(), "now": dt.datetime.now(dt.UTC).isoformat()},
         "raster": None,
@@ -95,15 +107,24 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
         # pyproj, not rasterio's PROJ: the server registers the city's CRSs in pyproj's database only
         to_lonlat = Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
         west, south, east, north = to_lonlat.transform_bounds(*bounds)
-        config["raster"] = {"id": RASTER[0], "title": RASTER[1], "url": f"{base_url}/map/raster/{RASTER[0]}.png",
-                            "coordinates": [[west, north], [east, north], [east, south], [west, south]]}
+        config["raster"] = {
+            "id": RASTER[0],
+            "title": RASTER[1],
+            "url": f"{base_url}/map/raster/{RASTER[0]}.png",
+            "coordinates": [[west, north], [east, north], [east, south], [west, south]],
+        }
     return config
 
 
 def map_style(catalog: Catalog, base_url: str, staff: bool, basemap_url: str | None) -> dict[str, Any]:
     layers = [spec for spec in visible_layers(catalog, staff)]
-    return maplibre_style(layers, tiles_url=f"{base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf", name=catalog.city.name.ru,
-                          bounds=catalog.city.extent, basemap_url=basemap_url)
+    return maplibre_style(
+        layers,
+        tiles_url=f"{base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf",
+        name=catalog.city.name.ru,
+        bounds=catalog.city.extent,
+        basemap_url=basemap_url,
+    )
 
 
 def raster_png(path: Path) -> bytes:

@@ -22,8 +22,12 @@ def pytest_report_header(config) -> list[str]:
 def city_paths(base: Path) -> PathSettings:
     """Repository catalog and sample city; everything the pipeline writes goes under `base`."""
     return PathSettings(
-        published_dir=base / "published", rejects_dir=base / "rejects", live_dir=base / "live",
-        inbox_dir=base / "inbox", archive_dir=base / "archive", quarantine_dir=base / "quarantine",
+        published_dir=base / "published",
+        rejects_dir=base / "rejects",
+        live_dir=base / "live",
+        inbox_dir=base / "inbox",
+        archive_dir=base / "archive",
+        quarantine_dir=base / "quarantine",
     )
 
 
@@ -44,9 +48,12 @@ def published_city(tmp_path_factory) -> PathSettings:
 
     paths = city_paths(tmp_path_factory.mktemp("city"))
     catalog = load_catalog()
-    result = dg.materialize([*layer_assets(catalog), disruption_load_asset(catalog)],
-                            resources={"geoportal": resource_for(paths)}, raise_on_error=False,
-                            run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}})
+    result = dg.materialize(
+        [*layer_assets(catalog), disruption_load_asset(catalog)],
+        resources={"geoportal": resource_for(paths)},
+        raise_on_error=False,
+        run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}},
+    )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return paths
 

@@ -74,8 +74,14 @@ def make_city(tmp_path: Path, layers: dict[str, str]) -> PathSettings:
     for name, text in layers.items():
         (catalog / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
     (tmp_path / "sources").mkdir()
-    return PathSettings(root=tmp_path, catalog_dir=catalog, sample_dir=tmp_path / "sources",
-                        live_dir=tmp_path / "live", published_dir=tmp_path / "published", rejects_dir=tmp_path / "rejects")
+    return PathSettings(
+        root=tmp_path,
+        catalog_dir=catalog,
+        sample_dir=tmp_path / "sources",
+        live_dir=tmp_path / "live",
+        published_dir=tmp_path / "published",
+        rejects_dir=tmp_path / "rejects",
+    )
 
 
 def works_city(tmp_path: Path, rows: list[str], encoding: str = "cp1251", crs: str = "msk38-3") -> PathSettings:
@@ -94,11 +100,16 @@ def reasons(result) -> dict[str, str]:
 
 
 def test_broken_quoting_rejects_only_that_row(tmp_path):
-    result = build(works_city(tmp_path, [
-        f"W-1;Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}",
-        f'W-2;"Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}',
-        f"W-3;Водопровод;02.11.2026;;{GOOD_POINT}",
-    ]))
+    result = build(
+        works_city(
+            tmp_path,
+            [
+                f"W-1;Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}",
+                f'W-2;"Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}',
+                f"W-3;Водопровод;02.11.2026;;{GOOD_POINT}",
+            ],
+        )
+    )
     assert sorted(result.frame.work_id) == ["W-1", "W-3"]
     assert "unbalanced quotes" in reasons(result)["line 3"]
 
@@ -130,13 +141,18 @@ def test_unknown_catalog_key_is_named(tmp_path):
 
 
 def test_invalid_empty_and_unreadable_geometries(tmp_path):
-    result = build(works_city(tmp_path, [
-        f"W-1;Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}",
-        "W-2;Теплосеть;01.11.2026;10.11.2026;POINT EMPTY",
-        "W-3;Теплосеть;01.11.2026;10.11.2026;POINT (3335093 зеро)",
-        f"W-4;Теплосеть;01.11.2026;10.11.2026;{SWAPPED_POINT}",
-        "W-5;Теплосеть;01.11.2026;10.11.2026;",
-    ]))
+    result = build(
+        works_city(
+            tmp_path,
+            [
+                f"W-1;Теплосеть;01.11.2026;10.11.2026;{GOOD_POINT}",
+                "W-2;Теплосеть;01.11.2026;10.11.2026;POINT EMPTY",
+                "W-3;Теплосеть;01.11.2026;10.11.2026;POINT (3335093 зеро)",
+                f"W-4;Теплосеть;01.11.2026;10.11.2026;{SWAPPED_POINT}",
+                "W-5;Теплосеть;01.11.2026;10.11.2026;",
+            ],
+        )
+    )
     assert list(result.frame.work_id) == ["W-1"]
     found = reasons(result)
     assert "empty geometry" in found["line 3"]
@@ -156,12 +172,17 @@ def test_self_intersecting_polygon_is_repaired_and_counted(tmp_path):
 
 
 def test_end_before_start_and_bad_dates_and_values(tmp_path):
-    result = build(works_city(tmp_path, [
-        f"W-1;Теплосеть;10.11.2026;01.11.2026;{GOOD_POINT}",
-        f"W-2;Теплосеть;31.02.2026;;{GOOD_POINT}",
-        f"W-3;Ливнёвка;01.11.2026;;{GOOD_POINT}",
-        f"W-4;Водопровод;01.11.2026;;{GOOD_POINT}",
-    ]))
+    result = build(
+        works_city(
+            tmp_path,
+            [
+                f"W-1;Теплосеть;10.11.2026;01.11.2026;{GOOD_POINT}",
+                f"W-2;Теплосеть;31.02.2026;;{GOOD_POINT}",
+                f"W-3;Ливнёвка;01.11.2026;;{GOOD_POINT}",
+                f"W-4;Водопровод;01.11.2026;;{GOOD_POINT}",
+            ],
+        )
+    )
     assert list(result.frame.work_id) == ["W-4"]
     found = reasons(result)
     assert found["line 2"].startswith("end_time: ends before it starts")
@@ -170,10 +191,15 @@ def test_end_before_start_and_bad_dates_and_values(tmp_path):
 
 
 def test_duplicate_ids_keep_the_first(tmp_path):
-    result = build(works_city(tmp_path, [
-        f"W-1;Теплосеть;01.11.2026;;{GOOD_POINT}",
-        f"W-1;Водопровод;02.11.2026;;{GOOD_POINT}",
-    ]))
+    result = build(
+        works_city(
+            tmp_path,
+            [
+                f"W-1;Теплосеть;01.11.2026;;{GOOD_POINT}",
+                f"W-1;Водопровод;02.11.2026;;{GOOD_POINT}",
+            ],
+        )
+    )
     assert list(result.frame.network) == ["heat"]
     assert "duplicate work_id 'W-1': first seen in works.csv line 2" in reasons(result)["line 3"]
 
@@ -203,8 +229,12 @@ def test_empty_file_fails_the_asset_with_a_message_and_keeps_the_last_good_file(
     catalog = load_catalog(paths.catalog_dir)
     publish_layer(build_layer(catalog["works"], catalog, paths), paths)
     (paths.sample_dir / "works.csv").write_bytes(b"")
-    resource = GeoportalResource(**{name: str(getattr(paths, name)) for name in (
-        "catalog_dir", "sample_dir", "live_dir", "published_dir", "rejects_dir")})
+    resource = GeoportalResource(
+        **{
+            name: str(getattr(paths, name))
+            for name in ("catalog_dir", "sample_dir", "live_dir", "published_dir", "rejects_dir")
+        }
+    )
     result = dg.materialize([layer_asset(catalog["works"])], resources={"geoportal": resource}, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -213,8 +243,14 @@ def test_empty_file_fails_the_asset_with_a_message_and_keeps_the_last_good_file(
 
 
 def test_not_a_workbook(tmp_path):
-    paths = make_city(tmp_path, {"works": WORKS_YAML.replace("{crs}", "msk38-3").replace(
-        "path: works.csv\n    format: csv", "path: works.xlsx\n    format: xlsx")})
+    paths = make_city(
+        tmp_path,
+        {
+            "works": WORKS_YAML.replace("{crs}", "msk38-3").replace(
+                "path: works.csv\n    format: csv", "path: works.xlsx\n    format: xlsx"
+            )
+        },
+    )
     (paths.sample_dir / "works.xlsx").write_text("это не книга Excel", encoding="utf-8")
     with pytest.raises(SourceError, match=r"works.xlsx: not a readable XLSX workbook"):
         build(paths)

@@ -15,8 +15,20 @@ CATALOG = load_catalog()
 def test_every_catalog_layer_is_an_asset_in_its_domain_group():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys - {"disruption_load"} == set(CATALOG) == {"addresses", "repairs", "road_closures", "detours", "outages",
-                                    "election_districts", "police_precincts", "management_companies"}
+    assert (
+        keys - {"disruption_load"}
+        == set(CATALOG)
+        == {
+            "addresses",
+            "repairs",
+            "road_closures",
+            "detours",
+            "outages",
+            "election_districts",
+            "police_precincts",
+            "management_companies",
+        }
+    )
     for spec in CATALOG.values():
         node = graph.get(dg.AssetKey(spec.id))
         assert node.group_name == spec.domain
@@ -42,8 +54,14 @@ def test_publication_checks_are_declared_and_guarding_ones_block():
 
 
 def test_jobs_schedules_and_sensor():
-    assert {job.name for job in defs.jobs} == {"all_layers", "closures_job", "outages_job", "repairs_job",
-                                               "zones_job", "reference_job"}
+    assert {job.name for job in defs.jobs} == {
+        "all_layers",
+        "closures_job",
+        "outages_job",
+        "repairs_job",
+        "zones_job",
+        "reference_job",
+    }
     cron = {s.name: s.cron_schedule for s in defs.schedules}
     assert cron["closures_schedule"] == cron["outages_schedule"] == "*/10 * * * *"
     assert cron["zones_schedule"] == "0 3 * * *"
@@ -54,9 +72,21 @@ def test_jobs_schedules_and_sensor():
 def _sensor_context(paths, cursor=None):
     from pipelines.resources import GeoportalResource
 
-    resource = GeoportalResource(**{name: str(getattr(paths, name)) for name in (
-        "catalog_dir", "sample_dir", "live_dir", "published_dir", "rejects_dir", "inbox_dir", "archive_dir",
-        "quarantine_dir")})
+    resource = GeoportalResource(
+        **{
+            name: str(getattr(paths, name))
+            for name in (
+                "catalog_dir",
+                "sample_dir",
+                "live_dir",
+                "published_dir",
+                "rejects_dir",
+                "inbox_dir",
+                "archive_dir",
+                "quarantine_dir",
+            )
+        }
+    )
     return dg.build_sensor_context(cursor=cursor, resources={"geoportal": resource})
 
 

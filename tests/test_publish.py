@@ -18,10 +18,15 @@ REPAIRS = load_catalog()["repairs"]
 def repairs_frame(count: int, offset: int = 0) -> gpd.GeoDataFrame:
     ids = [f"P-{offset + n}" for n in range(count)]
     data = {f.name: [None] * count for f in REPAIRS.fields}
-    data.update({
-        "permit_id": ids, "network": ["heat"] * count, "work_kind": ["planned"] * count, "status": ["active"] * count,
-        "start_time": pd.Series([pd.Timestamp("2026-11-24T01:00Z")] * count),
-    })
+    data.update(
+        {
+            "permit_id": ids,
+            "network": ["heat"] * count,
+            "work_kind": ["planned"] * count,
+            "status": ["active"] * count,
+            "start_time": pd.Series([pd.Timestamp("2026-11-24T01:00Z")] * count),
+        }
+    )
     frame = gpd.GeoDataFrame(data, geometry=[shapely.Point(104.28 + n * 1e-5, 52.28) for n in range(count)], crs=4326)
     frame.insert(0, "fid", [stable_fid("repairs", i) for i in ids])
     return frame
@@ -40,7 +45,8 @@ def test_geopackage_is_version_1_2_with_rtree_and_description(tmp_path):
         assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # "GPKG"
         assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
         identifier, description, srs = db.execute(
-            "SELECT identifier, description, srs_id FROM gpkg_contents WHERE table_name='repairs'").fetchone()
+            "SELECT identifier, description, srs_id FROM gpkg_contents WHERE table_name='repairs'"
+        ).fetchone()
         geometry = db.execute("SELECT column_name, geometry_type_name FROM gpkg_geometry_columns").fetchone()
         stored = db.execute("SELECT start_time FROM repairs LIMIT 1").fetchone()[0]
     assert identifier == REPAIRS.title.ru and "Earthworks permits" in description and srs == 4326

@@ -18,16 +18,21 @@ NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
 
 def closures(rows: list[tuple[str, str, str | None]]) -> gpd.GeoDataFrame:
     """(closure_type, start, end) along one street in central Irkutsk."""
-    return gpd.GeoDataFrame({
-        "closure_type": [r[0] for r in rows],
-        "start_time": pd.to_datetime([r[1] for r in rows], utc=True),
-        "end_time": pd.to_datetime([r[2] for r in rows], utc=True),
-    }, geometry=[shapely.LineString([(104.28, 52.287), (104.285, 52.287)])] * len(rows), crs=4326)
+    return gpd.GeoDataFrame(
+        {
+            "closure_type": [r[0] for r in rows],
+            "start_time": pd.to_datetime([r[1] for r in rows], utc=True),
+            "end_time": pd.to_datetime([r[2] for r in rows], utc=True),
+        },
+        geometry=[shapely.LineString([(104.28, 52.287), (104.285, 52.287)])] * len(rows),
+        crs=4326,
+    )
 
 
 def test_only_active_features_count_with_their_weight():
-    frame = closures([("full", "2026-11-20", None), ("partial", "2026-11-20", "2026-11-30"),
-                      ("full", "2026-12-01", "2026-12-05")])
+    frame = closures(
+        [("full", "2026-11-20", None), ("partial", "2026-11-20", "2026-11-30"), ("full", "2026-12-01", "2026-12-05")]
+    )
     grid = disruption_grid({"road_closures": (CATALOG["road_closures"], frame)}, CATALOG.city.extent, NOW)
     assert grid.counted == {"road_closures": 2}
     assert grid.values.max() == 4 + 2  # full + partial overlap on the street, the future one is absent

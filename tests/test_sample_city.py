@@ -44,9 +44,11 @@ def test_every_layer_is_published_with_its_schema(published_city, layer_id):
 
 def test_msk_control_point_lands_within_a_centimetre(published_city):
     """The register row at the Irkutsk test vector (X northing, Y easting in МСК-38 zone 3)."""
-    vectors = json.loads((SHARED_DATA / "msk_test_vectors.json").read_text(encoding="utf-8"))["vectors"] \
-        if (SHARED_DATA / "msk_test_vectors.json").exists() else \
-        [{"city": "Иркутск", "wgs84_lon": 104.2806, "wgs84_lat": 52.287}]
+    vectors = (
+        json.loads((SHARED_DATA / "msk_test_vectors.json").read_text(encoding="utf-8"))["vectors"]
+        if (SHARED_DATA / "msk_test_vectors.json").exists()
+        else [{"city": "Иркутск", "wgs84_lon": 104.2806, "wgs84_lat": 52.287}]
+    )
     irkutsk = next(v for v in vectors if v["city"] == "Иркутск")
     frame = layer(published_city, "addresses")
     point = frame.loc[frame.address_id == "A-CONTROL", "geometry"].iloc[0]
@@ -96,9 +98,15 @@ def test_zones_joined_to_their_people(published_city):
 @pytest.mark.skipif(not shutil.which("ogrinfo"), reason="Debian's gdal-bin (GDAL 3.6, as in QGIS 3.22) not installed")
 @pytest.mark.parametrize("layer_id", list(CATALOG))
 def test_gdal_36_of_qgis_322_opens_the_geopackage_quietly(published_city, layer_id):
-    result = subprocess.run(["ogrinfo", "-so", "-al", str(published_city.published_path(layer_id))],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0 and "GDAL 3.6" in subprocess.run(
-        ["ogrinfo", "--version"], capture_output=True, text=True, check=True).stdout
+    result = subprocess.run(
+        ["ogrinfo", "-so", "-al", str(published_city.published_path(layer_id))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (
+        result.returncode == 0
+        and "GDAL 3.6" in subprocess.run(["ogrinfo", "--version"], capture_output=True, text=True, check=True).stdout
+    )
     assert result.stderr.strip() == "", result.stderr
     assert f"Layer name: {layer_id}" in result.stdout and "Feature Count:" in result.stdout

@@ -16,8 +16,16 @@ from tests.server_fixtures import server  # noqa: F401 - fixture
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "test-artifacts"
 # Flags for a closed network: no background connections that would be refused and logged as errors.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--use-gl=swiftshader",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--use-gl=swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
@@ -32,32 +40,39 @@ def page(server):  # noqa: F811 - the fixture above
         page.errors = []
         page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
         page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("response", lambda response: response.status >= 400 and page.errors.append(
-            f"{response.status} {response.url}"))
+        page.on(
+            "response",
+            lambda response: response.status >= 400 and page.errors.append(f"{response.status} {response.url}"),
+        )
         page.goto(f"{server.url}/map/")
-        page.wait_for_function("document.body.dataset.ready === 'true' || document.body.dataset.error",
-                               timeout=60_000)
+        page.wait_for_function("document.body.dataset.ready === 'true' || document.body.dataset.error", timeout=60_000)
         yield page
         browser.close()
 
 
 def wait_idle(page) -> None:
     """Until MapLibre has loaded and drawn every tile of the view (the map's own 'idle' event)."""
-    page.evaluate("() => new Promise(done => { const m = window.geoportal.map; "
-                  "if (m.loaded() && m.areTilesLoaded()) { m.once('idle', done); m.triggerRepaint(); } "
-                  "else m.once('idle', done); })")
+    page.evaluate(
+        "() => new Promise(done => { const m = window.geoportal.map; "
+        "if (m.loaded() && m.areTilesLoaded()) { m.once('idle', done); m.triggerRepaint(); } "
+        "else m.once('idle', done); })"
+    )
 
 
 def rendered_ids(page, layer_id: str, id_field: str, lon: float, lat: float) -> set[str]:
-    return set(page.evaluate(
-        """([layer, field, lon, lat]) => {
+    return set(
+        page.evaluate(
+            """([layer, field, lon, lat]) => {
             const map = window.geoportal.map;
             const ids = map.getStyle().layers.filter(l => l.metadata && l.metadata['geoportal:layer'] === layer)
                 .map(l => l.id);
             const p = map.project([lon, lat]);
             return map.queryRenderedFeatures([[p.x - 8, p.y - 8], [p.x + 8, p.y + 8]], {layers: ids})
                 .map(f => String(f.properties[field]));
-        }""", [layer_id, id_field, lon, lat]))
+        }""",
+            [layer_id, id_field, lon, lat],
+        )
+    )
 
 
 def test_page_loads_without_console_errors(page):
@@ -96,9 +111,12 @@ def test_popup_shows_public_fields_in_russian(page, server):  # noqa: F811
     page.evaluate("() => window.geoportal.showAll()")
     page.evaluate("([lon, lat]) => window.geoportal.map.jumpTo({center: [lon, lat], zoom: 17})", [point.x, point.y])
     wait_idle(page)
-    xy = page.evaluate("([lon, lat]) => { const p = window.geoportal.map.project([lon, lat]); "
-                       "const r = document.getElementById('map').getBoundingClientRect(); "
-                       "return [r.left + p.x, r.top + p.y]; }", [point.x, point.y])
+    xy = page.evaluate(
+        "([lon, lat]) => { const p = window.geoportal.map.project([lon, lat]); "
+        "const r = document.getElementById('map').getBoundingClientRect(); "
+        "return [r.left + p.x, r.top + p.y]; }",
+        [point.x, point.y],
+    )
     page.mouse.click(*xy)
     popup = page.locator(".maplibregl-popup-content")
     popup.wait_for(timeout=10_000)

@@ -13,13 +13,13 @@ from assets.sources.tabular import read_csv
 BUILDING = "_building"  # the parsed BuildingAddress travels with the record to the geocoder
 
 
-def read_notices(path: Path, source: str, encoding: str, delimiter: str, expected: set[str],
-                 address_column: str) -> SourceTable:
+def read_notices(
+    path: Path, source: str, encoding: str, delimiter: str, expected: set[str], address_column: str
+) -> SourceTable:
     """One record per building a notice names. Its id is the notice number (first column, which
     is how utilities number notices) plus the building, so it is stable across re-publications."""
     table = read_csv(path, source, encoding, delimiter, expected | {address_column})
-    return replace(table, columns=[*table.columns, "record_id"],
-                   records=_expand(table, address_column))
+    return replace(table, columns=[*table.columns, "record_id"], records=_expand(table, address_column))
 
 
 def _expand(table: SourceTable, address_column: str) -> Iterator[RawRecord]:
@@ -33,10 +33,21 @@ def _expand(table: SourceTable, address_column: str) -> Iterator[RawRecord]:
         if not buildings and not not_understood:
             yield replace(record, error="the notice lists no address", error_field=address_column)
         for fragment in not_understood:
-            yield replace(record, values={**record.values, address_column: fragment},
-                          error=f"address not understood: {fragment!r}", error_field=address_column)
+            yield replace(
+                record,
+                values={**record.values, address_column: fragment},
+                error=f"address not understood: {fragment!r}",
+                error_field=address_column,
+            )
         notice = str(record.values.get(notice_column) or "").strip()
         for building in buildings:
             single = f"{building.street}, {building.house}"
-            yield replace(record, values={**record.values, address_column: single, BUILDING: building,
-                                          "record_id": f"{notice}/{building.street}/{building.house}"})
+            yield replace(
+                record,
+                values={
+                    **record.values,
+                    address_column: single,
+                    BUILDING: building,
+                    "record_id": f"{notice}/{building.street}/{building.house}",
+                },
+            )

@@ -35,13 +35,17 @@ def decode_text(raw: bytes, declared: str, source: str, expected_columns: set[st
             continue
         first_line = decoded[encoding].splitlines()[0] if decoded[encoding] else ""
         if not expected_columns or any(col in first_line for col in expected_columns):
-            warning = None if encoding == declared else (
-                f"declared encoding {declared} does not fit the file; read it as {encoding}")
+            warning = (
+                None
+                if encoding == declared
+                else (f"declared encoding {declared} does not fit the file; read it as {encoding}")
+            )
             return decoded[encoding], warning
     if declared in decoded:  # decodes, but the header matches nothing: let the column check speak
         return decoded[declared], None
-    raise SourceError(source, f"cannot decode the file as {declared} (the declared encoding) "
-                              f"nor as {', '.join(FALLBACK_ENCODINGS)}")
+    raise SourceError(
+        source, f"cannot decode the file as {declared} (the declared encoding) nor as {', '.join(FALLBACK_ENCODINGS)}"
+    )
 
 
 def _logical_records(text: str) -> Iterator[tuple[int, str | None, str]]:
@@ -85,7 +89,9 @@ def _csv_rows(records, header: list[str], source: str, delimiter: str, warning: 
     for line_no, text, raw in records:
         number = f"line {line_no}"
         if text is None:
-            yield RawRecord(source, number, {"_raw": raw}, error="unbalanced quotes: the row is cut or a quote is not closed")
+            yield RawRecord(
+                source, number, {"_raw": raw}, error="unbalanced quotes: the row is cut or a quote is not closed"
+            )
             continue
         if not text.strip() or not text.strip(delimiter + " \t"):
             continue  # blank rows and rows of empty cells are padding, not records
@@ -95,8 +101,12 @@ def _csv_rows(records, header: list[str], source: str, delimiter: str, warning: 
             yield RawRecord(source, number, {"_raw": raw}, error=f"malformed CSV row: {exc}")
             continue
         if len(cells) != len(header):
-            yield RawRecord(source, number, {"_raw": raw},
-                            error=f"expected {len(header)} columns, found {len(cells)} (a stray delimiter or quote?)")
+            yield RawRecord(
+                source,
+                number,
+                {"_raw": raw},
+                error=f"expected {len(header)} columns, found {len(cells)} (a stray delimiter or quote?)",
+            )
             continue
         yield RawRecord(source, number, dict(zip(header, cells, strict=True)))
 

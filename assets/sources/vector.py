@@ -28,10 +28,7 @@ def read_vector(path: Path, source: str, encoding: str, driver: str) -> SourceTa
     except (FionaError, OSError, ValueError) as exc:
         raise SourceError(source, f"cannot open as {driver}: {exc}") from None
     columns = list(collection.schema["properties"]) if collection.schema else []
-    if driver == "ESRI Shapefile":
-        records = _by_index(collection, source)
-    else:
-        records = _in_order(collection, source)
+    records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
     return SourceTable(source, columns, records)
 
 

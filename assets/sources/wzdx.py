@@ -12,8 +12,20 @@ from shapely.geometry import shape
 
 from assets.records import RawRecord, SourceError, SourceTable
 
-COLUMNS = ["id", "event_type", "road_names", "name", "description", "start_date", "end_date",
-           "vehicle_impact", "organization", "related_work_zone", "has_detour", "sequence"]
+COLUMNS = [
+    "id",
+    "event_type",
+    "road_names",
+    "name",
+    "description",
+    "start_date",
+    "end_date",
+    "vehicle_impact",
+    "organization",
+    "related_work_zone",
+    "has_detour",
+    "sequence",
+]
 
 
 def _links(properties: dict[str, Any], kind: str) -> list[str]:
@@ -38,8 +50,11 @@ def detour_sequence(features: list[dict[str, Any]]) -> dict[str, int]:
             position, current = position + 1, following.get(current)
     for feature in features:  # a one-segment detour has no sequence links at all
         properties = feature.get("properties") or {}
-        if ((properties.get("core_details") or {}).get("event_type") == "detour" and feature.get("id") not in order
-                and not _links(properties, "first-in-sequence")):
+        if (
+            (properties.get("core_details") or {}).get("event_type") == "detour"
+            and feature.get("id") not in order
+            and not _links(properties, "first-in-sequence")
+        ):
             order[feature.get("id")] = 1
     return order
 
