@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.auth import KeyRing, Level, allows, load_keyring, presented_key
+from server.config import RASTER_PRODUCTS
 from server.downloads import file_response
 from server.errors import forbidden, http_exception, ogc_exception, server_error, unauthorized
 from server.map_routes import map_routes
@@ -125,6 +126,7 @@ def create_app(
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
     files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
+    files.update({product: paths.raster_path(product) for product in RASTER_PRODUCTS})
     live = LiveSite(lambda: build_site(catalog, paths, settings), files)
     app = Starlette(
         lifespan=lifespan,

@@ -7,6 +7,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pyproj
+import rasterio
+
+from assets.raster import GRID_CRS
 from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
 from server.auth import LEVELS, Level, allows
@@ -191,11 +195,52 @@ def render_config(
             "contact": {"name": "Geoportal", "url": base_url},
         },
         "resources": {
-            spec.id: collection(spec, extents[spec.id], downloads[spec.id], catalog, paths, settings, level)
-            for spec in visible_layers(catalog, level)
-            if spec.id in extents
+            **{
+                spec.id: collection(spec, extents[spec.id], downloads[spec.id], catalog, paths, settings, level)
+                for spec in visible_layers(catalog, level)
+                if spec.id in extents
+            },
+            **raster_collections(paths),
         },
     }
+
+
+RASTER_PRODUCTS = {
+    "disruption_load": {
+        "title": {"ru": "Нагрузка от работ, перекрытий и отключений", "en": "Disruption load"},
+        "description": {
+            "ru": "Действующие ремонты, перекрытия и отключения, взвешенные по тяжести, на сетке 50 м (COG).",
+            "en": "Active repairs, closures and outages weighted by severity on a 50 m grid (Cloud-Optimized GeoTIFF).",
+        },
+    }
+}
+
+
+def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
+    """The published raster products as OGC API Coverages collections (pygeoapi's rasterio provider)."""
+    resources = {}
+    for product, text in RASTER_PRODUCTS.items():
+        path = paths.raster_path(product)
+        if not path.exists():
+            continue
+        with rasterio.open(path) as dataset:
+            bounds = dataset.bounds
+        to_lonlat = pyproj.Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
+        resources[product] = {
+            "type": "collection",
+            **text,
+            "keywords": {"ru": ["нагрузка", "растр"], "en": ["disruption", "raster"]},
+            "links": [],
+            "extents": {"spatial": {"bbox": list(to_lonlat.transform_bounds(*bounds)), "crs": CRS84}},
+            "providers": [{
+                "type": "coverage",
+                "name": "rasterio",
+                "data": str(path),
+                "options": {"DATA_ENCODING": "COG"},
+                "format": {"name": "GTiff", "mimetype": "image/tiff"},
+            }],
+        }
+    return resources
 
 
 def render_configs(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> dict[Level, dict[str, Any]]:

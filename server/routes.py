@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pygeoapi.api as core_api
+import pygeoapi.api.coverages as coverages_api
 import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
@@ -186,6 +187,12 @@ async def item(request: Request) -> Response:
     )
 
 
+async def coverage(request: Request) -> Response:
+    """OGC API Coverages: the raster product, through pygeoapi's rasterio provider."""
+    return await call(request, coverages_api.get_collection_coverage, request.path_params["collection_id"],
+                      check_format=False)
+
+
 async def tile_matrix_sets(request: Request) -> Response:
     if "tile_matrix_set_id" in request.path_params:
         return await call(request, tiles_api.tilematrixset, request.path_params["tile_matrix_set_id"])
@@ -212,6 +219,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/collections/{collection_id}/schema", schema),
         Route("/collections/{collection_id}/items", items, methods=["GET", "POST"]),
         Route("/collections/{collection_id}/items/{item_id:path}", item),
+        Route("/collections/{collection_id}/coverage", coverage),
         Route("/TileMatrixSets", tile_matrix_sets),
         Route("/TileMatrixSets/{tile_matrix_set_id}", tile_matrix_sets),
         # the landing page links these two; we publish no processes, so they list nothing

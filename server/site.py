@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pygeoapi.api as core_api
+import pygeoapi.api.coverages as coverages_api
 import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.tiles as tiles_api
 from pygeoapi.api import API
@@ -93,6 +94,8 @@ def conformance_classes(config: dict[str, Any], filters: tuple[str, ...]) -> tup
         classes |= set(filters)
     # vector tiles of every collection are served by server/map_routes.py, not a pygeoapi provider
     classes |= set(tiles_api.CONFORMANCE_CLASSES)
+    if "coverage" in types:
+        classes |= set(coverages_api.CONFORMANCE_CLASSES)
     return tuple(sorted(classes))
 
 
