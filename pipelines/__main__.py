@@ -41,7 +41,7 @@ def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     job_name = argv[0] if argv else ALL_LAYERS_JOB
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    job = defs.get_job_def(job_name)
+    job = defs.resolve_job_def(job_name)
     # Failures are summarised below in one line each; the console logger would repeat them with
     # Dagster's stack traces, which say nothing to an operator (the Dagster UI keeps them all).
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

@@ -23,7 +23,7 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
         f"  OpenAPI                {base_url}/openapi  (HTML: {base_url}/openapi?f=html)",
         "  QGIS: Layer > Add Layer > Add WFS / OGC API - Features Layer, URL = the landing page above",
     ]
-    for layer_id in site.access:
+    for layer_id in (layer_id for layer_id in site.access if layer_id in catalog):
         note = "" if layer_id in public else "  (internal: send X-API-Key)"
         lines.append(f"  {layer_id:22} {base_url}/collections/{layer_id}/items{note}")
     missing = [layer_id for layer_id in catalog if layer_id not in site.access]
@@ -31,7 +31,14 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
         lines.append(f"  no layer published yet in {get_paths().published_dir}: run `python -m pipelines`")
     elif missing:
         lines.append(f"  not published yet: {', '.join(missing)}")
-    lines += ["Dagster UI (pipeline runs):  python3 dev.py ui", ""]
+    lines += [
+        f"Web map                  {base_url}/map/",
+        f"Vector tiles (XYZ)       {base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf   TileJSON {base_url}/tiles/tilejson.json",
+        f"Styles                   {base_url}/styles/geoportal.json (MapLibre), {base_url}/styles/<layer>.qml (QGIS)",
+        f"Raster (OGC Coverages)   {base_url}/collections/disruption_load/coverage",
+        "Dagster UI (pipeline runs):  python3 dev.py ui",
+        "",
+    ]
     return "\n".join(lines)
 
 
