@@ -10,7 +10,7 @@ from pygeoapi.config import validate_config
 from pygeoapi.openapi import validate_openapi_document
 
 from layers.catalog import load_catalog
-from server.config import offered_crs, render_configs
+from server.config import RASTER_PRODUCTS, offered_crs, render_configs
 from server.openapi import openapi_document
 from server.settings import ServerSettings
 
@@ -29,8 +29,9 @@ def test_both_configurations_pass_pygeoapis_validator(configs):
 
 def test_one_collection_per_layer_named_by_layer_id(configs):
     public_layers = {spec.id for spec in CATALOG.public()}
-    assert set(configs["public"]["resources"]) == public_layers
-    assert set(configs["internal"]["resources"]) == set(CATALOG)
+    rasters = set(RASTER_PRODUCTS)  # the raster product is a coverage collection beside the layers
+    assert set(configs["public"]["resources"]) == public_layers | rasters
+    assert set(configs["internal"]["resources"]) == set(CATALOG) | rasters
     assert "addresses" not in configs["public"]["resources"]
 
 
