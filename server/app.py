@@ -25,14 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.auth import KeyRing, Level, allows, load_keyring, presented_key
-from server.config import RASTER_PRODUCTS
 from server.downloads import file_response
 from server.errors import forbidden, http_exception, ogc_exception, server_error, unauthorized
 from server.map_routes import map_routes
 from server.provider_crs import install_city_crs
 from server.routes import api_routes, patch_pygeoapi
 from server.settings import ServerSettings, get_server_settings
-from server.site import VIEW, LiveSite, build_site, view_of
+from server.site import VIEW, LiveSite, build_site, view_of, watched_files
 from server.tiles import VectorTiles
 
 COLLECTION_PATH = re.compile(r"^/(?:collections|downloads)/([^/]+?)(?:\.gpkg)?(?:/.*)?$")
@@ -125,9 +124,7 @@ def create_app(
         keyring = load_keyring(settings.api_keys_file, secret)
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
-    files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
-    files.update({product: paths.raster_path(product) for product in RASTER_PRODUCTS})
-    live = LiveSite(lambda: build_site(catalog, paths, settings), files)
+    live = LiveSite(lambda: build_site(catalog, paths, settings), watched_files(catalog, paths))
     app = Starlette(
         lifespan=lifespan,
         routes=[

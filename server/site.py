@@ -22,7 +22,7 @@ from starlette.requests import Request
 from layers.catalog import Catalog
 from layers.settings import PathSettings
 from server.auth import LEVELS, Level
-from server.config import exposed_fields, read_extents, render_config, visible_layers
+from server.config import RASTER_PRODUCTS, exposed_fields, read_extents, render_config, visible_layers
 from server.downloads import copy_without
 from server.extents import Signature, published_signature
 from server.openapi import openapi_document
@@ -128,8 +128,15 @@ def level_downloads(
     return downloads
 
 
-def build_site(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> Site:
+def watched_files(catalog: Catalog, paths: PathSettings) -> dict[str, Path]:
+    """Every published file the served configuration depends on: the layers' GeoPackages and the rasters."""
     files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
+    files.update({product: paths.raster_path(product) for product in RASTER_PRODUCTS})
+    return files
+
+
+def build_site(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> Site:
+    files = watched_files(catalog, paths)
     signature = published_signature(files)  # before reading: a change during the build triggers another
     extents = read_extents(catalog, paths)
     views = {}
