@@ -50,7 +50,8 @@ async function start() {
 
   if (config.raster) {
     map.addSource(config.raster.id, { type: "image", url: config.raster.url, coordinates: config.raster.coordinates });
-    const firstVector = map.getStyle().layers.find((l) => l.metadata && l.metadata["geoportal:layer"]);
+    // above the zone fills, below every line and point: the load reads as a heat layer under the events
+    const firstVector = map.getStyle().layers.find((l) => l.metadata && l.metadata["geoportal:layer"] && l.type !== "fill");
     map.addLayer({ id: config.raster.id, type: "raster", source: config.raster.id,
                    layout: { visibility: "none" }, paint: { "raster-opacity": 0.7 } }, firstVector && firstVector.id);
   }
