@@ -113,6 +113,19 @@ def _pick(rng: np.random.Generator, choices: list[str], n: int) -> np.ndarray:
     return np.asarray(choices, dtype=object)[rng.integers(0, len(choices), n)]
 
 
+def _defect_marker(rng, n: int, defects: dict[str, int]):
+    """`defect(name, share)` → a mask of rows for that defect, never overlapping an earlier one."""
+    taken = np.zeros(n, dtype=bool)
+
+    def defect(name: str, share: float) -> np.ndarray:
+        mask = _some(rng, n, share, taken)
+        taken[mask] = True
+        defects[name] = int(mask.sum())
+        return mask
+
+    return defect
+
+
 def _some(rng: np.random.Generator, n: int, share: float, exclude: np.ndarray | None = None) -> np.ndarray:
     """A mask of about `share * n` rows (at least one), none of them in `exclude`."""
     mask = rng.random(n) < share
@@ -190,14 +203,8 @@ class _Generator:
         permit = np.char.add("ОР-", np.char.zfill(np.arange(1, n + 1).astype(str), 7)).astype(object)
 
         # defects, each on its own rows
-        taken = np.zeros(n, dtype=bool)
         defects: dict[str, int] = {}
-
-        def defect(name: str, share: float) -> np.ndarray:
-            mask = _some(rng, n, share, taken)
-            taken[mask] = True
-            defects[name] = int(mask.sum())
-            return mask
+        defect = _defect_marker(rng, n, defects)
 
         mask = defect("address_only", 0.01)
         wkt[mask] = ""
@@ -245,14 +252,8 @@ class _Generator:
         kind = _pick(rng, CLOSURE_TYPES, n)
         ids = np.char.add("П-", np.char.zfill(np.arange(1, n + 1).astype(str), 6)).astype(object)
 
-        taken = np.zeros(n, dtype=bool)
         defects: dict[str, int] = {}
-
-        def defect(name: str, share: float) -> np.ndarray:
-            mask = _some(rng, n, share, taken)
-            taken[mask] = True
-            defects[name] = int(mask.sum())
-            return mask
+        defect = _defect_marker(rng, n, defects)
 
         kind[defect("unknown_closure_type", 0.001)] = "Ограничение"
         mask = defect("ends_before_start", 0.001)
