@@ -22,6 +22,7 @@ from rio_cogeo.profiles import cog_profiles
 
 from layers.catalog import Catalog, LayerSpec
 
+PRODUCT = "disruption_load"  # asset key, file stem and OGC collection id
 GRID_CRS = "EPSG:3857"  # the web map's own grid: the overlay lands pixel for pixel
 CELL_METRES = 50.0
 NODATA = -1.0

@@ -4,11 +4,9 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.raster import disruption_grid, is_valid_cog, read_layers, write_cog
+from assets.raster import PRODUCT, disruption_grid, is_valid_cog, read_layers, write_cog
 from layers.catalog import Catalog
 from pipelines.resources import GeoportalResource
-
-PRODUCT = "disruption_load"
 
 
 class DisruptionLoadConfig(dg.Config):

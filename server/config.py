@@ -10,7 +10,7 @@ from typing import Any
 import pyproj
 import rasterio
 
-from assets.raster import GRID_CRS
+from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
 from server.auth import LEVELS, Level, allows
@@ -206,7 +206,7 @@ def render_config(
 
 
 RASTER_PRODUCTS = {
-    "disruption_load": {
+    PRODUCT: {
         "title": {"ru": "Нагрузка от работ, перекрытий и отключений", "en": "Disruption load"},
         "description": {
             "ru": "Действующие ремонты, перекрытия и отключения, взвешенные по тяжести, на сетке 50 м (COG).",

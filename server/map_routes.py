@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from assets.raster import PRODUCT
 from server.errors import ogc_exception
 from server.site import view_of
 from server.styles import maplibre_style, qgis_style
@@ -148,7 +149,7 @@ async def web_map_config(request: Request) -> Response:
         map_config,
         state.catalog,
         state.paths.published_path,
-        state.paths.raster_path("disruption_load"),
+        state.paths.raster_path(PRODUCT),
         _base(request),
         _staff(request),
     )

@@ -11,8 +11,9 @@ import rasterio
 from pyproj import Transformer
 from rasterio.io import MemoryFile
 
-from assets.raster import GRID_CRS
+from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
+from server.config import RASTER_PRODUCTS
 from server.extents import read_extent
 from server.styles import legend, maplibre_style
 
@@ -23,7 +24,7 @@ DOMAIN_TITLES = {
     "zones": "Границы зон",
     "reference": "Справочные слои",
 }
-RASTER = ("disruption_load", "Нагрузка от работ и отключений")
+RASTER = (PRODUCT, RASTER_PRODUCTS[PRODUCT]["title"]["ru"])
 # colour ramp of the disruption load: transparent at zero, yellow to red as weights add up
 RAMP = np.array([[253, 230, 138], [251, 191, 36], [249, 115, 22], [220, 38, 38], [127, 29, 29]], dtype=float)
 
