@@ -261,3 +261,29 @@ def _write_shapefile(path: Path, rows: list[tuple[int, str, shapely.Geometry]]) 
     with fiona.open(path, "w", driver="ESRI Shapefile", schema=schema, encoding="cp1251") as sink:
         for number, name, geometry in rows:
             sink.write({"geometry": shapely.geometry.mapping(geometry), "properties": {"NO": number, "NAME": name}})
+
+
+def test_undecodable_bytes_reject_only_their_row(tmp_path):
+    paths = works_city(tmp_path, [f"W-1;Теплосеть;01.11.2026;;{GOOD_POINT}"])
+    with open(paths.sample_dir / "works.csv", "ab") as handle:  # 0x98 is the one byte cp1251 leaves undefined
+        handle.write(
+            b"\nW-2;\x98;01.11.2026;;"
+            + GOOD_POINT.encode()
+            + b"\nW-3;"
+            + "Водопровод".encode("cp1251")
+            + b";02.11.2026;;"
+            + GOOD_POINT.encode()
+        )
+    result = build(paths)
+    assert sorted(result.frame.work_id) == ["W-1", "W-3"]
+    assert "not cp1251 text" in reasons(result)["line 3"]
+
+
+def test_a_quoted_note_may_span_lines(tmp_path):
+    result = build(
+        works_city(
+            tmp_path, [f'W-1;"Тепло\nсеть";01.11.2026;;{GOOD_POINT}', f"W-2;Водопровод;01.11.2026;;{GOOD_POINT}"]
+        )
+    )
+    assert sorted(result.frame.work_id) == ["W-2"]  # "Тепло\nсеть" is read whole, then rejected as a value
+    assert "not one of the allowed values" in reasons(result)["line 2"]

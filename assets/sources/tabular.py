@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from assets.records import RawRecord, SourceError, SourceTable
@@ -16,78 +17,104 @@ MAX_LINES_PER_RECORD = 20
 FALLBACK_ENCODINGS = ("utf-8-sig", "cp1251")
 
 
-def decode_text(raw: bytes, declared: str, source: str, expected_columns: set[str]) -> tuple[str, str | None]:
-    """Text of the file and, if the declared encoding was wrong, a warning naming the one used.
+HEAD_BYTES = 256 * 1024  # holds the header line of any real register
+UNDECODABLE = "\ufffd"
+
+
+def choose_encoding(head: bytes, declared: str, source: str, expected_columns: set[str]) -> tuple[str, str | None]:
+    """The encoding to read the file with and, if the declared one was wrong, a warning naming it.
 
     Cities re-save registers in Excel and the encoding silently changes; cp1251 decodes any UTF-8
     byte sequence into mojibake without an error, so the header is the judge: the encoding under
-    which the expected column names appear wins.
+    which the expected column names appear wins. Only the head of the file is read for this.
     """
-    if not raw.strip():
+    if not head.strip():
         raise SourceError(source, "the file is empty")
     declared = "utf-8-sig" if declared.lower().replace("_", "-") in ("utf-8", "utf8") else declared
     candidates = [declared, *(e for e in FALLBACK_ENCODINGS if e != declared)]
-    decoded: dict[str, str] = {}
     for encoding in candidates:
-        try:
-            decoded[encoding] = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        first_line = decoded[encoding].splitlines()[0] if decoded[encoding] else ""
+        # a stray undecodable byte in some row must not disqualify the right encoding: that row
+        # alone is rejected later; the header decides
+        text = head.decode(encoding, errors="replace")
+        first_line = text.splitlines()[0] if text else ""
         if not expected_columns or any(col in first_line for col in expected_columns):
             warning = (
                 None
                 if encoding == declared
-                else (f"declared encoding {declared} does not fit the file; read it as {encoding}")
+                else f"declared encoding {declared} does not fit the file; read it as {encoding}"
             )
-            return decoded[encoding], warning
-    if declared in decoded:  # decodes, but the header matches nothing: let the column check speak
-        return decoded[declared], None
-    raise SourceError(
-        source, f"cannot decode the file as {declared} (the declared encoding) nor as {', '.join(FALLBACK_ENCODINGS)}"
-    )
+            return encoding, warning
+    return declared, None  # the header matches nothing: the column check names what is missing
 
 
-def _logical_records(text: str) -> Iterator[tuple[int, str | None, str]]:
-    """(first physical line number, text or None if broken, raw) for each record of a CSV text."""
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        start = index
-        chunk = lines[index]
-        while chunk.count('"') % 2 and index + 1 < len(lines) and index - start < MAX_LINES_PER_RECORD:
-            index += 1
-            chunk += "\n" + lines[index]
+def _logical_records(lines: Iterable[str]) -> Iterator[tuple[int, str | None, str]]:
+    """(first physical line number, text or None if broken, raw) for each record of a CSV text,
+    streaming: only the lines of the record being assembled are held."""
+    source = iter(lines)
+    pending: deque[str] = deque()
+
+    def pull() -> bool:
+        line = next(source, None)
+        if line is None:
+            return False
+        pending.append(line.rstrip("\r\n"))
+        return True
+
+    number = 1
+    while pending or pull():
+        chunk, used = pending[0], 1
+        while chunk.count('"') % 2 and used <= MAX_LINES_PER_RECORD and (used < len(pending) or pull()):
+            chunk += "\n" + pending[used]
+            used += 1
         if chunk.count('"') % 2:
-            yield start + 1, None, lines[start]
-            index = start + 1
+            yield number, None, pending.popleft()  # resynchronise on the next physical line
+            number += 1
             continue
-        yield start + 1, chunk, chunk
-        index += 1
+        for _ in range(used):
+            pending.popleft()
+        yield number, chunk, chunk
+        number += used
 
 
 def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: set[str]) -> SourceTable:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
-    text, warning = decode_text(raw, encoding, source, expected)
+    chosen, warning = choose_encoding(head, encoding, source, expected)
+    text = open(path, encoding=chosen, errors="replace", newline="")  # noqa: SIM115 - closed by _csv_rows
     records = _logical_records(text)
     try:
         _, header_text, _ = next(records)
     except StopIteration:
+        text.close()
         raise SourceError(source, "the file is empty") from None
     if header_text is None:
+        text.close()
         raise SourceError(source, "the header row has an unbalanced quote")
     header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
-    return SourceTable(source, header, _csv_rows(records, header, source, delimiter, warning))
+    rows = _csv_rows(records, header, source, delimiter, warning, chosen)
+    return SourceTable(source, header, _closing(rows, text))
 
 
-def _csv_rows(records, header: list[str], source: str, delimiter: str, warning: str | None) -> Iterator[RawRecord]:
+def _closing(records: Iterator[RawRecord], handle) -> Iterator[RawRecord]:
+    try:
+        yield from records
+    finally:
+        handle.close()
+
+
+def _csv_rows(
+    records, header: list[str], source: str, delimiter: str, warning: str | None, encoding: str
+) -> Iterator[RawRecord]:
     if warning:
         yield RawRecord(source, "file", {}, error=warning, error_field="encoding")
     for line_no, text, raw in records:
         number = f"line {line_no}"
+        if UNDECODABLE in raw:
+            yield RawRecord(source, number, {"_raw": raw}, error=f"bytes that are not {encoding} text in this row")
+            continue
         if text is None:
             yield RawRecord(
                 source, number, {"_raw": raw}, error="unbalanced quotes: the row is cut or a quote is not closed"
