@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.normalize import collect
+from assets.normalize import check_columns
 from assets.records import SourceError
 from assets.sources import open_source
 from layers.catalog import Catalog, SourceSpec
@@ -74,15 +74,16 @@ def find_deliveries(inbox: Path, catalog: Catalog) -> list[Delivery]:
 
 
 def problem(delivery: Delivery) -> str | None:
-    """Why a delivery cannot be used, from its header and first records; None when it looks right."""
+    """Why a delivery cannot be used, judged from opening it and its header (row problems become
+    rejects in the run); None when it looks right."""
     if delivery.source is None:
         return f"no source of domain {delivery.domain!r} is called {delivery.name!r}"
     main = next(
         (p for p in delivery.files if p.suffix.lower() == Path(delivery.source.path).suffix.lower()), delivery.files[0]
     )
     try:
-        table = open_source(delivery.source, main, f"inbox/{delivery.domain}/{main.name}")
-        collect(table, delivery.source)
+        with open_source(delivery.source, main, f"inbox/{delivery.domain}/{main.name}") as table:
+            check_columns(table, delivery.source)
     except SourceError as error:
         return str(error)
     return None

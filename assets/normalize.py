@@ -35,7 +35,8 @@ def _raw_text(values: dict) -> str:
     return "; ".join(f"{k}={v}" for k, v in values.items() if not str(k).startswith("_") and v not in (None, ""))[:500]
 
 
-def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
+def check_columns(table: SourceTable, spec: SourceSpec) -> None:
+    """Every column the catalog maps must be in the file's header; one message names them all."""
     missing = [col for col in spec.columns if col not in table.columns]
     missing += [col for col in spec.select if col not in table.columns]
     if spec.geometry:
@@ -46,6 +47,10 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
         ]
     if missing:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
+
+
+def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
+    check_columns(table, spec)
     frame = RawFrame(table.source, pd.DataFrame())
     # a list per column and one object per distinct string: a million small dicts and their
     # repeated values ("Теплосеть", dates) cost gigabytes otherwise
@@ -253,10 +258,6 @@ def normalise(
     layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None
 ) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
     """(published rows of this source, rejects, repaired geometry count)."""
-    table = frame.table
-    for column, wanted in source.select.items():
-        table = table[table[column].astype(str) == wanted]
-    frame = RawFrame(frame.source, table.reset_index(drop=True), frame.rejects, frame.warnings, frame.read)
     problems = Problems(frame.source, frame.table[ROW])
     values = attributes(layer, source, frame, city, problems)
     shapes, repaired, addresses = geometries(layer, source, frame, city, geocoder, problems)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,13 @@ class SourceTable:
     source: str
     columns: list[str]
     records: Iterator[RawRecord]
+    close: Callable[[], None] = lambda: None  # for a reader that stops before the last record
+
+    def __enter__(self) -> SourceTable:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
         raise SourceError(source, "the header row has an unbalanced quote")
     header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
     rows = _csv_rows(records, header, source, delimiter, warning, chosen)
-    return SourceTable(source, header, _closing(rows, text))
+    return SourceTable(source, header, _closing(rows, text), close=text.close)
 
 
 def _closing(records: Iterator[RawRecord], handle) -> Iterator[RawRecord]:
@@ -152,7 +152,7 @@ def read_xlsx(path: Path, source: str, sheet: str | None) -> SourceTable:
     if header_row is None or not any(cell is not None for cell in header_row):
         raise SourceError(source, "the sheet is empty (no header row)")
     header = [str(cell).strip() if cell is not None else "" for cell in header_row]
-    return SourceTable(source, header, _xlsx_rows(book, rows, header, source))
+    return SourceTable(source, header, _xlsx_rows(book, rows, header, source), close=book.close)
 
 
 def _xlsx_rows(book, rows, header: list[str], source: str) -> Iterator[RawRecord]:

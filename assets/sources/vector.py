@@ -29,7 +29,7 @@ def read_vector(path: Path, source: str, encoding: str, driver: str) -> SourceTa
         raise SourceError(source, f"cannot open as {driver}: {exc}") from None
     columns = list(collection.schema["properties"]) if collection.schema else []
     records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
-    return SourceTable(source, columns, records)
+    return SourceTable(source, columns, records, close=collection.close)
 
 
 def _feature_record(feature, source: str, number: str) -> RawRecord:
