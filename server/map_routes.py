@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from assets.raster import PRODUCT
 from server.errors import ogc_exception
 from server.site import view_of
-from server.styles import maplibre_style, qgis_style
+from server.styles import qgis_style
 from server.tiles import TileError, accepts_gzip, etag_matches, ogc_tilesets
 from server.webmap import map_config, map_style, raster_png
 
@@ -121,15 +121,9 @@ async def collection_tileset(request: Request) -> Response:
 
 
 async def combined_style(request: Request) -> Response:
+    """The MapLibre style of the combined tileset; the web map loads the same document."""
     state = request.app.state
-    specs = [s for s in state.catalog.values() if s.access == "public" or _staff(request)]
-    style = maplibre_style(
-        specs,
-        tiles_url=f"{_base(request)}/tiles/{{z}}/{{x}}/{{y}}.pbf",
-        name=state.catalog.city.name.ru,
-        bounds=state.catalog.city.extent,
-        basemap_url=state.settings.basemap_url,
-    )
+    style = map_style(state.catalog, _base(request), _staff(request), state.settings.basemap_url)
     return JSONResponse(style, media_type=STYLE_MEDIA_TYPE)
 
 
@@ -154,11 +148,6 @@ async def web_map_config(request: Request) -> Response:
         _staff(request),
     )
     return JSONResponse(config)
-
-
-async def web_map_style(request: Request) -> Response:
-    state = request.app.state
-    return JSONResponse(map_style(state.catalog, _base(request), _staff(request), state.settings.basemap_url))
 
 
 async def web_map_raster(request: Request) -> Response:
@@ -188,7 +177,7 @@ def map_routes() -> list[BaseRoute]:
         Route("/styles/{layer_id}.qml", layer_qml),
         Route("/map", web_map_page),
         Route("/map/config.json", web_map_config),
-        Route("/map/style.json", web_map_style),
+        Route("/map/style.json", combined_style),
         Route("/map/raster/{product}.png", web_map_raster),
         Mount("/map", StaticFiles(directory=STATIC / "map", html=True), name="map"),
         Mount("/vendor", StaticFiles(directory=STATIC / "vendor", check_dir=False), name="vendor"),

@@ -118,9 +118,8 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
 
 
 def map_style(catalog: Catalog, base_url: str, staff: bool, basemap_url: str | None) -> dict[str, Any]:
-    layers = [spec for spec in visible_layers(catalog, staff)]
     return maplibre_style(
-        layers,
+        visible_layers(catalog, staff),
         tiles_url=f"{base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf",
         name=catalog.city.name.ru,
         bounds=catalog.city.extent,
