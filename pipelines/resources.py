@@ -21,6 +21,11 @@ class GeoportalResource(dg.ConfigurableResource):
     archive_dir: str | None = None
     quarantine_dir: str | None = None
 
+    @classmethod
+    def of(cls, paths: PathSettings) -> GeoportalResource:
+        """A resource pinned to every folder of `paths` (a test's temporary city, another deployment)."""
+        return cls(**{name: str(getattr(paths, name)) for name in cls.model_fields if name != "root"})
+
     def paths(self) -> PathSettings:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}
         return PathSettings(**overrides) if overrides else get_paths()

@@ -61,5 +61,4 @@ def published_city(tmp_path_factory) -> PathSettings:
 def resource_for(paths: PathSettings):
     from pipelines.resources import GeoportalResource
 
-    names = ["published_dir", "rejects_dir", "live_dir", "inbox_dir", "archive_dir", "quarantine_dir"]
-    return GeoportalResource(**{name: str(getattr(paths, name)) for name in names})
+    return GeoportalResource.of(paths)

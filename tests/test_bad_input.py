@@ -229,12 +229,7 @@ def test_empty_file_fails_the_asset_with_a_message_and_keeps_the_last_good_file(
     catalog = load_catalog(paths.catalog_dir)
     publish_layer(build_layer(catalog["works"], catalog, paths), paths)
     (paths.sample_dir / "works.csv").write_bytes(b"")
-    resource = GeoportalResource(
-        **{
-            name: str(getattr(paths, name))
-            for name in ("catalog_dir", "sample_dir", "live_dir", "published_dir", "rejects_dir")
-        }
-    )
+    resource = GeoportalResource.of(paths)
     result = dg.materialize([layer_asset(catalog["works"])], resources={"geoportal": resource}, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

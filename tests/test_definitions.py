@@ -72,21 +72,7 @@ def test_jobs_schedules_and_sensor():
 def _sensor_context(paths, cursor=None):
     from pipelines.resources import GeoportalResource
 
-    resource = GeoportalResource(
-        **{
-            name: str(getattr(paths, name))
-            for name in (
-                "catalog_dir",
-                "sample_dir",
-                "live_dir",
-                "published_dir",
-                "rejects_dir",
-                "inbox_dir",
-                "archive_dir",
-                "quarantine_dir",
-            )
-        }
-    )
+    resource = GeoportalResource.of(paths)
     return dg.build_sensor_context(cursor=cursor, resources={"geoportal": resource})
 
 
