@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
-import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -139,28 +139,47 @@ def _csv_rows(
 
 
 def read_xlsx(path: Path, source: str, sheet: str | None) -> SourceTable:
-    import openpyxl  # imported here: only XLSX sources pay for it
+    """Every cell the sheet holds, read with calamine: the `<dimension>` a workbook declares is often
+    stale (exporters forget to update it), and a reader that trusts it drops the rows beyond it."""
+    import python_calamine  # imported here: only XLSX sources pay for it
 
+    unreadable = (OSError, python_calamine.CalamineError)
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        book = python_calamine.CalamineWorkbook.from_path(str(path))
+    except unreadable as exc:
         raise SourceError(source, f"not a readable XLSX workbook ({exc.__class__.__name__}: {exc})") from None
-    if sheet is not None and sheet not in book.sheetnames:
-        raise SourceError(source, f"no sheet {sheet!r}; the workbook has {book.sheetnames}")
-    rows = book[sheet or book.sheetnames[0]].iter_rows(values_only=True)
-    header_row = next(rows, None)
-    if header_row is None or not any(cell is not None for cell in header_row):
-        raise SourceError(source, "the sheet is empty (no header row)")
-    header = [str(cell).strip() if cell is not None else "" for cell in header_row]
-    return SourceTable(source, header, _xlsx_rows(book, rows, header, source), close=book.close)
-
-
-def _xlsx_rows(book, rows, header: list[str], source: str) -> Iterator[RawRecord]:
     try:
-        for excel_row, cells in enumerate(rows, start=2):
-            if all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells):
-                continue
-            values = {name: cell for name, cell in zip(header, cells, strict=False) if name}
-            yield RawRecord(source, f"row {excel_row}", values)
+        if sheet is not None and sheet not in book.sheet_names:
+            raise SourceError(source, f"no sheet {sheet!r}; the workbook has {book.sheet_names}")
+        # rows from A1 whatever the first used cell, so that row numbers are Excel's
+        rows = book.get_sheet_by_name(sheet or book.sheet_names[0]).to_python(skip_empty_area=False)
+    except unreadable as exc:
+        raise SourceError(source, f"cannot read the sheet ({exc.__class__.__name__}: {exc})") from None
     finally:
         book.close()
+    if not rows or all(_empty(cell) for cell in rows[0]):
+        raise SourceError(source, "the sheet is empty (no header row)")
+    header = [str(cell).strip() if not _empty(cell) else "" for cell in rows[0]]
+    return SourceTable(source, header, _xlsx_rows(rows, header, source))
+
+
+def _empty(cell: object) -> bool:
+    return cell is None or (isinstance(cell, str) and not cell.strip())
+
+
+def _cell(cell: object) -> object:
+    if cell == "":
+        return None  # calamine writes an empty cell as "": None, as for every other source
+    if type(cell) is dt.date:
+        # calamine turns any date cell at midnight into a date, even one formatted with a time;
+        # a cell is a moment, as Excel (and openpyxl) see it
+        return dt.datetime(cell.year, cell.month, cell.day)
+    return cell
+
+
+def _xlsx_rows(rows: list[list], header: list[str], source: str) -> Iterator[RawRecord]:
+    for excel_row, cells in enumerate(rows[1:], start=2):
+        if all(_empty(cell) for cell in cells):
+            continue
+        values = {name: _cell(cell) for name, cell in zip(header, cells, strict=False) if name}
+        yield RawRecord(source, f"row {excel_row}", values)
