@@ -98,10 +98,28 @@ def _parse_one(value: object, date_format: str) -> tuple[pd.Timestamp | None, bo
     return pd.Timestamp(parsed), len(text) <= 10
 
 
+# `date_format` keywords beside strptime patterns: feeds write moments as Unix time or ISO 8601
+EPOCH_UNITS = {"epoch_s": "s", "epoch_ms": "ms"}
+FORMAT_NAMES = {"epoch_s": "epoch seconds", "epoch_ms": "epoch milliseconds", "iso": "ISO 8601"}
+
+
+def _from_epoch(raw: pd.Series, unit: str) -> pd.Series:
+    """UTC timestamps from Unix time (numbers or numeric text; true/false are not times)."""
+    numbers = pd.to_numeric(_numeric_text(raw.where(~raw.map(lambda v: isinstance(v, bool)))), errors="coerce")
+    stamps = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+    return stamps.astype("datetime64[us, UTC]")
+
+
 def as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: bool) -> Coerced:
     """UTC timestamps. Naive values are local city time; a bare date that ends an interval means
-    the end of that day, because a permit "until 30.11" is valid all of the 30th."""
+    the end of that day, because a permit "until 30.11" is valid all of the 30th. `date_format` may
+    also be `epoch_s`, `epoch_ms` (Unix time, UTC by definition) or `iso` (ISO 8601 / RFC 3339,
+    every cell judged alone: `iso` matches no strptime pattern, so the fast pass below reads none)."""
     empty = blank(raw)
+    reason = f"not a date/time in the form {FORMAT_NAMES.get(date_format, date_format)}"
+    if date_format in EPOCH_UNITS:
+        values = _from_epoch(raw, EPOCH_UNITS[date_format])
+        return Coerced(values, values.isna() & ~empty, reason)
     strings = raw.where(raw.map(lambda v: isinstance(v, str)))
     fast = pd.to_datetime(strings, format=date_format, errors="coerce")
     date_only = pd.Series(date_format == _date_only_format(date_format), index=raw.index)
@@ -121,11 +139,12 @@ def as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: boo
     if end_of_day:
         shift = values.notna() & date_only
         values[shift] = values[shift] + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    return Coerced(values, values.isna() & ~empty, f"not a date/time in the form {date_format}")
+    return Coerced(values, values.isna() & ~empty, reason)
 
 
 def as_date(raw: pd.Series, date_format: str, timezone: str) -> Coerced:
     stamps = as_datetime(raw, _date_only_format(date_format), timezone, end_of_day=False)
     values = stamps.values.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d").astype(object)
     values = values.where(stamps.values.notna(), None)
-    return Coerced(values, stamps.failed, f"not a date in the form {_date_only_format(date_format)}")
+    form = FORMAT_NAMES.get(date_format, _date_only_format(date_format))
+    return Coerced(values, stamps.failed, f"not a date in the form {form}")

@@ -66,13 +66,80 @@ def fit_type(geometry: BaseGeometry, geometry_type: str) -> tuple[BaseGeometry |
     return None, f"geometry type {kind} does not fit a {geometry_type} layer"
 
 
-def repair(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(repaired geometries, mask of the ones that needed repair): self-intersections, ring
-    orientation and the like, fixed with GEOS make_valid (structure method keeps polygon areas)."""
-    present = np.array([g is not None for g in geometries], dtype=bool)
+SPOT = "a line of identical points (a spot)"
+LINE_TYPES = (1, 5)  # LineString, MultiLineString
+
+
+def spots(geometries: np.ndarray) -> np.ndarray:
+    """Mask of lines whose every coordinate is the same point: WZDx writes a work zone at one spot
+    as a LineString of two identical points, which no repair can keep as a line."""
+    result = np.zeros(len(geometries), dtype=bool)
+    lines = np.flatnonzero(np.isin(shapely.get_type_id(geometries), LINE_TYPES) & ~shapely.is_empty(geometries))
+    if not len(lines):
+        return result
+    coords, owner = shapely.get_coordinates(geometries[lines], return_index=True)
+    first = coords[np.searchsorted(owner, owner)]  # owners are sorted: the first coordinate of each line
+    moves = np.bincount(owner, weights=np.any(coords != first, axis=1), minlength=len(lines)) > 0
+    result[lines] = ~moves
+    return result
+
+
+def repair(geometries: np.ndarray, geometry_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(repaired geometries, mask of the ones repaired, why a geometry could not be kept or None).
+
+    Self-intersections, ring orientation and the like are fixed with GEOS make_valid (structure
+    method keeps polygon areas). A spot line becomes its point on a Point layer and is refused
+    elsewhere; a repair that leaves an empty geometry is no repair: the record is refused with GEOS's
+    reason. Refused geometries come back as None and are not counted as repaired."""
+    present = ~shapely.is_missing(geometries)
     invalid = np.zeros(len(geometries), dtype=bool)
     invalid[present] = ~shapely.is_valid(geometries[present])
     repaired = geometries.copy()
+    refused = np.full(len(geometries), None, dtype=object)
+    spot = spots(geometries) & invalid
+    if spot.any():
+        if geometry_type == "Point":
+            repaired[spot] = shapely.get_point(shapely.get_geometry(geometries[spot], 0), 0)
+        else:
+            refused[spot] = SPOT
+        invalid &= ~spot
     if invalid.any():
         repaired[invalid] = shapely.make_valid(geometries[invalid], method="structure", keep_collapsed=False)
-    return repaired, invalid
+        emptied = invalid & ~shapely.is_missing(repaired)
+        emptied[emptied] = shapely.is_empty(repaired[emptied])
+        if emptied.any():
+            refused[emptied] = [f"repair left nothing: {why}" for why in shapely.is_valid_reason(geometries[emptied])]
+            invalid &= ~emptied
+    repaired[refused != None] = None  # noqa: E711 - elementwise on an object array
+    return repaired, invalid | (spot & (geometry_type == "Point")), refused
+
+
+def from_flat_coordinates(values: object, kind: str, lat_first: bool) -> BaseGeometry:
+    """A point, line or polygon from a coordinate array as feeds write them: flat
+    ([lat, lng, lat, lng…]) or as pairs; a polygon's ring is closed when the feed left it open.
+    ValueError says what is wrong with the array."""
+    if not isinstance(values, list) or not values:
+        raise ValueError("not a list of coordinates")
+    flat = [c for pair in values for c in pair] if all(isinstance(v, list) for v in values) else values
+    try:
+        numbers = np.asarray(flat, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("coordinates that are not numbers") from None
+    if numbers.ndim != 1 or len(numbers) % 2:
+        raise ValueError(f"{len(numbers)} numbers: coordinates come in pairs")
+    pairs = numbers.reshape(-1, 2)[:, ::-1] if lat_first else numbers.reshape(-1, 2)
+    if not np.isfinite(pairs).all():
+        raise ValueError("coordinates that are not finite numbers")
+    if kind == "point":
+        if len(pairs) != 1:
+            raise ValueError(f"{len(pairs)} coordinate pairs for a point")
+        return shapely.Point(pairs[0])
+    if kind == "line":
+        if len(pairs) < 2:
+            raise ValueError("a line needs at least 2 coordinate pairs")
+        return shapely.LineString(pairs)
+    if len(np.unique(pairs, axis=0)) < 3:
+        raise ValueError("a polygon needs at least 3 distinct coordinate pairs")
+    if not (pairs[0] == pairs[-1]).all():
+        pairs = np.vstack([pairs, pairs[:1]])
+    return shapely.Polygon(pairs)

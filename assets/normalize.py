@@ -43,6 +43,7 @@ def check_columns(table: SourceTable, spec: SourceSpec) -> None:
         missing += [
             c
             for c in (spec.geometry.wkt, spec.geometry.x, spec.geometry.y, spec.geometry.address)
+            + (spec.geometry.geojson, spec.geometry.coordinates)
             if c and c not in table.columns
         ]
     if missing:
@@ -200,7 +201,9 @@ def geometries(
     missing = pd.Series(shapely.is_missing(result), index=table.index)
     already = pd.Series(table.index.isin(problems.bad), index=table.index)
     problems.add(missing & ~already, "geometry", "no geometry: neither coordinates nor a known address")
-    result, repaired = repair(result)
+    result, repaired, refused = repair(result, layer.geometry_type)
+    for position in np.flatnonzero(refused != None):  # noqa: E711 - elementwise on an object array
+        problems.add_row(table.index[position], "geometry", refused[position])
     kinds = shapely.get_type_id(result)
     if layer.geometry_type in MULTI:  # single parts promoted to Multi in one call
         part, make = MULTI[layer.geometry_type]

@@ -17,7 +17,7 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 GeometryType = Literal["Point", "LineString", "MultiLineString", "MultiPolygon"]
 Domain = Literal["repairs", "closures", "outages", "zones", "reference"]
-SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "wzdx", "notices"]
+SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "json", "wzdx", "notices"]
 
 
 class CatalogError(ValueError):
@@ -65,11 +65,19 @@ class GeometrySource(Strict):
     axis_order: Literal["easting_northing", "northing_easting"] = "easting_northing"
     address: str | None = None
     geocode: str | None = None  # layer id of the address register to match `address` against
+    # json sources: a GeoJSON geometry object at a dotted path, or a flat coordinate array
+    # ([lat, lng, lat, lng…] or [lng, lat…]) at a path, read as the declared kind
+    geojson: str | None = None
+    coordinates: str | None = None
+    kind: Literal["point", "line", "polygon"] | None = None
+    coordinate_order: Literal["lon_lat", "lat_lon"] = "lon_lat"
 
     @model_validator(mode="after")
     def _complete(self) -> GeometrySource:
         if (self.x is None) != (self.y is None):
             raise ValueError("x and y go together")
+        if (self.coordinates is None) != (self.kind is None):
+            raise ValueError("coordinates and kind go together (kind: point, line or polygon)")
         if self.address and not self.geocode:
             raise ValueError("address needs geocode: <address register layer id>")
         return self
@@ -101,6 +109,9 @@ class SourceSpec(Strict):
     geometry: GeometrySource | None = None
     select: dict[str, str] = Field(default_factory=dict)  # keep only records whose field equals value
     joins: list[JoinSpec] = Field(default_factory=list)
+    records: str | None = None  # json: dotted path to the array of records (default: the document is one)
+    # json/wzdx: a list value is a JSON text cell unless named here: {source column: separator}
+    join_lists: dict[str, str] = Field(default_factory=dict)
 
 
 class StyleHints(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.records import SourceError, SourceTable
+from assets.sources.json_records import read_json_records
 from assets.sources.notices import read_notices
 from assets.sources.tabular import read_csv, read_xlsx
 from assets.sources.vector import read_vector
@@ -26,8 +27,10 @@ def open_source(spec: SourceSpec, path: Path, label: str) -> SourceTable:
             return read_vector(path, label, spec.encoding, "ESRI Shapefile")
         case "geojson":
             return read_vector(path, label, spec.encoding, "GeoJSON")
+        case "json":
+            return read_json_records(path, label, spec)
         case "wzdx":
-            return read_wzdx(path, label)
+            return read_wzdx(path, label, spec.join_lists)
         case "notices":
             address = spec.geometry.address if spec.geometry and spec.geometry.address else None
             if address is None:
