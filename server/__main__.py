@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from layers.catalog import Catalog, load_catalog
@@ -42,15 +45,35 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    settings = get_server_settings()
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument("--host", help="listening address (GEOPORTAL_SERVER_HOST)")
+    parser.add_argument("--port", type=int, help="listening port (GEOPORTAL_SERVER_PORT)")
+    parser.add_argument("--workers", type=int, help="server processes (GEOPORTAL_SERVER_WORKERS)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    flags = {name: value for name, value in vars(arguments(argv)).items() if value is not None}
+    # Flags go into the environment, so worker processes (which build their own app) read the same settings.
+    os.environ.update({f"GEOPORTAL_SERVER_{name.upper()}": str(value) for name, value in flags.items()})
+    get_server_settings.cache_clear()
+    try:
+        settings = get_server_settings()
+    except ValidationError as exc:
+        print(f"python -m server: {exc}", file=sys.stderr)
+        return 2
     paths = get_paths()
     catalog = load_catalog(paths.catalog_dir)
     app = create_app(catalog, paths, settings)
     print(banner(app, catalog, settings.base_url), flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=True)
+    common = {"host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": True}
+    if settings.workers == 1:
+        uvicorn.run(app, **common)
+    else:
+        uvicorn.run("server.app:create_app", factory=True, workers=settings.workers, **common)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sqlite3
 import threading
 from pathlib import Path
 
-import pygeoapi
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -17,16 +15,28 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
-from server.auth import KeyRing, Level, allows, load_keyring, presented_key
+from server.access import Level, layer_in_path, refusal
+from server.auth import LiveKeyRing, presented_key
+from server.config import PYGEOAPI_STATIC
 from server.downloads import file_response
-from server.errors import forbidden, http_exception, ogc_exception, server_error, unauthorized
+from server.errors import (
+    GeoportalError,
+    NotAuthorized,
+    NotFound,
+    PayloadTooLarge,
+    error_response,
+    geoportal_error,
+    http_exception,
+    ogc_exception,
+    server_error,
+)
 from server.map_routes import map_routes
 from server.provider_crs import install_city_crs
 from server.routes import api_routes, patch_pygeoapi
@@ -34,24 +44,26 @@ from server.settings import ServerSettings, get_server_settings
 from server.site import VIEW, LiveSite, build_site, view_of, watched_files
 from server.tiles import VectorTiles
 
-COLLECTION_PATH = re.compile(r"^/(?:collections|downloads)/([^/]+?)(?:\.gpkg)?(?:/.*)?$")
-PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class AccessDispatcher:
-    """Resolves the caller's level from the key, then hands the request to that level's View. Without a key
-    everything runs against the public View, which has never heard of internal layers or fields."""
+    """Resolves the caller's level from the key, asks the access rule about the layer the path names, then
+    hands the request to that level's View. Without a key everything runs against the public View, which has
+    never heard of internal layers or fields."""
 
-    def __init__(self, app: ASGIApp, live: LiveSite, keyring: KeyRing):
+    def __init__(self, app: ASGIApp, live: LiveSite, keys: LiveKeyRing, catalog: Catalog):
         self.app = app
         self.live = live
-        self.keyring = keyring
+        self.keys = keys
+        self.catalog = catalog
 
     async def level_of(self, key: str) -> Level | None:
         """The level of a presented key; None for a key that is not valid."""
-        known, api_key = self.keyring.cached(key)
+        keyring = self.keys.current()
+        known, api_key = keyring.cached(key)
         if not known:
-            api_key = await run_in_threadpool(self.keyring.lookup, key)  # scrypt: not on the event loop
+            api_key = await run_in_threadpool(keyring.lookup, key)  # scrypt: not on the event loop
         return api_key.level if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,12 +74,12 @@ class AccessDispatcher:
         key = presented_key(Headers(scope=scope))
         level = "public" if key is None else await self.level_of(key)
         if level is None:
-            await unauthorized()(scope, receive, send)
+            await error_response(NotAuthorized("the API key is not valid"))(scope, receive, send)
             return
-        # A valid key learns that a collection exists but is above it; without a key it does not exist (404).
-        match = COLLECTION_PATH.match(scope["path"])
-        if key is not None and match and match[1] in site.access and not allows(level, site.access[match[1]]):
-            await forbidden(match[1])(scope, receive, send)
+        layer_id = layer_in_path(scope["path"])
+        refused = layer_id and refusal(self.catalog, layer_id, level, keyed=key is not None)
+        if refused:
+            await error_response(refused)(scope, receive, send)
             return
 
         async def send_varying(message: Message) -> None:
@@ -76,6 +88,53 @@ class AccessDispatcher:
             await send(message)
 
         await self.app({**scope, VIEW: site.views[level]}, receive, send_varying)
+
+
+class BodyLimit:
+    """Refuses a request body above `limit` bytes: by its Content-Length before reading, else as it streams."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            too_large = PayloadTooLarge(f"the request body exceeds {self.limit} bytes")
+            await error_response(too_large)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise PayloadTooLarge(f"the request body exceeds {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def slash_redirect(base_url: str, router: Router) -> ASGIApp:
+    """Starlette's redirect between `/x/` and `/x` builds its Location from the request's Host header (link
+    poisoning); this one builds it from the configured public URL. Anything else is an OGC 404."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if scope["type"] == "http" and path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            if any(route.matches({**scope, "path": other})[0] is not Match.NONE for route in router.routes):
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = base_url + other + (f"?{query}" if query else "")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await error_response(NotFound(f"no resource at {path}"))(scope, receive, send)
+
+    return app
 
 
 async def download(request: Request) -> Response:
@@ -113,7 +172,7 @@ def create_app(
     catalog: Catalog | None = None,
     paths: PathSettings | None = None,
     settings: ServerSettings | None = None,
-    keyring: KeyRing | None = None,
+    keyring: LiveKeyRing | None = None,
 ) -> Starlette:
     """The server for the published files of `paths`; everything defaults to the environment."""
     paths = paths or get_paths()
@@ -121,7 +180,7 @@ def create_app(
     settings = settings or get_server_settings()
     if keyring is None:
         secret = settings.api_keys.get_secret_value() if settings.api_keys else None
-        keyring = load_keyring(settings.api_keys_file, secret)
+        keyring = LiveKeyRing(settings.api_keys_file, secret)
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
     live = LiveSite(lambda: build_site(catalog, paths, settings), watched_files(catalog, paths))
@@ -130,6 +189,7 @@ def create_app(
         routes=[
             Route("/downloads/{layer_id}.gpkg", download),
             Mount("/static", StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
+            Mount("/pages", StaticFiles(directory=STATIC / "pages"), name="pages"),
             *map_routes(),
             *api_routes(),
         ],
@@ -141,10 +201,13 @@ def create_app(
                 allow_headers=["X-API-Key", "Authorization", "Content-Type", "Accept-Language"],
                 expose_headers=["Content-Crs", "Content-Language", "ETag"],
             ),
-            Middleware(AccessDispatcher, live=live, keyring=keyring),
+            Middleware(BodyLimit, limit=settings.max_body_bytes),
+            Middleware(AccessDispatcher, live=live, keys=keyring, catalog=catalog),
         ],
-        exception_handlers={HTTPException: http_exception, Exception: server_error},
+        exception_handlers={GeoportalError: geoportal_error, HTTPException: http_exception, Exception: server_error},
     )
+    app.router.redirect_slashes = False
+    app.router.default = slash_redirect(settings.base_url, app.router)
     app.state.live = live
     app.state.catalog, app.state.paths, app.state.settings = catalog, paths, settings
     app.state.tiles = VectorTiles(catalog, paths.published_path)  # owns the tile cache for the process

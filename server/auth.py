@@ -10,27 +10,26 @@ import argparse
 import base64
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import yaml
 
-Level = Literal["public", "internal"]
-LEVELS: tuple[Level, ...] = get_args(Level)  # ascending: a key of a level sees everything below it
+from server.access import LEVELS, Level, allows
+
+__all__ = ["LEVELS", "Level", "allows", "KeyRing", "LiveKeyRing", "load_keyring", "presented_key", "hash_key"]
+LOGGER = logging.getLogger(__name__)
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _CACHE_SIZE = 4096
 
 
 class KeyConfigError(ValueError):
     """The key environment variable or secrets file is malformed; the message says where."""
-
-
-def allows(granted: Level, required: Level) -> bool:
-    return LEVELS.index(granted) >= LEVELS.index(required)
 
 
 def _b64(raw: bytes) -> str:
@@ -145,6 +144,45 @@ def load_keyring(key_file: Path | None, entries: str | None) -> KeyRing:
     keys = read_key_file(key_file) if key_file else []
     keys += parse_entries(entries) if entries else []
     return KeyRing(keys)
+
+
+FileStamp = tuple[int, int, int] | None
+
+
+def _stamp(path: Path | None) -> FileStamp:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_ino, stat.st_size
+
+
+class LiveKeyRing:
+    """The key ring of the secrets file as it is now: one stat per request notices a new, changed or revoked
+    key, and the ring is read again. A file that no longer parses keeps the last good ring (logged)."""
+
+    def __init__(self, key_file: Path | None, entries: str | None):
+        self.key_file = key_file
+        self.entries = entries
+        self._stamp = _stamp(key_file)
+        self._ring = load_keyring(key_file, entries)
+        self._lock = threading.Lock()
+
+    def current(self) -> KeyRing:
+        stamp = _stamp(self.key_file)
+        if stamp == self._stamp:
+            return self._ring
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._ring = load_keyring(self.key_file if stamp else None, self.entries)
+                    LOGGER.warning("API keys re-read from %s: %d key(s)", self.key_file, len(self._ring.keys))
+                except KeyConfigError as exc:
+                    LOGGER.error("API keys file changed but cannot be used, keeping the previous keys: %s", exc)
+                self._stamp = stamp
+        return self._ring
 
 
 def main(argv: list[str]) -> int:

@@ -7,18 +7,21 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pygeoapi
 import pyproj
 import rasterio
 
 from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
-from server.auth import LEVELS, Level, allows
+from server.access import LEVELS, Level, exposed_fields, visible_layers
 from server.extents import LayerExtent, read_extent
 from server.provider_crs import CRS84, EPSG_URI, city_crs_uri
 from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
 PROVIDER = "server.provider.GeoPackageProvider"
 GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
 TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
@@ -36,15 +39,6 @@ def offered_crs(catalog: Catalog) -> list[str]:
     """Storage CRS first (lon/lat), then EPSG:4326 (lat/lon), Web Mercator and the city's local systems
     (resolvable once `server.provider_crs.install_city_crs` has registered them with PROJ)."""
     return [CRS84, EPSG_URI.format(code=4326), EPSG_URI.format(code=3857), *map(city_crs_uri, catalog.city.crs)]
-
-
-def visible_layers(catalog: Catalog, level: Level) -> list[LayerSpec]:
-    return [spec for spec in catalog.values() if allows(level, spec.access)]
-
-
-def exposed_fields(spec: LayerSpec, level: Level) -> list[str]:
-    """Internal-only fields are exposed to the internal level; hiding means leaving them out of `properties`."""
-    return [f.name for f in spec.fields if not f.internal or allows(level, "internal")]
 
 
 def read_extents(catalog: Catalog, paths: PathSettings) -> dict[str, LayerExtent]:
@@ -69,14 +63,30 @@ def download_url(settings: ServerSettings, layer_id: str) -> str:
 def tile_and_style_links(base_url: str, spec: LayerSpec) -> list[dict[str, Any]]:
     """Links a client follows from a collection to its vector tiles and its styles (issue 4's routes)."""
     return [
-        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector", "type": "application/json",
-         "title": "Vector tiles (OGC API Tiles)", "href": f"{base_url}/collections/{spec.id}/tiles"},
-        {"rel": "describedby", "type": "application/json", "title": "TileJSON (XYZ template for QGIS, MapLibre)",
-         "href": f"{base_url}/tiles/{spec.id}/tilejson.json"},
-        {"rel": "stylesheet", "type": "application/vnd.mapbox.style+json", "title": "MapLibre style",
-         "href": f"{base_url}/styles/geoportal.json"},
-        {"rel": "stylesheet", "type": "application/vnd.qgis.qml", "title": "QGIS style (QML)",
-         "href": f"{base_url}/styles/{spec.id}.qml"},
+        {
+            "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+            "type": "application/json",
+            "title": "Vector tiles (OGC API Tiles)",
+            "href": f"{base_url}/collections/{spec.id}/tiles",
+        },
+        {
+            "rel": "describedby",
+            "type": "application/json",
+            "title": "TileJSON (XYZ template for QGIS, MapLibre)",
+            "href": f"{base_url}/tiles/{spec.id}/tilejson.json",
+        },
+        {
+            "rel": "stylesheet",
+            "type": "application/vnd.mapbox.style+json",
+            "title": "MapLibre style",
+            "href": f"{base_url}/styles/geoportal.json",
+        },
+        {
+            "rel": "stylesheet",
+            "type": "application/vnd.qgis.qml",
+            "title": "QGIS style (QML)",
+            "href": f"{base_url}/styles/{spec.id}.qml",
+        },
     ]
 
 
@@ -166,10 +176,10 @@ def render_config(
                 "max_items": settings.max_items,
                 "on_exceed": "throttle",
             },
-            "map": {
-                "url": settings.basemap_url or "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                "attribution": settings.basemap_attribution,
-            },
+            # our templates: pygeoapi's pages with Bootstrap and MapLibre from this server instead of CDNs
+            "templates": {"path": str(TEMPLATES), "static": str(PYGEOAPI_STATIC)},
+            # the pages' basemap: none unless configured (a closed network reaches no tile server)
+            "map": {"url": settings.basemap_url or "", "attribution": settings.basemap_attribution},
         },
         "logging": {"level": "ERROR"},  # pygeoapi warns per HTML page about its own config keys
         "metadata": {
@@ -232,13 +242,15 @@ def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
             "keywords": {"ru": ["нагрузка", "растр"], "en": ["disruption", "raster"]},
             "links": [],
             "extents": {"spatial": {"bbox": list(to_lonlat.transform_bounds(*bounds)), "crs": CRS84}},
-            "providers": [{
-                "type": "coverage",
-                "name": "rasterio",
-                "data": str(path),
-                "options": {"DATA_ENCODING": "COG"},
-                "format": {"name": "GTiff", "mimetype": "image/tiff"},
-            }],
+            "providers": [
+                {
+                    "type": "coverage",
+                    "name": "rasterio",
+                    "data": str(path),
+                    "options": {"DATA_ENCODING": "COG"},
+                    "format": {"name": "GTiff", "mimetype": "image/tiff"},
+                }
+            ],
         }
     return resources
 

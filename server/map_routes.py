@@ -15,10 +15,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from assets.raster import PRODUCT
-from server.errors import ogc_exception
+from server.access import sees, sees_internal
+from server.errors import GeoportalError, error_response, ogc_exception
 from server.site import view_of
 from server.styles import qgis_style
-from server.tiles import TileError, accepts_gzip, etag_matches, ogc_tilesets
+from server.tiles import accepts_gzip, etag_matches, ogc_tilesets
 from server.webmap import map_config, map_style, raster_png
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -28,7 +29,7 @@ STYLE_MEDIA_TYPE = "application/vnd.mapbox.style+json"
 
 
 def _staff(request: Request) -> bool:
-    return view_of(request).level == "internal"
+    return sees_internal(view_of(request).level)
 
 
 def _base(request: Request) -> str:
@@ -37,7 +38,7 @@ def _base(request: Request) -> str:
 
 def _visible(request: Request, layer_id: str) -> bool:
     spec = request.app.state.catalog.get(layer_id)
-    return spec is not None and (spec.access == "public" or _staff(request))
+    return spec is not None and sees(view_of(request).level, spec)
 
 
 async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | None) -> Response:
@@ -51,8 +52,8 @@ async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | No
         tile = tiles.cached_tile(z, x, y, layers, **options) or await run_in_threadpool(
             tiles.tile, z, x, y, layers, **options
         )
-    except TileError as error:
-        return ogc_exception(error.status, str(error))
+    except GeoportalError as error:
+        return error_response(error)
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
         return Response(status_code=304, headers=tile.headers)
     # 204 for an empty tile would make some clients stop asking deeper; an empty MVT body is valid

@@ -218,6 +218,8 @@ class GeoPackageProvider(BaseProvider):
                     key: Any = int(str(identifier))
                 except ValueError:
                     raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}") from None
+                if not -(2**63) <= key < 2**63:  # beyond SQLite's INTEGER: no row can have it
+                    raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
                 match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
             else:
                 match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))

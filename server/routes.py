@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from server import params
 from server.cql import parse_cql2_text
 from server.site import view_of
 
@@ -105,11 +106,25 @@ def _as_geojson(response: Response) -> Response:
     return response
 
 
-def _with_pre_cql2_filter_lang(request: Request) -> Request:
-    if request.query_params.get("filter-lang") not in FILTER_LANGS:
+def _with_params(request: Request, updates: dict[str, str]) -> Request:
+    """The request with some query parameters replaced (what pygeoapi reads from it)."""
+    if not updates:
         return request
-    pairs = [(k, FILTER_LANGS.get(v, v) if k == "filter-lang" else v) for k, v in request.query_params.multi_items()]
+    pairs = [(k, updates.get(k, v)) for k, v in request.query_params.multi_items()]
     return Request({**request.scope, "query_string": urlencode(pairs).encode()}, request.receive)
+
+
+def _with_pre_cql2_filter_lang(request: Request) -> Request:
+    lang = request.query_params.get("filter-lang")
+    return _with_params(request, {"filter-lang": FILTER_LANGS[lang]} if lang in FILTER_LANGS else {})
+
+
+def _checked_item_query(request: Request) -> None:
+    """What pygeoapi would answer with a 500 (an empty sortby, a NaN bbox) is a 400 here."""
+    if (text := request.query_params.get("bbox")) is not None:
+        params.bbox(text)
+    if (text := request.query_params.get("sortby")) is not None:
+        params.sortby(text)
 
 
 async def landing_page(request: Request) -> Response:
@@ -170,6 +185,7 @@ async def schema(request: Request) -> Response:
 
 async def items(request: Request) -> Response:
     """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only)."""
+    _checked_item_query(request)
     response = await call(
         _with_pre_cql2_filter_lang(request),
         itemtypes_api.get_collection_items,
@@ -189,8 +205,12 @@ async def item(request: Request) -> Response:
 
 async def coverage(request: Request) -> Response:
     """OGC API Coverages: the raster product, through pygeoapi's rasterio provider."""
-    return await call(request, coverages_api.get_collection_coverage, request.path_params["collection_id"],
-                      check_format=False)
+    collection_id = request.path_params["collection_id"]
+    resource = view_of(request).api.config["resources"].get(collection_id)
+    if resource is not None and any(p["type"] == "coverage" for p in resource["providers"]):
+        extent = resource["extents"]["spatial"]["bbox"]
+        request = _with_params(request, params.coverage_bbox(request.query_params, extent))
+    return await call(request, coverages_api.get_collection_coverage, collection_id, check_format=False)
 
 
 async def tile_matrix_sets(request: Request) -> Response:

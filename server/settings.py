@@ -20,6 +20,7 @@ class ServerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)  # processes serving the same files (`--workers`)
     # The URL clients reach the server at (behind a proxy it differs from host:port).
     public_url: str | None = None
     # Hashed keys: a YAML/JSON file of {name, level, hash} and/or "name:level:hash" entries, comma-separated.
@@ -30,6 +31,8 @@ class ServerSettings(BaseSettings):
     basemap_attribution: str = "© OpenStreetMap contributors"
     # Derived files (public copies of GeoPackages for download); the temporary folder by default.
     cache_dir: Path | None = None
+    # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.
+    max_body_bytes: int = Field(2**20, ge=1024)
     default_items: int = Field(1000, ge=1)
     max_items: int = Field(10000, ge=QGIS_PAGE)
 

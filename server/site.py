@@ -21,8 +21,8 @@ from starlette.requests import Request
 
 from layers.catalog import Catalog
 from layers.settings import PathSettings
-from server.auth import LEVELS, Level
-from server.config import RASTER_PRODUCTS, exposed_fields, read_extents, render_config, visible_layers
+from server.access import LEVELS, Level, exposed_fields, visible_layers
+from server.config import RASTER_PRODUCTS, read_extents, render_config
 from server.downloads import copy_without
 from server.extents import Signature, published_signature
 from server.openapi import openapi_document

@@ -20,6 +20,7 @@ from mapbox_vector_tile.encoder import on_invalid_geometry_make_valid
 from pyproj import Transformer
 
 from layers.catalog import FieldSpec, LayerSpec
+from server import access
 from server.gpkg import to_shapely_many
 from server.provider_sql import quote_identifier
 from server.tile_index import LayerIndex, load_index
@@ -111,9 +112,8 @@ def _mercator() -> Transformer:
 
 def visible_fields(spec: LayerSpec, staff: bool, names: Sequence[str] | None = None) -> tuple[FieldSpec, ...]:
     """The attributes a caller may see in tiles: non-internal fields (all for staff), narrowed to `names`."""
-    allowed = spec.fields if staff else spec.public_fields
+    allowed = access.visible_fields(spec, access.level_of_staff(staff))
     return tuple(f for f in allowed if names is None or f.name in names)
-
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -53,33 +53,45 @@ from typing import Any
 
 from layers.catalog import Catalog, LayerSpec
 from server import tile_metadata
+from server.access import level_of_staff, visible_layers
+from server.errors import BadRequest, GeoportalError, NotFound, status_of
 from server.provider_time import TimeQueryError, as_date_text, parse_datetime_parameter, zone
 from server.tile_cache import FileIdentity, TileCache, file_identity
 from server.tile_index import IndexCache, LayerIndex, load_index
 from server.tile_metadata import Bbox, ogc_tilesets
 from server.tile_render import TMS, Interval, LayerSource, TilePolicy, connect, render_tile, visible_fields
 
-__all__ = ["VectorTiles", "Tile", "TileError", "TileRequestError", "TileNotFoundError", "LayerAccessError",
-           "accepts_gzip", "etag_matches", "parse_datetime", "ogc_tilesets"]  # + GeoPackageTileProvider, lazily
+__all__ = [
+    "VectorTiles",
+    "Tile",
+    "TileError",
+    "TileRequestError",
+    "TileNotFoundError",
+    "LayerAccessError",
+    "accepts_gzip",
+    "etag_matches",
+    "parse_datetime",
+    "ogc_tilesets",
+]  # + GeoPackageTileProvider, lazily
 
 MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
 MAX_ZOOM = 24  # the last matrix of WebMercatorQuad
 
 
-class TileError(ValueError):
-    """A tile request that cannot be answered; `status` is the HTTP status to answer with."""
+class TileError(GeoportalError):
+    """A tile request that cannot be answered; `status` is the HTTP status the edge answers with."""
 
-    status = 400
+    @property
+    def status(self) -> int:
+        return status_of(self)
 
 
-class TileRequestError(TileError):
+class TileRequestError(TileError, BadRequest):
     """A malformed parameter: datetime, field names."""
 
 
-class TileNotFoundError(TileError):
+class TileNotFoundError(TileError, NotFound):
     """An unknown layer or a tile outside WebMercatorQuad."""
-
-    status = 404
 
 
 class LayerAccessError(TileNotFoundError):
@@ -123,8 +135,9 @@ def _data_bounds(identity: FileIdentity, layer_id: str) -> Bbox | None:
         return None
     db = sqlite3.connect(f"file:{identity[0]}?mode=ro&immutable=1", uri=True)
     try:
-        row = db.execute("SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?",
-                         (layer_id,)).fetchone()
+        row = db.execute(
+            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?", (layer_id,)
+        ).fetchone()
     finally:
         db.close()
     return tuple(float(v) for v in row) if row and None not in row else None  # type: ignore[return-value]
@@ -136,8 +149,16 @@ class VectorTiles:
     Every request stats the files it reads (one stat per layer) and keys the cache by their identities, so a
     publication (a rename) is seen by the very next request and old entries are simply never hit again."""
 
-    def __init__(self, catalog: Catalog, published_path: Callable[[str], Path], *, policy: TilePolicy | None = None,
-                 cache_bytes: int = 256 * 2**20, gzip_level: int = 6, maxzoom: int = 16):
+    def __init__(
+        self,
+        catalog: Catalog,
+        published_path: Callable[[str], Path],
+        *,
+        policy: TilePolicy | None = None,
+        cache_bytes: int = 256 * 2**20,
+        gzip_level: int = 6,
+        maxzoom: int = 16,
+    ):
         self.catalog = catalog
         self.published_path = published_path
         self.policy = policy or TilePolicy()
@@ -151,33 +172,60 @@ class VectorTiles:
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
         """The requested layers in catalog order; None is the combined set (public, and internal for staff)."""
         if layers is None:
-            return [spec for spec in self.catalog.values() if staff or spec.access == "public"]
+            return visible_layers(self.catalog, level_of_staff(staff))
         specs = []
         for layer_id in dict.fromkeys(layers):  # each layer once: an MVT cannot hold two layers of one name
             spec = self.catalog.get(layer_id)
             if spec is None:
                 raise TileNotFoundError(f"no layer {layer_id!r}")
-            if spec.access != "public" and not staff:
+            if spec not in visible_layers(self.catalog, level_of_staff(staff)):
                 raise LayerAccessError(f"no layer {layer_id!r}")
             specs.append(spec)
         return specs
 
-    def tile(self, z: int, x: int, y: int, layers: Sequence[str] | None = None, *, staff: bool = False,
-             datetime: str | None = None, fields: Sequence[str] | None = None, gzip: bool = False) -> Tile:
+    def tile(
+        self,
+        z: int,
+        x: int,
+        y: int,
+        layers: Sequence[str] | None = None,
+        *,
+        staff: bool = False,
+        datetime: str | None = None,
+        fields: Sequence[str] | None = None,
+        gzip: bool = False,
+    ) -> Tile:
         """The tile, from the cache or rendered now (CPU-bound: call it from a worker thread)."""
         tile = self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=True)
         assert tile is not None
         return tile
 
-    def cached_tile(self, z: int, x: int, y: int, layers: Sequence[str] | None = None, *, staff: bool = False,
-                    datetime: str | None = None, fields: Sequence[str] | None = None,
-                    gzip: bool = False) -> Tile | None:
+    def cached_tile(
+        self,
+        z: int,
+        x: int,
+        y: int,
+        layers: Sequence[str] | None = None,
+        *,
+        staff: bool = False,
+        datetime: str | None = None,
+        fields: Sequence[str] | None = None,
+        gzip: bool = False,
+    ) -> Tile | None:
         """The tile if the cache holds it, else None; cheap enough (a stat per layer) for the event loop, so a
         server answers hits without a thread hop and sends only misses to `tile` in its threadpool."""
         return self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=False)
 
-    def _plan(self, z: int, x: int, y: int, layers: Sequence[str] | None, staff: bool, datetime: str | None,
-              fields: Sequence[str] | None) -> tuple[tuple, list[LayerSource]]:
+    def _plan(
+        self,
+        z: int,
+        x: int,
+        y: int,
+        layers: Sequence[str] | None,
+        staff: bool,
+        datetime: str | None,
+        fields: Sequence[str] | None,
+    ) -> tuple[tuple, list[LayerSource]]:
         if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
             raise TileNotFoundError(f"tile {z}/{x}/{y} is outside WebMercatorQuad")
         specs = self.layer_specs(layers, staff)
@@ -235,29 +283,67 @@ class VectorTiles:
 
     def bounds(self, layers: Sequence[str] | None = None, staff: bool = False) -> Bbox:
         """Union of the published layers' boxes; the city extent while nothing is published."""
-        boxes = [b for spec in self.layer_specs(layers, staff)
-                 if (b := _data_bounds(file_identity(self.published_path(spec.id)), spec.id))]
+        boxes = [
+            b
+            for spec in self.layer_specs(layers, staff)
+            if (b := _data_bounds(file_identity(self.published_path(spec.id)), spec.id))
+        ]
         if not boxes:
             return tuple(self.catalog.city.extent)  # type: ignore[return-value]
         return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
-    def tilejson(self, tiles_url: str, layers: Sequence[str] | None = None, *, staff: bool = False,
-                 fields: Sequence[str] | None = None, language: str = "ru", **extra: Any) -> dict[str, Any]:
+    def tilejson(
+        self,
+        tiles_url: str,
+        layers: Sequence[str] | None = None,
+        *,
+        staff: bool = False,
+        fields: Sequence[str] | None = None,
+        language: str = "ru",
+        **extra: Any,
+    ) -> dict[str, Any]:
         """TileJSON 3.0.0; `tiles_url` is the XYZ template the server routes (with `{z}`, `{x}`, `{y}`)."""
         specs = self.layer_specs(layers, staff)
-        name = extra.pop("name", None) or (getattr(specs[0].title, language) if len(specs) == 1
-                                           else getattr(self.catalog.city.name, language))
-        return tile_metadata.tilejson(specs, tiles_url, bounds=self.bounds(layers, staff), name=name,
-                                      maxzoom=self.maxzoom, staff=staff, fields=fields, language=language, **extra)
+        name = extra.pop("name", None) or (
+            getattr(specs[0].title, language) if len(specs) == 1 else getattr(self.catalog.city.name, language)
+        )
+        return tile_metadata.tilejson(
+            specs,
+            tiles_url,
+            bounds=self.bounds(layers, staff),
+            name=name,
+            maxzoom=self.maxzoom,
+            staff=staff,
+            fields=fields,
+            language=language,
+            **extra,
+        )
 
-    def ogc_tileset(self, layer_id: str | None, *, title: str, tiles_href: str, tiling_scheme_href: str,
-                    self_href: str | None = None, description: str | None = None, staff: bool = False,
-                    language: str = "en") -> dict[str, Any]:
+    def ogc_tileset(
+        self,
+        layer_id: str | None,
+        *,
+        title: str,
+        tiles_href: str,
+        tiling_scheme_href: str,
+        self_href: str | None = None,
+        description: str | None = None,
+        staff: bool = False,
+        language: str = "en",
+    ) -> dict[str, Any]:
         layers = None if layer_id is None else [layer_id]
         return tile_metadata.ogc_tileset(
-            self.layer_specs(layers, staff), title=title, tiles_href=tiles_href, tiling_scheme_href=tiling_scheme_href,
-            self_href=self_href, description=description, bounds=self.bounds(layers, staff), maxzoom=self.maxzoom,
-            staff=staff, language=language)
+            self.layer_specs(layers, staff),
+            title=title,
+            tiles_href=tiles_href,
+            tiling_scheme_href=tiling_scheme_href,
+            self_href=self_href,
+            description=description,
+            bounds=self.bounds(layers, staff),
+            maxzoom=self.maxzoom,
+            staff=staff,
+            language=language,
+        )
 
     def refresh(self, max_zoom: int = 11, staff: bool = False) -> bool:
         """Warm the combined tileset when a publication changed any file since the last call; True if it did.

@@ -1,5 +1,5 @@
-"""Install the web map's front-end packages from the npm registry and copy them where the server
-serves them (`server/static/vendor/`), so the map works on a closed network without a CDN."""
+"""Install the front-end packages of the web map and the HTML pages from the npm registry and copy them where the
+server serves them (`server/static/vendor/`, at `/vendor/`), so every page works on a closed network without a CDN."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = Path(__file__).resolve().parent / "static" / "vendor"
-# package → files of its dist/ the page loads
-ASSETS = {"maplibre-gl": ["maplibre-gl.js", "maplibre-gl.css", "LICENSE.txt"]}
+# package → {file served at /vendor/<package>/<name>: its path in the npm package}
+ASSETS = {
+    "maplibre-gl": {name: f"dist/{name}" for name in ("maplibre-gl.js", "maplibre-gl.css", "LICENSE.txt")},
+    "bootstrap": {"bootstrap.min.css": "dist/css/bootstrap.min.css", "LICENSE": "LICENSE"},  # pygeoapi's pages
+}
 
 
 def _npm() -> str:
@@ -28,18 +31,18 @@ def _npm() -> str:
 
 
 def installed() -> bool:
-    return all((VENDOR / package / name).exists() for package, names in ASSETS.items() for name in names)
+    return all((VENDOR / package / name).exists() for package, files in ASSETS.items() for name in files)
 
 
 def install() -> None:
     modules = ROOT / "node_modules"
-    if not all((modules / package / "dist" / name).exists() for package, names in ASSETS.items() for name in names):
+    if not all((modules / package / source).exists() for package, files in ASSETS.items() for source in files.values()):
         subprocess.run([_npm(), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True)
-    for package, names in ASSETS.items():
+    for package, files in ASSETS.items():
         target = VENDOR / package
         target.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            shutil.copyfile(modules / package / "dist" / name, target / name)
+        for name, source in files.items():
+            shutil.copyfile(modules / package / source, target / name)
 
 
 if __name__ == "__main__":

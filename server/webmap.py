@@ -13,6 +13,7 @@ from rasterio.io import MemoryFile
 
 from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
+from server import access
 from server.config import RASTER_PRODUCTS
 from server.extents import read_extent
 from server.styles import legend, maplibre_style
@@ -48,8 +49,7 @@ def _field_entries(spec: LayerSpec, staff: bool) -> list[dict[str, Any]]:
             "type": f.type,
             **({"labels": {v: labels.get(v, v) for v in f.allowed}} if f.allowed else {}),
         }
-        for f in spec.fields
-        if staff or not f.internal
+        for f in access.visible_fields(spec, access.level_of_staff(staff))
     ]
 
 
@@ -59,7 +59,7 @@ def _legend(spec: LayerSpec) -> list[dict[str, Any]]:
 
 
 def visible_layers(catalog: Catalog, staff: bool) -> list[LayerSpec]:
-    return [spec for spec in catalog.values() if staff or spec.access == "public"]
+    return access.visible_layers(catalog, access.level_of_staff(staff))
 
 
 def time_range(layers: list[LayerSpec], published) -> tuple[dt.datetime, dt.datetime]:

@@ -50,14 +50,17 @@ def key_entries() -> str:
     return f"staff:internal:{hash_key(STAFF_KEY)},visitor:public:{hash_key(VISITOR_KEY)}"
 
 
-def start_server(paths: PathSettings, log: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
-    """`python -m server` as a user runs it; ready once the landing page answers (bounded by a deadline)."""
-    port = free_port()
+def start_server(
+    paths: PathSettings, log: Path, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+) -> RunningServer:
+    """`python -m server [args]` as a user runs it; ready once the landing page answers (bounded by a deadline).
+    With `--port` in `args` the flag, not the environment, decides where it listens."""
+    port = int(args[args.index("--port") + 1]) if args and "--port" in args else free_port()
     env = {
         **os.environ,
         **path_environment(paths),
         "GEOPORTAL_SERVER_HOST": "127.0.0.1",
-        "GEOPORTAL_SERVER_PORT": str(port),
+        "GEOPORTAL_SERVER_PORT": str(port if not args or "--port" not in args else free_port()),
         "GEOPORTAL_SERVER_API_KEYS": key_entries(),
         "GEOPORTAL_SERVER_CACHE_DIR": str(log.parent / "cache"),
         "PYTHONUNBUFFERED": "1",
@@ -66,7 +69,7 @@ def start_server(paths: PathSettings, log: Path, extra_env: dict[str, str] | Non
     env.pop("GEOPORTAL_SERVER_PUBLIC_URL", None)
     handle = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
     process = subprocess.Popen(
-        [sys.executable, "-m", "server"], cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "server", *(args or [])], cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
     )
     server = RunningServer(url=f"http://127.0.0.1:{port}", paths=paths, log=log, process=process)
     deadline = time.monotonic() + STARTUP_SECONDS
