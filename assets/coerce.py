@@ -148,3 +148,31 @@ def as_date(raw: pd.Series, date_format: str, timezone: str) -> Coerced:
     values = values.where(stamps.values.notna(), None)
     form = FORMAT_NAMES.get(date_format, _date_only_format(date_format))
     return Coerced(values, stamps.failed, f"not a date in the form {form}")
+
+
+def placeholders(raw: pd.Series, nulls: list[str]) -> pd.Series:
+    """Cells that only say "no value" (`Не заполнено`, `н/д`, `-`), compared trimmed and case-
+    insensitively. Judged once per distinct value: registers repeat the same few placeholders."""
+    words = {word.strip().casefold() for word in nulls}
+    if not words or raw.empty:
+        return pd.Series(False, index=raw.index)
+    hits = [v for v in pd.unique(raw.to_numpy(dtype=object)) if isinstance(v, str) and v.strip().casefold() in words]
+    return raw.isin(hits) if hits else pd.Series(False, index=raw.index)
+
+
+def outside_dates(
+    values: pd.Series, earliest: dt.date | None, latest: dt.date | None, timezone: str
+) -> tuple[pd.Series, pd.Series]:
+    """(before `earliest`, after `latest`) for typed dates (ISO strings) or UTC timestamps; the
+    bounds are whole local days of the city."""
+    never = pd.Series(False, index=values.index)
+    if values.dtype == object:  # dates: "YYYY-MM-DD" strings compare in calendar order
+        text = values.where(values.notna(), "")
+        early = values.notna() & (text < earliest.isoformat()) if earliest else never
+        late = values.notna() & (text > latest.isoformat()) if latest else never
+        return early, late
+    local = values.dt.tz_convert(timezone)
+    after_latest = pd.Timestamp(latest + dt.timedelta(days=1)).tz_localize(timezone) if latest else None
+    early = (local < pd.Timestamp(earliest).tz_localize(timezone)).fillna(False) if earliest else never
+    late = (local >= after_latest).fillna(False) if latest else never
+    return early.astype(bool), late.astype(bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from assets.joins import apply_joins, joined_columns
 from assets.normalize import ROW, collect, normalise
 from assets.publish import publish_geopackage, stable_fid, write_rejects
 from assets.records import Counts, Reject, SourceError
+from assets.source_crs import source_crs
 from assets.sources import open_source
-from layers.catalog import Catalog, LayerSpec
+from layers.catalog import Catalog, LayerSpec, SourceSpec
 from layers.settings import PathSettings
 
 
@@ -48,16 +51,35 @@ def address_index(layer_id: str, catalog: Catalog, paths: PathSettings) -> Addre
     )
 
 
-def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings) -> LayerBuild:
+def source_files(spec: LayerSpec, paths: PathSettings) -> Iterator[tuple[SourceSpec, Path, str]]:
+    """(source, file, how messages name the file) for each file of each source: its one file, or
+    every match of its glob, sorted; a glob that matches nothing is a missing file."""
+    for source in spec.sources:
+        if not source.is_file_set:
+            yield source, paths.source_path(source.path), source.path
+            continue
+        found = paths.source_files(source.path)
+        if not found:
+            folders = f"{paths.live_dir}, {paths.sample_dir}"
+            raise SourceError(source.path, f"file not found: no file matches the pattern (looked in {folders})")
+        for path, relative in found:
+            yield source, path, relative
+
+
+def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.datetime | None = None) -> LayerBuild:
     """Raises SourceError when a source file as a whole is unusable: publishing the layer without
-    one of its sources would silently drop that source's features from the map."""
+    one of its sources would silently drop that source's features from the map. `now` (default:
+    the clock) places the plausible-date window."""
     geocoders = {layer: address_index(layer, catalog, paths) for layer in spec.geocode_layers}
     label = lambda relative: relative  # noqa: E731 - messages name files as the catalog does
-    frames, rejects, warnings, counts, unjoined = [], [], [], Counts(), 0
-    for source in spec.sources:
-        table = open_source(source, paths.source_path(source.path), label(source.path))
+    frames, rejects, warnings, counts, unjoined, crs_used = [], [], [], Counts(), 0, []
+    for source, path, file_label in source_files(spec, paths):
+        table = open_source(source, path, file_label)
         raw = collect(table, source)
-        warnings += raw.warnings
+        used = source_crs(source, table.crs, catalog.city, file_label)
+        raw.crs = used.crs
+        crs_used.append(f"{file_label}: {used.label}")
+        warnings += raw.warnings + ([used.warning] if used.warning else [])
         selected = len(raw.table)
         if source.select:
             mask = pd.Series(True, index=raw.table.index)
@@ -70,13 +92,14 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings) -> Layer
             raw.table, outcome = apply_joins(raw.table, source, paths.source_path, label)
             rejects += outcome.rejects
             unjoined += outcome.unmatched_records
-        effective = source.model_copy(update={"columns": joined_columns(source), "select": {}})
+        constants = {**source.constants, source.source_field: file_label} if source.source_field else source.constants
+        effective = source.model_copy(update={"columns": joined_columns(source), "select": {}, "constants": constants})
         geocoder = geocoders.get(source.geometry.geocode) if source.geometry and source.geometry.geocode else None
-        published, source_rejects, repaired = normalise(spec, effective, raw, catalog.city, geocoder)
+        published, source_rejects, repaired = normalise(spec, effective, raw, catalog.city, geocoder, now)
         counts.read += raw.read
         counts.repaired += repaired
-        counts.by_source[source.path] = len(published)
-        published["_source"] = source.path
+        counts.by_source[source.path] = counts.by_source.get(source.path, 0) + len(published)
+        published["_source"] = file_label
         frames.append(published)
         rejects += source_rejects
     frame = pd.concat(frames, ignore_index=True) if frames else gpd.GeoDataFrame()
@@ -86,7 +109,7 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings) -> Layer
     frame.insert(0, "fid", [stable_fid(spec.id, value) for value in frame[spec.id_field]])
     counts.published = len(frame)
     counts.rejected = len({(r.source, r.record) for r in rejects})
-    return LayerBuild(spec, frame, rejects, counts, warnings, sorted({s.crs for s in spec.sources}), unjoined)
+    return LayerBuild(spec, frame, rejects, counts, warnings, crs_used, unjoined)
 
 
 def _first_of_each_id(frame: gpd.GeoDataFrame, spec: LayerSpec) -> tuple[gpd.GeoDataFrame, list[Reject]]:

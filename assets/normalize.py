@@ -3,12 +3,14 @@ cannot be published and why (pure: the tables come in already read)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 from assets import coerce
@@ -29,6 +31,7 @@ class RawFrame:
     rejects: list[Reject] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     read: int = 0
+    crs: pyproj.CRS = field(default_factory=lambda: pyproj.CRS.from_epsg(4326))  # of the source coordinates
 
 
 def _raw_text(values: dict) -> str:
@@ -127,9 +130,39 @@ def _mapped(raw: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return raw.map(lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v)
 
 
-def attributes(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, problems: Problems) -> pd.DataFrame:
-    """The layer's fields, typed; failures go to `problems`."""
+def _without_placeholders(raw: pd.Series, nulls: list[str], mapping: dict[str, str] | None = None) -> pd.Series:
+    """`raw` with placeholder cells (`Не заполнено`) emptied, except those the field's `values:`
+    mapping names: an explicit mapping is the catalog's word for that cell."""
+    empty = coerce.placeholders(raw, [n for n in nulls if not mapping or n.strip().lower() not in _keys(mapping)])
+    return raw.where(~empty, None) if empty.any() else raw
+
+
+def _keys(mapping: dict[str, str]) -> set[str]:
+    return {key.strip().lower() for key in mapping}
+
+
+def _implausible_dates(
+    values: pd.Series, spec: FieldSpec, city: City, now: dt.datetime, problems: Problems, raw: pd.Series
+) -> None:
+    window = city.date_window(spec)
+    today = pd.Timestamp(now).tz_convert(city.timezone).date()
+    early, late = coerce.outside_dates(values, window.earliest, window.latest(today), city.timezone)
+    problems.add(early, spec.name, f"before {window.earliest}, the earliest plausible date for this field", raw)
+    problems.add(
+        late,
+        spec.name,
+        f"after {window.latest(today)}, the latest plausible date for this field "
+        f"({window.latest_years_ahead} years ahead)",
+        raw,
+    )
+
+
+def attributes(
+    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, problems: Problems, now: dt.datetime
+) -> pd.DataFrame:
+    """The layer's fields, typed; failures go to `problems`. `now` places the plausible-date window."""
     table = frame.table
+    nulls = city.nulls if source.nulls is None else source.nulls
     out = pd.DataFrame(index=table.index)
     by_field = {target: column for column, target in source.columns.items()}
     end_field = layer.temporal.end if layer.temporal else None
@@ -140,11 +173,15 @@ def attributes(layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City
             raw = table[by_field[spec.name]]
         else:
             raw = pd.Series([None] * len(table), index=table.index, dtype=object)
+        if spec.name not in source.constants:
+            raw = _without_placeholders(raw, nulls, source.values.get(spec.name))
         if spec.name in source.values:
             raw = _mapped(raw, source.values[spec.name])
         typed = _typed(raw, spec, source, city, is_end=spec.name == end_field)
         problems.add(typed.failed, spec.name, typed.reason, raw)
         values = typed.values
+        if spec.type in ("date", "datetime"):
+            _implausible_dates(values, spec, city, now, problems, raw)
         if spec.allowed is not None:
             outside = values.notna() & ~values.isin(spec.allowed)
             problems.add(outside, spec.name, f"not one of the allowed values {spec.allowed}", raw)
@@ -177,7 +214,7 @@ def geometries(
     """(geometries in EPSG:4326, how many were repaired, canonical addresses of geocoded rows)."""
     table = frame.table
     result = table[GEOMETRY].to_numpy(dtype=object).copy()
-    crs = city.resolve_crs(source.crs)
+    crs = frame.crs
     how = source.geometry
     if how and how.wkt:
         parsed = parse_wkt(table[how.wkt].to_numpy(dtype=object))
@@ -220,12 +257,29 @@ def geometries(
     extent = shapely.box(west, south, east, north)
     shapely.prepare(extent)
     outside = ~shapely.is_missing(result) & ~shapely.within(result, extent)
-    shown = pd.Series("", index=table.index, dtype=object)
-    shown[outside] = [text[:80] for text in shapely.to_wkt(result[outside], rounding_precision=-1)]
-    problems.add(
-        pd.Series(outside, index=table.index), "geometry", "outside the city extent (wrong CRS or swapped X/Y?)", shown
-    )
+    texts = shapely.to_wkt(result[outside], rounding_precision=-1)
+    for position, bounds, text in zip(np.flatnonzero(outside), shapely.bounds(result[outside]), texts, strict=True):
+        problems.add_row(table.index[position], "geometry", beyond_extent(bounds, city.extent), text[:80])
     return result, int(repaired.sum()), addresses
+
+
+def _coordinate(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def beyond_extent(bounds: np.ndarray, extent: tuple[float, float, float, float]) -> str:
+    """Why a geometry is outside the city, naming each bound it crosses: a person who sees
+    `x 23.31 is east of 23.2` or `y 3335093 is north of 52.45` sees the wrong CRS or the swapped axes."""
+    minx, miny, maxx, maxy = bounds
+    west, south, east, north = extent
+    crossed = [
+        f"x {_coordinate(minx)} is west of {_coordinate(west)}" if minx < west else None,
+        f"x {_coordinate(maxx)} is east of {_coordinate(east)}" if maxx > east else None,
+        f"y {_coordinate(miny)} is south of {_coordinate(south)}" if miny < south else None,
+        f"y {_coordinate(maxy)} is north of {_coordinate(north)}" if maxy > north else None,
+    ]
+    named = ", ".join(c for c in crossed if c) or "not a finite coordinate"
+    return f"outside the city extent: {named} (wrong CRS or swapped X/Y?)"
 
 
 def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, problems: Problems):
@@ -258,11 +312,17 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
 
 
 def normalise(
-    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None
+    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None, now: dt.datetime | None = None
 ) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
-    """(published rows of this source, rejects, repaired geometry count)."""
+    """(published rows of this source, rejects, repaired geometry count); `now` defaults to the clock."""
+    now = now or dt.datetime.now(dt.UTC)
     problems = Problems(frame.source, frame.table[ROW])
-    values = attributes(layer, source, frame, city, problems)
+    values = attributes(layer, source, frame, city, problems, now)
+    how = source.geometry
+    nulls = city.nulls if source.nulls is None else source.nulls
+    for column in (how.wkt, how.x, how.y, how.address) if how else ():
+        if column in frame.table:  # a placeholder where the WKT or X/Y should be: no geometry, not bad WKT
+            frame.table[column] = _without_placeholders(frame.table[column], nulls)
     shapes, repaired, addresses = geometries(layer, source, frame, city, geocoder, problems)
     if addresses is not None and source.geometry and source.geometry.address in source.columns:
         # a geocoded record carries the register's spelling of its address, not the clerk's

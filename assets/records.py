@@ -36,6 +36,7 @@ class SourceTable:
     columns: list[str]
     records: Iterator[RawRecord]
     close: Callable[[], None] = lambda: None  # for a reader that stops before the last record
+    crs: str | None = None  # the CRS the file itself states (WKT), None when it states none
 
     def __enter__(self) -> SourceTable:
         return self

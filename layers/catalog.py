@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -17,7 +18,11 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 GeometryType = Literal["Point", "LineString", "MultiLineString", "MultiPolygon"]
 Domain = Literal["repairs", "closures", "outages", "zones", "reference"]
-SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "json", "wzdx", "notices"]
+SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "geopackage", "json", "wzdx", "notices"]
+GLOB_CHARACTERS = frozenset("*?[")
+# Cells that only say "no value" in the registers cities export; a city replaces the list with
+# `nulls:` in _city.yaml, a source with its own `nulls:` (compared trimmed, case-insensitively).
+DEFAULT_NULLS = ("Не заполнено", "Незаполнено", "н/д", "нет данных", "-", "—", "N/A", "NULL", "#N/A")
 
 
 class CatalogError(ValueError):
@@ -34,6 +39,25 @@ class Text(Strict):
     en: str
 
 
+class DateWindow(Strict):
+    """Plausible dates: a value before `earliest` or more than `latest_years_ahead` years after today
+    is a typing or export accident (01.01.1900 is Excel's zero, 2206 a mistyped 2026) and is rejected.
+    In _city.yaml it is the city-wide default; on a date/datetime field, what it names overrides it."""
+
+    earliest: dt.date | None = None
+    latest_years_ahead: int | None = Field(default=None, ge=0)
+
+    def over(self, default: DateWindow) -> DateWindow:
+        """This window with the keys it does not name taken from `default`."""
+        return default.model_copy(update=self.model_dump(exclude_unset=True))
+
+    def latest(self, today: dt.date) -> dt.date | None:
+        if self.latest_years_ahead is None:
+            return None
+        year = today.year + self.latest_years_ahead
+        return today.replace(year=year, day=28) if (today.month, today.day) == (2, 29) else today.replace(year=year)
+
+
 class FieldSpec(Strict):
     name: str
     type: FieldType
@@ -41,6 +65,7 @@ class FieldSpec(Strict):
     required: bool = False
     allowed: list[str] | None = None
     internal: bool = False
+    dates: DateWindow | None = None  # date/datetime fields: override the city's plausible window
 
     @field_validator("name")
     @classmethod
@@ -48,6 +73,12 @@ class FieldSpec(Strict):
         if not IDENTIFIER.match(value) or value in {"fid", "geom"}:
             raise ValueError(f"{value!r} is not a usable field name (lower-case identifier, not fid/geom)")
         return value
+
+    @model_validator(mode="after")
+    def _dates_on_dates(self) -> FieldSpec:
+        if self.dates is not None and self.type not in ("date", "datetime"):
+            raise ValueError(f"dates: only a date or datetime field has a plausible window, {self.name} is {self.type}")
+        return self
 
 
 class Temporal(Strict):
@@ -96,13 +127,26 @@ class JoinSpec(Strict):
 
 
 class SourceSpec(Strict):
+    # Relative to the sample/live folders. A glob (`zones/districts.*.geojson`) reads every match,
+    # sorted, as this one source; when the live folder has any match, only the live files are read.
     path: str
     format: SourceFormat
     encoding: str = "utf-8"
     delimiter: str = ","
-    sheet: str | None = None
-    crs: str = "EPSG:4326"
+    sheet: str | None = None  # xlsx: the sheet (default: the first)
+    layer: str | None = None  # geopackage: the layer (default: the first)
+    # The CRS of the coordinates: a city id from _city.yaml (`msk38-3`), `EPSG:2263`,
+    # `http://www.opengis.net/def/crs/EPSG/0/2263` or `urn:ogc:def:crs:EPSG::2263`. Without it the
+    # file says (Shapefile .prj, GeoJSON `crs` member or RFC 7946 CRS84, GeoPackage srs), and a file
+    # that cannot say (CSV, XLSX, JSON) is EPSG:4326. When both say and disagree, the catalog wins
+    # with a warning naming both.
+    crs: str | None = None
     date_format: str = "%d.%m.%Y"
+    # Placeholders that mean "empty" (`Не заполнено`, `н/д`); None takes _city.yaml's `nulls`, [] none.
+    # Applied before typing, so a placeholder in an integer or date column is an empty value, not a
+    # reject; a cell named in `values:` for its field keeps that mapping.
+    nulls: list[str] | None = None
+    source_field: str | None = None  # a string field that gets each record's file (useful with a glob)
     columns: dict[str, str] = Field(default_factory=dict)  # {source column: layer field}
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # {field: {source value: value}}
     constants: dict[str, Any] = Field(default_factory=dict)  # {field: value for every record}
@@ -112,6 +156,13 @@ class SourceSpec(Strict):
     records: str | None = None  # json: dotted path to the array of records (default: the document is one)
     # json/wzdx: a list value is a JSON text cell unless named here: {source column: separator}
     join_lists: dict[str, str] = Field(default_factory=dict)
+    # An event feed (closures, outages) is empty when nothing is happening: no volume hold when it
+    # goes from some records to none.
+    may_be_empty: bool = False
+
+    @property
+    def is_file_set(self) -> bool:
+        return bool(GLOB_CHARACTERS & set(self.path))
 
 
 class StyleHints(Strict):
@@ -148,6 +199,10 @@ class LayerSpec(Strict):
     sources: list[SourceSpec]
     style: StyleHints = Field(default_factory=StyleHints)
     zone_topology: bool = False  # check a zone set for overlaps and gaps
+    # zone_topology: overlaps and gaps up to this many m² (equal-area) are digitising noise
+    topology_tolerance_m2: float = Field(default=1.0, ge=0)
+    # volume check: a publication losing more than this share of the previous one is held
+    max_loss: float = Field(default=0.5, ge=0, le=1)
     severity: Severity | None = None  # counted in the disruption-load raster while active
     freshness_minutes: int | None = None
     schedule: str | None = None  # cron; by default the domain's cadence
@@ -171,6 +226,10 @@ class LayerSpec(Strict):
             raise ValueError("severity needs temporal fields: the raster counts features while they are active")
         for number, source in enumerate(self.sources):
             targets = set(source.columns.values()) | set(source.constants) | set(source.values)
+            if source.source_field is not None:
+                if source.source_field in known and self.field(source.source_field).type != "string":
+                    raise ValueError(f"sources[{number}].source_field {source.source_field!r} must be a string field")
+                targets.add(source.source_field)
             for join in source.joins:
                 targets |= set(join.columns.values())
             unknown = targets - known
@@ -193,11 +252,24 @@ class LayerSpec(Strict):
 class City(Strict):
     name: Text
     timezone: str
-    extent: tuple[float, float, float, float]
-    crs: dict[str, CrsDefinition]
+    extent: tuple[float, float, float, float]  # west, south, east, north in lon/lat
+    crs: dict[str, CrsDefinition] = Field(default_factory=dict)  # local systems by id, by parameters
+    nulls: list[str] = Field(default_factory=lambda: list(DEFAULT_NULLS))  # city-wide placeholders
+    dates: DateWindow = DateWindow(earliest=dt.date(1990, 1, 1), latest_years_ahead=15)
+
+    @model_validator(mode="after")
+    def _complete_dates(self) -> City:
+        # a city that names only one bound keeps the other one's default, like a field does
+        default = DateWindow(earliest=dt.date(1990, 1, 1), latest_years_ahead=15)
+        object.__setattr__(self, "dates", self.dates.over(default))
+        return self
+
+    def date_window(self, field: FieldSpec) -> DateWindow:
+        return field.dates.over(self.dates) if field.dates is not None else self.dates
 
     def resolve_crs(self, ref: str) -> pyproj.CRS:
-        """A CRS id of this city (`msk38-3`) or any authority code pyproj knows (`EPSG:4326`)."""
+        """A CRS id of this city (`msk38-3`) or anything pyproj reads: `EPSG:2263`, an OGC URI
+        (`http://www.opengis.net/def/crs/EPSG/0/2263`) or URN (`urn:ogc:def:crs:EPSG::2263`)."""
         if ref in self.crs:
             return self.crs[ref].pyproj
         return pyproj.CRS.from_user_input(ref)
@@ -239,11 +311,24 @@ _Yaml12Loader.add_implicit_resolver(
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)  # noqa: S506 - safe loader subclass
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"{path}: cannot read YAML: {exc}") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(_yaml_problem(path, exc)) from None
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line, `file:line:column: what`, as editors and compilers print it (PyYAML's own text
+    spans several lines with a copy of the offending line)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
+    return f"{where}: YAML syntax error: {what or exc}"
 
 
 def _explain(path: Path, exc: ValidationError) -> CatalogError:
@@ -270,12 +355,15 @@ def load_layer(path: Path, city: City) -> LayerSpec:
     except ValidationError as exc:
         raise _explain(path, exc) from None
     for number, source in enumerate(spec.sources):
+        if source.crs is None:
+            continue
         try:
             city.resolve_crs(source.crs)
         except pyproj.exceptions.CRSError:
             raise CatalogError(
-                f"{path}: sources.{number}.crs: unknown CRS {source.crs!r} "
-                f"(use an id from _city.yaml {sorted(city.crs)} or an authority code like EPSG:4326)"
+                f"{path}: sources.{number}.crs: unknown CRS {source.crs!r} (use an id from _city.yaml "
+                f"{sorted(city.crs)}, an authority code like EPSG:2263 or its OGC URI, or leave it out "
+                "to take the file's own)"
             ) from None
     return spec
 

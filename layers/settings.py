@@ -40,6 +40,16 @@ class PathSettings(BaseSettings):
         live = self.live_dir / relative
         return live if live.exists() else self.sample_dir / relative
 
+    def source_files(self, pattern: str) -> list[tuple[Path, str]]:
+        """(path, path relative to its folder) of each file a glob source path matches, sorted.
+        A delivered file set replaces the sample's as a whole: a live folder with any match is the
+        only one read, so districts delivered as a new set never mix with the sample's old ones."""
+        for folder in (self.live_dir, self.sample_dir):
+            found = sorted(path for path in folder.glob(pattern) if path.is_file())
+            if found:
+                return [(path, path.relative_to(folder).as_posix()) for path in found]
+        return []
+
     def published_path(self, layer_id: str) -> Path:
         return self.published_dir / f"{layer_id}.gpkg"
 
@@ -48,6 +58,11 @@ class PathSettings(BaseSettings):
 
     def rejects_path(self, layer_id: str) -> Path:
         return self.rejects_dir / f"{layer_id}.csv"
+
+    def topology_path(self, layer_id: str) -> Path:
+        """A zone set's gaps and overlaps for staff (QGIS): beside the rejects, where the server never
+        looks, so it can never be listed as a public layer whatever the catalog holds."""
+        return self.rejects_dir / f"{layer_id}_topology.gpkg"
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,8 @@ def open_source(spec: SourceSpec, path: Path, label: str) -> SourceTable:
             return read_vector(path, label, spec.encoding, "ESRI Shapefile")
         case "geojson":
             return read_vector(path, label, spec.encoding, "GeoJSON")
+        case "geopackage":
+            return read_vector(path, label, spec.encoding, "GPKG", spec.layer)
         case "json":
             return read_json_records(path, label, spec)
         case "wzdx":

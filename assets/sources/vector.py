@@ -1,4 +1,5 @@
-"""Shapefiles and GeoJSON read feature by feature with Fiona, so one broken feature sinks only itself."""
+"""Shapefiles, GeoJSON and GeoPackages read feature by feature with Fiona, so one broken feature sinks
+only itself; the CRS the file states travels with its records."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import fiona
+import pyproj
 import shapely
 from fiona.errors import FionaError
 from shapely.geometry import shape
@@ -18,18 +20,41 @@ log = logging.getLogger(__name__)
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf")
 
 
-def read_vector(path: Path, source: str, encoding: str, driver: str) -> SourceTable:
+def read_vector(path: Path, source: str, encoding: str, driver: str, layer: str | None = None) -> SourceTable:
     if driver == "ESRI Shapefile":
         missing = [path.with_suffix(ext).name for ext in SHAPEFILE_PARTS if not path.with_suffix(ext).exists()]
         if missing:
             raise SourceError(source, f"incomplete Shapefile: missing {', '.join(missing)}")
+    if layer is not None and layer not in _layers(path, source):
+        raise SourceError(source, f"no layer {layer!r}; the file has {_layers(path, source)}")
     try:
-        collection = fiona.open(path, driver=driver, encoding=encoding)
+        options = {} if driver == "GPKG" else {"encoding": encoding}  # a GeoPackage is UTF-8 by definition
+        collection = fiona.open(path, driver=driver, layer=layer, **options)
     except (FionaError, OSError, ValueError) as exc:
         raise SourceError(source, f"cannot open as {driver}: {exc}") from None
     columns = list(collection.schema["properties"]) if collection.schema else []
     records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
-    return SourceTable(source, columns, records, close=collection.close)
+    return SourceTable(source, columns, records, close=collection.close, crs=stated_crs(collection, driver))
+
+
+def _layers(path: Path, source: str) -> list[str]:
+    try:
+        return fiona.listlayers(path)
+    except (FionaError, OSError, ValueError) as exc:
+        raise SourceError(source, f"cannot open as GeoPackage: {exc}") from None
+
+
+def stated_crs(collection, driver: str) -> str | None:
+    """The CRS the file states, as WKT. A GeoJSON without a `crs` member is read by GDAL as CRS84,
+    the RFC 7946 default: that is not a statement that could disagree with the catalog, so None."""
+    wkt = collection.crs_wkt
+    if not wkt:
+        return None
+    try:
+        default = driver == "GeoJSON" and pyproj.CRS.from_wkt(wkt).equals("OGC:CRS84", ignore_axis_order=True)
+    except pyproj.exceptions.CRSError:
+        return wkt  # unreadable here too: the CRS decision names it
+    return None if default else wkt
 
 
 def _feature_record(feature, source: str, number: str) -> RawRecord:
