@@ -32,9 +32,13 @@ def _expand(table: SourceTable, address_column: str) -> Iterator[RawRecord]:
         buildings, not_understood = parse_address_list(text)
         if not buildings and not not_understood:
             yield replace(record, error="the notice lists no address", error_field=address_column)
+        # each address a notice lists is a record of its own: numbered, so that its reject is told
+        # apart from its neighbours' (a bad date rejects every building of the notice)
+        numbers = iter(_numbered(record.number, len(not_understood) + len(buildings)))
         for fragment in not_understood:
             yield replace(
                 record,
+                number=next(numbers),
                 values={**record.values, address_column: fragment},
                 error=f"address not understood: {fragment!r}",
                 error_field=address_column,
@@ -44,6 +48,7 @@ def _expand(table: SourceTable, address_column: str) -> Iterator[RawRecord]:
             single = f"{building.street}, {building.house}"
             yield replace(
                 record,
+                number=next(numbers),
                 values={
                     **record.values,
                     address_column: single,
@@ -51,3 +56,8 @@ def _expand(table: SourceTable, address_column: str) -> Iterator[RawRecord]:
                     "record_id": f"{notice}/{building.street}/{building.house}",
                 },
             )
+
+
+def _numbered(number: str, count: int) -> list[str]:
+    """`line 4` for a notice naming one address; `line 4, address 2 of 3` when it names several."""
+    return [number] if count == 1 else [f"{number}, address {k} of {count}" for k in range(1, count + 1)]
