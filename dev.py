@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Set up and run the project on a fresh machine that has only Python >= 3.11.
 
-    python3 dev.py run     # install, run the pipeline on the sample city, then serve it
+    python3 dev.py run     # install, publish the sample city, then run the live portal (Ctrl-C stops it):
+                           # the Dagster daemon (inbox sensor, schedules), the Dagster UI and the OGC API server
     python3 dev.py test    # install (with test tools and the system packages tests need), run the tests
-    python3 dev.py ui      # the Dagster UI on http://127.0.0.1:3000
+    python3 dev.py ui      # only the Dagster UI (with its own daemon) on http://127.0.0.1:3000
+
+The Dagster instance is $DAGSTER_HOME (default: .dagster/ here, with this repository's dagster.yaml linked in).
 
 Everything is installed into .venv/ next to this file; nothing outside it but, for the tests, Debian
 packages (Chromium) when running as root with apt-get available.
@@ -11,11 +14,15 @@ packages (Chromium) when running as root with apt-get available.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import venv
 from pathlib import Path
 
@@ -78,8 +85,90 @@ def ensure_debian_packages() -> None:
 
 
 def environment() -> dict[str, str]:
-    # DAGSTER_HOME is the repository root: dagster.yaml there is the instance configuration.
-    return {**os.environ, "DAGSTER_HOME": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    """The instance lives in $DAGSTER_HOME (default .dagster/ here, git-ignored); without a dagster.yaml of
+    its own it gets this repository's, linked, so its storage resolves inside that home."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.symlink_to(ROOT / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def live_services(env: dict[str, str]) -> dict[str, list[str]]:
+    """The live portal: the daemon runs the inbox sensor and the schedules, the UI shows the runs, the
+    server publishes what they write; all three on the same instance and folders."""
+    ui_port = env.get("GEOPORTAL_UI_PORT", "3000")
+    bin_dir = PYTHON.parent
+    return {
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-m", "pipelines"],
+        "ui": [str(bin_dir / "dagster-webserver"), "-m", "pipelines", "-h", "127.0.0.1", "-p", ui_port],
+        "server": [str(bin_dir / "python"), "-m", "server"],
+    }
+
+
+def _stop_groups(children: dict[str, subprocess.Popen], seconds: float) -> None:
+    """SIGTERM to each child's whole process group (the daemon's code server, the server's workers), then
+    SIGKILL to whatever is left after `seconds`: nothing outlives the supervisor."""
+    for child in children.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    for name, child in children.items():
+        while True:
+            child.poll()
+            try:
+                os.killpg(child.pid, 0)  # any member of the group still alive?
+            except ProcessLookupError:
+                break
+            if time.monotonic() > deadline:
+                say(f"{name} did not stop within {seconds:.0f} s: killed")
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                break
+            time.sleep(0.1)  # polling for the group to empty, bounded by the deadline
+
+
+def supervise(services: dict[str, list[str]], env: dict[str, str], stop_seconds: float = 20.0) -> int:
+    """Run the services together until Ctrl-C/SIGTERM or until one of them exits; then stop them all.
+    Each child gets its own process group, so a terminal's Ctrl-C reaches only this supervisor, which stops
+    the children in order and leaves no orphans."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: dict[str, subprocess.Popen] = {}
+    code = 0
+    try:
+        for name, command in services.items():
+            children[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+            say(f"started {name} (pid {children[name].pid}): {' '.join(command)}")
+        while not stop.wait(0.5):
+            ended = next((name for name, child in children.items() if child.poll() is not None), None)
+            if ended:
+                code = children[ended].returncode or 1
+                say(f"{ended} exited with code {children[ended].returncode}: stopping the others")
+                break
+    finally:
+        say("stopping " + ", ".join(children))
+        _stop_groups(children, stop_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def urls(env: dict[str, str]) -> str:
+    ui = f"http://127.0.0.1:{env.get('GEOPORTAL_UI_PORT', '3000')}"
+    server = f"http://{env.get('GEOPORTAL_SERVER_HOST', '127.0.0.1')}:{env.get('GEOPORTAL_SERVER_PORT', '5000')}"
+    return "\n".join(
+        [
+            f"OGC API landing page   {server}/   (collections {server}/collections, OpenAPI {server}/openapi)",
+            f"Web map                {server}/map/",
+            f"Vector tiles           {server}/tiles/{{z}}/{{x}}/{{y}}.pbf",
+            f"Dagster UI             {ui}  (runs, sensor ticks, schedules)",
+            f"Deliveries             {env.get('GEOPORTAL_INBOX_DIR', ROOT / 'data' / 'inbox')}/<domain>/",
+            f"Dagster instance       {env['DAGSTER_HOME']}",
+            "Ctrl-C stops everything.",
+        ]
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -91,7 +180,8 @@ def main(argv: list[str]) -> int:
         pipeline = subprocess.run([str(PYTHON), "-m", "pipelines"], cwd=ROOT, env=env)
         if pipeline.returncode != 0:
             say("some layers were not published (see above); serving what was")
-        os.execve(PYTHON, [str(PYTHON), "-m", "server", *argv[1:]], env)
+        say("the live portal:\n" + urls(env))
+        return supervise(live_services(env), env)
     if command == "test":
         ensure_venv("test")
         ensure_debian_packages()

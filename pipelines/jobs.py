@@ -15,6 +15,7 @@ DOMAIN_CRON = {
     "reference": "0 2 * * *",
 }
 ALL_LAYERS_JOB = "all_layers"
+INBOX_JOB = "inbox_job"
 
 
 def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -30,8 +31,19 @@ def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
     jobs.append(
         dg.define_asset_job(
             ALL_LAYERS_JOB,
-            selection=dg.AssetSelection.all(),
+            # the layers only: a failed layer would skip the raster step; it runs after them (pipelines.raster)
+            selection=dg.AssetSelection.groups(*domains),
             description="Ingest and publish every layer of the catalog",
+        )
+    )
+    jobs.append(
+        dg.define_asset_job(
+            INBOX_JOB,
+            selection=dg.AssetSelection.groups(*domains),
+            description="Republish the layers a delivered file feeds (started by the inbox sensor)",
+            # One process: a process per step would import geopandas and dagster again for each layer,
+            # seconds that every delivery would wait for on a small machine.
+            executor_def=dg.in_process_executor,
         )
     )
     return jobs
@@ -44,6 +56,7 @@ def domain_schedules(jobs: list[dg.UnresolvedAssetJobDefinition], timezone: str)
             job=job,
             cron_schedule=DOMAIN_CRON[job.name.removesuffix("_job")],
             execution_timezone=timezone,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
         )
         for job in jobs
         if job.name.removesuffix("_job") in DOMAIN_CRON

@@ -6,8 +6,6 @@ import dagster as dg
 
 from layers.catalog import load_catalog
 from pipelines import defs
-from pipelines.sensors import inbox_sensor
-from tests.test_bad_input import GOOD_POINT, HEADER, works_city
 
 CATALOG = load_catalog()
 
@@ -61,53 +59,25 @@ def test_jobs_schedules_and_sensor():
         "repairs_job",
         "zones_job",
         "reference_job",
+        "disruption_load_job",
+        "inbox_job",
     }
     cron = {s.name: s.cron_schedule for s in defs.schedules}
     assert cron["closures_schedule"] == cron["outages_schedule"] == "*/10 * * * *"
     assert cron["zones_schedule"] == "0 3 * * *"
-    assert [s.name for s in defs.sensors] == ["inbox_sensor"]
+    assert sorted(s.name for s in defs.sensors) == ["disruption_load_automation", "inbox_sensor"]
     assert defs.resolve_job_def("zones_job") is not None
 
 
-def _sensor_context(paths, cursor=None):
-    from pipelines.resources import GeoportalResource
-
-    resource = GeoportalResource.of(paths)
-    return dg.build_sensor_context(cursor=cursor, resources={"geoportal": resource})
-
-
-def _deliver(paths, name: str, content: bytes) -> None:
-    folder = paths.inbox_dir / "repairs"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.part").write_bytes(content)
-    (folder / f"{name}.part").rename(folder / name)  # deliveries arrive by rename
-
-
-def test_inbox_delivery_runs_its_layer_once_and_is_archived(tmp_path):
-    paths = works_city(tmp_path, [f"W-1;Теплосеть;01.11.2026;;{GOOD_POINT}"])
-    delivered = "\n".join([HEADER, f"W-9;Водопровод;05.11.2026;;{GOOD_POINT}"]).encode("cp1251")
-    _deliver(paths, "works.csv", delivered)
-
-    context = _sensor_context(paths)
-    requests = list(inbox_sensor(context))
-    assert [r.asset_selection for r in requests] == [[dg.AssetKey("works")]]
-    assert (paths.live_dir / "works.csv").read_bytes() == delivered
-    assert not any((paths.inbox_dir / "repairs").iterdir())
-    assert len(list((paths.archive_dir / "repairs").glob("*works.csv"))) == 1
-
-    _deliver(paths, "works.csv", delivered)  # the same file again
-    again = list(inbox_sensor(_sensor_context(paths, cursor=context.cursor)))
-    assert again == []
-    assert len(list((paths.archive_dir / "repairs").glob("*works.csv"))) == 2
-
-
-def test_inbox_quarantines_what_it_cannot_use(tmp_path):
-    paths = works_city(tmp_path, [])
-    _deliver(paths, "works.csv", b"")
-    _deliver(paths, "unknown.csv", b"a;b\n1;2\n")
-    (paths.inbox_dir / "repairs" / "still-writing.csv.part").write_bytes(b"...")
-    assert list(inbox_sensor(_sensor_context(paths))) == []
-    reasons = sorted(p.read_text(encoding="utf-8") for p in (paths.quarantine_dir / "repairs").glob("*.reason.txt"))
-    assert any("works.csv: the file is empty" in r for r in reasons)
-    assert any("no source of domain 'repairs' is called 'unknown.csv'" in r for r in reasons)
-    assert [p.name for p in (paths.inbox_dir / "repairs").iterdir()] == ["still-writing.csv.part"]
+def test_schedules_run_by_default_and_the_sensor_targets_the_in_process_inbox_job():
+    """The daemon refused every tick of a sensor without a target; a process per step cost every delivery."""
+    domains = {spec.domain for spec in CATALOG.values()}
+    layer_schedules = [s for s in defs.schedules if s.name.removesuffix("_schedule") in domains]
+    assert layer_schedules and all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in layer_schedules)
+    [sensor] = [s for s in defs.sensors if s.name == "inbox_sensor"]
+    assert sensor.job_name == "inbox_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds <= 5
+    job = defs.resolve_job_def("inbox_job")
+    assert job.executor_def.name == "in_process"
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == set(CATALOG)
