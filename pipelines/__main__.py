@@ -15,6 +15,7 @@ import dagster as dg
 from layers.settings import get_paths
 from pipelines.definitions import defs
 from pipelines.jobs import ALL_LAYERS_JOB
+from pipelines.raster import RASTER_JOB
 
 
 def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
@@ -41,20 +42,28 @@ def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     job_name = argv[0] if argv else ALL_LAYERS_JOB
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    succeeded = run_job(job_name, instance)
+    # The raster follows the layers, from whatever they published: a failed layer does not hold it back.
+    if job_name == ALL_LAYERS_JOB and defs.get_repository_def().has_job(RASTER_JOB):
+        succeeded = run_job(RASTER_JOB, instance) and succeeded
+    paths = get_paths()
+    print(f"GeoPackages: {paths.published_dir}\nRejected records: {paths.rejects_dir}")
+    return 0 if succeeded else 1
+
+
+def run_job(job_name: str, instance: dg.DagsterInstance) -> bool:
     job = defs.resolve_job_def(job_name)
     # Failures are summarised below in one line each; the console logger would repeat them with
     # Dagster's stack traces, which say nothing to an operator (the Dagster UI keeps them all).
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     lines, failures = _summary(result)
-    paths = get_paths()
     print(f"\nJob {job_name}: {'succeeded' if result.success else 'finished with failures'} (run {result.run_id})")
     print("\n".join(lines))
     if failures:
         print("Not published (the previous GeoPackage, if any, stays in place):")
         print("\n".join(failures))
-    print(f"GeoPackages: {paths.published_dir}\nRejected records: {paths.rejects_dir}")
-    return 0 if result.success else 1
+    return result.success
 
 
 if __name__ == "__main__":
