@@ -66,6 +66,8 @@ class FieldSpec(Strict):
     allowed: list[str] | None = None
     internal: bool = False
     dates: DateWindow | None = None  # date/datetime fields: override the city's plausible window
+    # what a stored value reads as, for people: {value: {ru: …, en: …}}; popups and legends show these
+    labels: dict[str, Text] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -78,6 +80,13 @@ class FieldSpec(Strict):
     def _dates_on_dates(self) -> FieldSpec:
         if self.dates is not None and self.type not in ("date", "datetime"):
             raise ValueError(f"dates: only a date or datetime field has a plausible window, {self.name} is {self.type}")
+        return self
+
+    @model_validator(mode="after")
+    def _labels_of_allowed(self) -> FieldSpec:
+        strays = sorted(set(self.labels) - set(self.allowed)) if self.allowed is not None else []
+        if strays:
+            raise ValueError(f"labels of {self.name}: {strays} are not among its allowed values")
         return self
 
 
@@ -327,8 +336,11 @@ def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
     spans several lines with a copy of the offending line)."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-    what = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
-    return f"{where}: YAML syntax error: {what or exc}"
+    what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened is not None and opened is not mark:
+        what += f" ({context} at line {opened.line + 1}, column {opened.column + 1})"
+    return f"{where}: YAML syntax error: {what}"
 
 
 def _explain(path: Path, exc: ValidationError) -> CatalogError:

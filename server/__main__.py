@@ -10,7 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from layers.catalog import Catalog, load_catalog
+from layers.catalog import Catalog, CatalogError, load_catalog
 from layers.settings import get_paths
 from server.app import create_app
 from server.settings import get_server_settings
@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
         print(f"python -m server: {exc}", file=sys.stderr)
         return 2
     paths = get_paths()
-    catalog = load_catalog(paths.catalog_dir)
+    try:
+        catalog = load_catalog(paths.catalog_dir)
+    except CatalogError as exc:
+        print(f"python -m server: catalog error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(catalog, paths, settings)
     print(banner(app, catalog, settings.base_url), flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": True}
