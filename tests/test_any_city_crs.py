@@ -179,3 +179,20 @@ def test_the_extent_message_names_the_bound_crossed(tmp_path):
         "geometry: outside the city extent: x 40.758 is east of -73.7, y -73.9855 is south of 40.49 "
         "(wrong CRS or swapped X/Y?)"
     )
+
+
+def test_the_crs_used_and_a_disagreement_reach_the_dagster_metadata(tmp_path):
+    import dagster as dg
+
+    from pipelines.factory import layer_asset
+    from pipelines.resources import GeoportalResource
+
+    paths = sites_city(tmp_path, crs="EPSG:32618")
+    write_sites(paths.sample_dir / "sites.shp", "EPSG:2263", project=TO_UTM)
+    catalog = load_catalog(paths.catalog_dir)
+    result = dg.materialize([layer_asset(catalog["sites"])], resources={"geoportal": GeoportalResource.of(paths)})
+    [materialization] = result.asset_materializations_for_node("sites")
+    metadata = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+    assert "sites.shp: EPSG:32618 (catalog)" in str(metadata["source_crs"])
+    assert "the file says its CRS is EPSG:2263, the catalog says EPSG:32618" in str(metadata["warnings"])
+    assert metadata["published"] == 2

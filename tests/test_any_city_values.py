@@ -84,8 +84,11 @@ def test_the_city_replaces_the_default_placeholders(tmp_path):
     assert reasons(result) == {"line 3": "built: not a whole number"}
 
 
-def test_a_placeholder_where_coordinates_should_be_is_no_geometry(tmp_path):
-    result = build(houses_city(tmp_path, ["H-1;;;;;;;Не заполнено;Не заполнено"]), "houses")
+def test_a_placeholder_where_the_geometry_should_be_is_no_geometry_not_bad_wkt(tmp_path):
+    layer = HOUSES_YAML.replace("geometry: {x: Долгота, y: Широта}", "geometry: {wkt: Долгота}")
+    rows = ["H-1;;;;;;;Не заполнено;", "H-2;;;;;;;POINT (104.28 52.29);"]
+    result = build(houses_city(tmp_path, rows, layer), "houses")
+    assert list(result.frame.house_id) == ["H-2"]
     assert reasons(result) == {"line 2": "geometry: no geometry: neither coordinates nor a known address"}
 
 
