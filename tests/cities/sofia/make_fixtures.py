@@ -232,6 +232,7 @@ def permits_workbook() -> bytes:
     import openpyxl
 
     book = openpyxl.Workbook()
+    book.properties.created = book.properties.modified = dt.datetime(2026, 11, 20, 8, 0)  # same bytes each run
     sheet = book.active
     sheet.title = "Разрешения"
     sheet.append(["Разрешение №", "Вид", "Адрес", "Начало", "Край", "Дължина, м", "lon", "lat"])
@@ -252,6 +253,9 @@ def permits_workbook() -> bytes:
             data = source.read(item.filename)
             if item.filename == "xl/worksheets/sheet1.xml":
                 data = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1:H5"', data)
+            if item.filename == "docProps/core.xml":  # openpyxl stamps the time of saving
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2026-11-20T08:00:00Z", data)
+            item.date_time = (2026, 11, 20, 8, 0, 0)
             out.writestr(item, data)
     return target.getvalue()
 
