@@ -32,10 +32,32 @@ def to_wgs84(geometries: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
     return shapely.transform(geometries, project)
 
 
+CURVES = ("CIRCULARSTRING", "COMPOUNDCURVE", "CURVEPOLYGON", "MULTICURVE", "MULTISURFACE")
+
+
 def parse_wkt(texts: np.ndarray) -> np.ndarray:
-    """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart)."""
+    """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart,
+    `wkt_problem` says why)."""
     cleaned = np.array([t.strip() if isinstance(t, str) and t.strip() else None for t in texts], dtype=object)
-    return shapely.from_wkt(cleaned, on_invalid="ignore")
+    try:
+        return shapely.from_wkt(cleaned, on_invalid="ignore")
+    except NotImplementedError:  # one curve (CIRCULARSTRING…) fails the whole array: parse one by one
+        return np.array([_one_wkt(text) for text in cleaned], dtype=object)
+
+
+def _one_wkt(text: str | None):
+    try:
+        return shapely.from_wkt(text, on_invalid="ignore")
+    except NotImplementedError:
+        return None
+
+
+def wkt_problem(text: object) -> str:
+    """Why a non-empty text did not parse as WKT."""
+    word = str(text).strip().split("(")[0].split(" ")[0].upper()
+    if word in CURVES:
+        return f"curved geometry ({word}) is not supported: deliver it as LINESTRING or POLYGON"
+    return "not valid WKT"
 
 
 def points_from_xy(x: np.ndarray, y: np.ndarray, northing_first: bool) -> np.ndarray:

@@ -14,7 +14,7 @@ import pyproj
 import shapely
 
 from assets import coerce
-from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84
+from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, wkt_problem
 from assets.records import Reject, SourceError, SourceTable
 from assets.sources.notices import BUILDING
 from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
@@ -219,7 +219,9 @@ def geometries(
     if how and how.wkt:
         parsed = parse_wkt(table[how.wkt].to_numpy(dtype=object))
         unreadable = pd.Series(shapely.is_missing(parsed), index=table.index) & ~coerce.blank(table[how.wkt])
-        problems.add(unreadable, how.wkt, "not valid WKT", table[how.wkt])
+        for index in unreadable[unreadable].index:
+            text = table.at[index, how.wkt]
+            problems.add_row(index, how.wkt, wkt_problem(text), str(text))
         take = shapely.is_missing(result) & ~unreadable.to_numpy()
         result[take] = parsed[take]
     if how and how.x:
@@ -231,6 +233,10 @@ def geometries(
     empty = shapely.is_empty(result)
     problems.add(pd.Series(empty, index=table.index), "geometry", "empty geometry")
     result[empty] = None
+    # judged as delivered: reprojection turns a zero-area polygon into a valid sliver
+    result, repaired, refused = repair(result, layer.geometry_type)
+    for position in np.flatnonzero(refused != None):  # noqa: E711 - elementwise on an object array
+        problems.add_row(table.index[position], "geometry", refused[position])
     result = to_wgs84(result, crs)
     addresses: list[str] | None = None
     if how and how.address and geocoder is not None:
@@ -238,9 +244,6 @@ def geometries(
     missing = pd.Series(shapely.is_missing(result), index=table.index)
     already = pd.Series(table.index.isin(problems.bad), index=table.index)
     problems.add(missing & ~already, "geometry", "no geometry: neither coordinates nor a known address")
-    result, repaired, refused = repair(result, layer.geometry_type)
-    for position in np.flatnonzero(refused != None):  # noqa: E711 - elementwise on an object array
-        problems.add_row(table.index[position], "geometry", refused[position])
     kinds = shapely.get_type_id(result)
     if layer.geometry_type in MULTI:  # single parts promoted to Multi in one call
         part, make = MULTI[layer.geometry_type]
