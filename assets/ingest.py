@@ -130,5 +130,9 @@ def _first_of_each_id(frame: gpd.GeoDataFrame, spec: LayerSpec) -> tuple[gpd.Geo
 
 
 def publish_layer(build: LayerBuild, paths: PathSettings) -> Path:
+    """The GeoPackage first, then its rejects: a rejects file always describes a publication that
+    happened. Raises PublicationError (file and OS error) when the file system refuses either."""
+    target = paths.published_path(build.spec.id)
+    publish_geopackage(build.frame, build.spec, target, build.counts.by_source)
     write_rejects(build.rejects, paths.rejects_path(build.spec.id))
-    return publish_geopackage(build.frame, build.spec, paths.published_path(build.spec.id))
+    return target

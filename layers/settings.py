@@ -64,6 +64,11 @@ class PathSettings(BaseSettings):
         looks, so it can never be listed as a public layer whatever the catalog holds."""
         return self.rejects_dir / f"{layer_id}_topology.gpkg"
 
+    def topology_path(self, layer_id: str) -> Path:
+        """A zone set's gaps and overlaps for staff (QGIS): beside the rejects, where the server never
+        looks, so it can never be listed as a public layer whatever the catalog holds."""
+        return self.rejects_dir / f"{layer_id}_topology.gpkg"
+
 
 @lru_cache(maxsize=1)
 def get_paths() -> PathSettings:

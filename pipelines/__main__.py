@@ -35,7 +35,10 @@ def _summary(result: dg.ExecuteInProcessResult) -> tuple[list[str], list[str]]:
         elif event.event_type_value == "STEP_FAILURE":
             error = event.event_specific_data.error
             message = error.message.strip().splitlines()[0] if error else "failed"
-            failures.append(f"  {event.step_key}: {message.split('Failure: ', 1)[-1]}")
+            message = message.split("Failure: ", 1)[-1]
+            # the layer's own messages start with the layer's id already
+            named = message.startswith(f"{event.step_key}: ")
+            failures.append(f"  {message}" if named else f"  {event.step_key}: {message}")
     return lines, failures
 
 
