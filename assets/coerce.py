@@ -59,7 +59,8 @@ def as_number(raw: pd.Series) -> Coerced:
 
 def as_integer(raw: pd.Series) -> Coerced:
     numbers = pd.to_numeric(_numeric_text(raw), errors="coerce")
-    whole = numbers.notna() & (numbers == numbers.round())
+    # beyond 2**53 a float is no exact whole number (and 1e308 cannot become an Int64 at all)
+    whole = numbers.notna() & (numbers == numbers.round()) & (numbers.abs() <= 2**53)
     values = numbers.where(whole).astype("Int64")
     return Coerced(values, ~whole & ~blank(raw), "not a whole number")
 

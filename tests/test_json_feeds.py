@@ -197,3 +197,9 @@ def test_a_mapped_path_no_record_has_is_named_but_an_empty_feed_is_no_error(tmp_
     with read_json_records(paths.sample_dir / "outages.json", "outages.json", spec) as table:
         assert {"id", "location.address", "polygon"} <= set(table.columns)
         assert list(table.records) == []
+
+
+def test_a_huge_number_in_an_integer_field_is_a_reject_not_a_crash(tmp_path):
+    result = build(feed_city(tmp_path, [outage(1), outage(2, customersAffected=1e308)]))
+    assert list(result.frame.outage_id) == ["OUT-1"]
+    assert [(r.record, r.field, r.reason) for r in result.rejects] == [("record 2", "customers", "not a whole number")]

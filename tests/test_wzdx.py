@@ -225,3 +225,18 @@ def test_a_malformed_feed_is_one_line(tmp_path, text):
     with pytest.raises(SourceError) as error:
         build(paths)
     assert "\n" not in str(error.value) and str(error.value).startswith("feed.geojson: ")
+
+
+def test_a_broken_feed_rejects_events_without_a_traceback(tmp_path):
+    linked = _event("a", LINE)
+    linked["properties"]["core_details"]["related_road_events"] = [{"type": "next-in-sequence", "id": ["b"]}, "x"]
+    odd_id = _event("b", LINE)
+    odd_id["id"] = ["b"]  # an id that is a list
+    features = [linked, odd_id, "not a feature", {"type": "Feature", "properties": []}]
+    result = build(wzdx_city(tmp_path, _feed("4.2", features)))
+    nothing_lost(result)
+    assert list(result.frame.event_id) == ["a", '["b"]']
+    assert {r.record: r.reason for r in result.rejects} == {
+        "feature 3": "road event without core_details",
+        "feature 4": "road event without core_details",
+    }

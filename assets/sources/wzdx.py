@@ -91,35 +91,44 @@ PROPERTY_PATHS = [
 ]
 
 
-def _links(properties: dict[str, Any], kind: str) -> list[str]:
-    core = properties.get("core_details") or {}
-    links = core.get("related_road_events") if isinstance(core, dict) else None
-    return [link.get("id") for link in links or [] if isinstance(link, dict) and link.get("type") == kind]
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def detour_sequence(features: list[dict[str, Any]]) -> dict[str, int]:
+def _key(value: Any) -> Any:
+    """An id as feeds write it, usable as a key: a list or object (a broken feed) as its JSON text."""
+    return as_cell(value) if isinstance(value, dict | list) else value
+
+
+def _links(properties: Any, kind: str) -> list[Any]:
+    links = _object(_object(properties).get("core_details")).get("related_road_events")
+    return [_key(link.get("id")) for link in links or [] if isinstance(link, dict) and link.get("type") == kind]
+
+
+def detour_sequence(features: list[dict[str, Any]]) -> dict[Any, int]:
     """Position of each detour segment in its chain, following next-in-sequence links from the
     segment that no other segment points to (WZDx scenario 4)."""
     following = {}
     for feature in features:
-        nxt = _links(feature.get("properties") or {}, "next-in-sequence")
+        nxt = _links(feature.get("properties"), "next-in-sequence")
         if nxt:
-            following[feature.get("id")] = nxt[0]
+            following[_key(feature.get("id"))] = nxt[0]
     pointed_to = set(following.values())
-    order: dict[str, int] = {}
+    order: dict[Any, int] = {}
     for head in (fid for fid in following if fid not in pointed_to):
         position, current = 1, head
         while current is not None and current not in order:
             order[current] = position
             position, current = position + 1, following.get(current)
     for feature in features:  # a one-segment detour has no sequence links at all
-        properties = feature.get("properties") or {}
+        properties = feature.get("properties")
+        event_id = _key(feature.get("id"))
         if (
-            (properties.get("core_details") or {}).get("event_type") == "detour"
-            and feature.get("id") not in order
+            _object(_object(properties).get("core_details")).get("event_type") == "detour"
+            and event_id not in order
             and not _links(properties, "first-in-sequence")
         ):
-            order[feature.get("id")] = 1
+            order[event_id] = 1
     return order
 
 
@@ -157,7 +166,7 @@ def _events(feed: dict[str, Any], source: str, paths: list[str], join_lists: dic
         if not isinstance(core, dict):
             yield RawRecord(source, number, {}, error="road event without core_details", error_field="core_details")
             continue
-        event_id = feature.get("id")
+        event_id = _key(feature.get("id"))
         road_names = core.get("road_names") if isinstance(core.get("road_names"), list) else []
         values = {
             "id": event_id,
@@ -173,6 +182,7 @@ def _events(feed: dict[str, Any], source: str, paths: list[str], join_lists: dic
             "has_detour": bool(_links(properties, "related-detour")),
             "sequence": sequence.get(event_id),
         }
+        values = {name: as_cell(value) for name, value in values.items()}  # a broken feed's list: JSON text
         for path in paths:
             values[path] = as_cell(value_at(properties, path), join_lists.get(path))
         try:
