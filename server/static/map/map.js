@@ -1,8 +1,44 @@
-// The geoportal web map: layers grouped by domain, a time slider, popups in Russian, a legend.
-// Everything it needs comes from /map/config.json, which the server renders from the layer catalog.
+// The geoportal web map: layers grouped by domain, a time slider, popups, a legend, in Russian or English.
+// Everything it needs comes from /map/config.json, which the server renders from the layer catalog; where the
+// events are in time it asks the features API, so "active at" means here what it means there.
 "use strict";
 
 const HOUR = 3600 * 1000;
+const LANGUAGES = ["ru", "en"];
+const UI = {
+  ru: {
+    page: "Геопортал — оперативная обстановка", portal: "геопортал", showAt: "Показать на момент:",
+    now: "Сейчас", week: "Эта неделя", all: "Все события", allEvents: "все события", layers: "Слои",
+    legend: "Легенда", map: "Карта", analytics: "Аналитика", yes: "да", no: "нет",
+    latest: "Сейчас событий нет: показан последний момент с событиями",
+    next: "Сейчас событий нет: показан ближайший момент с событиями",
+  },
+  en: {
+    page: "Geoportal — current situation", portal: "geoportal", showAt: "Show the moment:",
+    now: "Now", week: "This week", all: "All events", allEvents: "all events", layers: "Layers",
+    legend: "Legend", map: "Map", analytics: "Analysis", yes: "yes", no: "no",
+    latest: "Nothing is going on now: showing the latest moment with events",
+    next: "Nothing is going on now: showing the next moment with events",
+  },
+};
+
+function browserLanguage(tags) {
+  // The first of the browser's languages we have texts for, with its full tag for dates ("en-US"); else English.
+  for (const tag of tags || []) {
+    const language = String(tag).toLowerCase().split("-")[0];
+    if (LANGUAGES.includes(language)) return { language, locale: tag };
+  }
+  return { language: "en", locale: "en" };
+}
+
+const { language: LANG, locale: LOCALE } = browserLanguage(navigator.languages || [navigator.language]);
+const T = UI[LANG];
+
+function text(value) {
+  // A catalog text is {ru, en}; a missing language falls back to the other one.
+  if (value === null || value === undefined || typeof value === "string") return value;
+  return value[LANG] || LANGUAGES.map((l) => value[l]).find(Boolean);
+}
 
 function iso(ms) {
   // Same text form as the stored datetimes ("2026-11-24T10:00:00.000Z"), so strings compare as times.
@@ -17,34 +53,82 @@ function activeDuring(layer, fromIso, toIso) {
   return ["all", started, ["any", ["!", ["has", layer.temporal.end]], [">=", end, fromIso]]];
 }
 
+function moment(ms) {
+  return new Date(ms).toLocaleString(LOCALE, { timeZone: window.geoportal.config.timezone });
+}
+
 function formatValue(field, value) {
   if (value === undefined || value === null || value === "") return "—";
-  if (field.type === "datetime") return new Date(value).toLocaleString("ru-RU", { timeZone: window.geoportal.config.timezone });
-  if (field.type === "boolean") return value === true || value === 1 || value === "true" ? "да" : "нет";
-  if (field.labels && field.labels[value]) return field.labels[value];
+  if (field.type === "datetime") return moment(value);
+  if (field.type === "boolean") return value === true || value === 1 || value === "true" ? T.yes : T.no;
+  if (field.labels && field.labels[value]) return text(field.labels[value]);
   return String(value);
+}
+
+function escapeHtml(value) {
+  const span = document.createElement("span");
+  span.textContent = value;
+  return span.innerHTML;
 }
 
 function popupHtml(layer, properties) {
   const rows = layer.fields
-    .map((f) => `<tr><th>${f.title}</th><td>${formatValue(f, properties[f.name])}</td></tr>`)
+    .map((f) => `<tr><th>${escapeHtml(text(f.title))}</th><td>${escapeHtml(formatValue(f, properties[f.name]))}</td></tr>`)
     .join("");
   const div = document.createElement("div");
-  div.innerHTML = `<h3>${layer.title}</h3><table>${rows}</table>`;
+  div.innerHTML = `<h3>${escapeHtml(text(layer.title))}</h3><table>${rows}</table>`;
   return div;
 }
 
+function translatePage() {
+  document.documentElement.lang = LANG;
+  document.title = T.page;
+  for (const element of document.querySelectorAll("[data-text]")) element.textContent = T[element.dataset.text];
+  for (const element of document.querySelectorAll("[data-label]")) element.setAttribute("aria-label", T[element.dataset.label]);
+}
+
+async function firstEvent(config, layer, datetime, sortby) {
+  // The one feature of `layer` the features API puts first for this window and order (null: none).
+  const params = new URLSearchParams({ datetime, limit: "1", skipGeometry: "true", f: "json" });
+  if (sortby) params.set("sortby", sortby);
+  const response = await fetch(`${config.collections}/${layer.id}/items?${params}`, { headers: { Accept: "application/geo+json" } });
+  if (!response.ok) {
+    // e.g. a temporal field the public may not sort by: that layer just does not steer the opening moment
+    console.warn(`opening moment: ${response.status} from ${response.url}`);
+    return null;
+  }
+  const page = await response.json();
+  return page.features.length ? page.features[0].properties : null;
+}
+
+async function openingMoment(config, nowMs) {
+  // "Now" if anything is active now; else the latest moment with events before it, else the next one after it.
+  const temporal = config.layers.filter((l) => l.temporal);
+  const now = iso(nowMs);
+  const active = await Promise.all(temporal.map((l) => firstEvent(config, l, now)));
+  if (!temporal.length || active.some(Boolean)) return { ms: nowMs, note: null };
+  const ended = await Promise.all(temporal.filter((l) => l.temporal.end)
+    .map((l) => firstEvent(config, l, `../${now}`, `-${l.temporal.end}`).then((p) => p && p[l.temporal.end])));
+  const latest = Math.max(...ended.filter(Boolean).map(Date.parse));
+  if (Number.isFinite(latest)) return { ms: latest, note: T.latest };
+  const coming = await Promise.all(temporal
+    .map((l) => firstEvent(config, l, `${now}/..`, l.temporal.start).then((p) => p && p[l.temporal.start])));
+  const next = Math.min(...coming.filter(Boolean).map(Date.parse));
+  return Number.isFinite(next) ? { ms: next, note: T.next } : { ms: nowMs, note: null };
+}
+
 async function start() {
+  translatePage();
   const config = await (await fetch("config.json")).json();
   const layersById = Object.fromEntries(config.layers.map((l) => [l.id, l]));
-  document.getElementById("city-title").textContent = config.title;
-  document.title = `${config.title} — геопортал`;
+  document.getElementById("city-title").textContent = text(config.title);
+  document.title = `${text(config.title)} — ${T.portal}`;
 
   const map = new maplibregl.Map({ container: "map", style: config.style, bounds: config.bounds,
                                    fitBoundsOptions: { padding: 20 }, attributionControl: { compact: true } });
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
-  const api = { map, config, time: null };
+  const api = { map, config, time: null, language: LANG, opening: null };
   window.geoportal = api;
   await new Promise((resolve) => map.once("load", resolve));
 
@@ -69,6 +153,7 @@ async function start() {
     for (const target of targets) map.setLayoutProperty(target.id, "visibility", visible ? "visible" : "none");
   }
 
+  const note = document.getElementById("time-note");
   function applyTime(fromMs, toMs) {
     api.time = fromMs === null ? null : { from: iso(fromMs), to: iso(toMs) };
     for (const [layerId, targets] of Object.entries(styleLayers)) {
@@ -80,9 +165,11 @@ async function start() {
       }
     }
     const label = document.getElementById("time-label");
-    label.textContent = api.time === null ? "все события"
-      : fromMs === toMs ? new Date(fromMs).toLocaleString("ru-RU", { timeZone: config.timezone })
-      : `${new Date(fromMs).toLocaleDateString("ru-RU")} – ${new Date(toMs).toLocaleDateString("ru-RU")}`;
+    label.textContent = api.time === null ? T.allEvents
+      : fromMs === toMs ? moment(fromMs)
+      : `${new Date(fromMs).toLocaleDateString(LOCALE)} – ${new Date(toMs).toLocaleDateString(LOCALE)}`;
+    // the note belongs to the opening moment only: any other choice of time hides it
+    note.hidden = !(api.opening && api.opening.note && fromMs === api.opening.ms && toMs === api.opening.ms);
   }
 
   // layer list grouped by domain, the legend beside
@@ -91,31 +178,36 @@ async function start() {
   for (const domain of config.domains) {
     const members = config.layers.filter((l) => l.domain === domain.id);
     if (!members.length) continue;
-    list.insertAdjacentHTML("beforeend", `<h2>${domain.title}</h2>`);
+    list.insertAdjacentHTML("beforeend", `<h2>${escapeHtml(text(domain.title))}</h2>`);
     for (const layer of members) {
+      const title = escapeHtml(text(layer.title));
       const row = document.createElement("label");
       row.className = "layer";
       row.innerHTML = `<input type="checkbox" data-layer="${layer.id}" ${layer.visible ? "checked" : ""}>` +
-        `<span class="swatch" style="background:${layer.legend[0].color}"></span>${layer.title}`;
+        `<span class="swatch" style="background:${layer.legend[0].color}"></span>${title}`;
       row.querySelector("input").addEventListener("change", (e) => setVisible(layer.id, e.target.checked));
       list.appendChild(row);
       setVisible(layer.id, layer.visible);
-      legend.insertAdjacentHTML("beforeend", `<h2>${layer.title}</h2>` + layer.legend.map((entry) =>
+      legend.insertAdjacentHTML("beforeend", `<h2>${title}</h2>` + layer.legend.map((entry) =>
         `<div class="legend-entry"><span class="swatch ${entry.dashed ? "dashed" : ""}" style="background-color:${entry.color}"></span>` +
-        `${entry.label || layer.title}</div>`).join(""));
+        `${escapeHtml(text(entry.label) || entry.value || text(layer.title))}</div>`).join(""));
     }
   }
   if (config.raster) {
-    list.insertAdjacentHTML("beforeend", `<h2>Аналитика</h2><label class="layer"><input type="checkbox" data-layer="${config.raster.id}">` +
-      `<span class="swatch" style="background:linear-gradient(90deg,#fde68a,#dc2626)"></span>${config.raster.title}</label>`);
+    list.insertAdjacentHTML("beforeend", `<h2>${T.analytics}</h2><label class="layer"><input type="checkbox" data-layer="${config.raster.id}">` +
+      `<span class="swatch" style="background:linear-gradient(90deg,#fde68a,#dc2626)"></span>${escapeHtml(text(config.raster.title))}</label>`);
     list.querySelector(`[data-layer="${config.raster.id}"]`).addEventListener("change", (e) => setVisible(config.raster.id, e.target.checked));
   }
 
-  // the time slider: hours between the earliest and the latest event, starting at "now"
+  // the time slider: hours between the earliest and the latest event, opening at "now" if anything is active
+  // then, else at the nearest moment with events (and a note saying so)
   const slider = document.getElementById("time-slider");
   const min = Date.parse(config.time.min), max = Date.parse(config.time.max);
   const now = Math.min(Math.max(Date.parse(config.time.now), min), max);
-  slider.min = min / 1000; slider.max = max / 1000; slider.value = now / 1000;
+  api.opening = await openingMoment(config, now);
+  const opening = api.opening.ms;
+  if (api.opening.note) note.textContent = `${api.opening.note}: ${moment(opening)}`;
+  slider.min = min / 1000; slider.max = max / 1000; slider.value = opening / 1000;
   slider.addEventListener("input", () => applyTime(slider.value * 1000, slider.value * 1000));
   document.getElementById("time-now").addEventListener("click", () => { slider.value = now / 1000; applyTime(now, now); });
   document.getElementById("time-week").addEventListener("click", () => {
@@ -126,9 +218,9 @@ async function start() {
   api.setTime = (isoText) => { const ms = Date.parse(isoText); slider.value = ms / 1000; applyTime(ms, ms); };
   api.setInterval = (fromIso, toIso) => applyTime(Date.parse(fromIso), Date.parse(toIso));
   api.showAll = () => applyTime(null, null);
-  applyTime(now, now);
+  applyTime(opening, opening);
 
-  // popups: the layer's public fields with their Russian titles
+  // popups: the layer's public fields with their titles
   const clickable = Object.values(styleLayers).flat().map((t) => t.id).filter((id) => !id.endsWith("-label"));
   map.on("click", (event) => {
     const features = map.queryRenderedFeatures(event.point, { layers: clickable });
