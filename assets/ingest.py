@@ -75,7 +75,7 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.
     frames, rejects, warnings, counts, unjoined, crs_used = [], [], [], Counts(), 0, []
     for source, path, file_label in source_files(spec, paths):
         table = open_source(source, path, file_label)
-        raw = collect(table, source)
+        raw = collect(table, source, catalog.city.nulls_for(source))
         used = source_crs(source, table.crs, catalog.city, file_label)
         raw.crs = used.crs
         crs_used.append(f"{file_label}: {used.label}")

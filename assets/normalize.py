@@ -20,6 +20,7 @@ from assets.sources.notices import BUILDING
 from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 
 ROW, GEOMETRY = "_record", "_geometry"
+UNSEEN = object()
 
 
 @dataclass
@@ -53,14 +54,19 @@ def check_columns(table: SourceTable, spec: SourceSpec) -> None:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
 
 
-def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
+def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, ...] = ()) -> RawFrame:
+    """The records as a table; cells that are placeholders (`nulls`: `Не заполнено`) are empty in it,
+    except those the column's `values:` mapping names (the catalog's word for that cell wins)."""
     check_columns(table, spec)
     frame = RawFrame(table.source, pd.DataFrame())
     # a list per column and one object per distinct string: a million small dicts and their
-    # repeated values ("Теплосеть", dates) cost gigabytes otherwise
+    # repeated values ("Теплосеть", dates) cost gigabytes otherwise. The placeholder test runs once
+    # per distinct string, when it first enters this table, so it costs nothing per cell.
     columns = list(dict.fromkeys([*table.columns, BUILDING]))
     data: dict[str, list] = {column: [] for column in columns}
     same: dict[str, dict] = {column: {} for column in columns}
+    words = {word.strip().casefold() for word in nulls}
+    kept = {column: _keys(spec.values.get(spec.columns.get(column, ""), {})) for column in columns}
     numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
@@ -76,7 +82,11 @@ def collect(table: SourceTable, spec: SourceSpec) -> RawFrame:
         for column in columns:
             value = values.get(column)
             if type(value) is str:
-                value = same[column].setdefault(value, value)
+                known = same[column].get(value, UNSEEN)
+                if known is UNSEEN:
+                    word = value.strip().casefold()
+                    known = same[column][value] = None if word in words and word not in kept[column] else value
+                value = known
             data[column].append(value)
         numbers.append(record.number)
         geometries.append(record.geometry)
@@ -162,7 +172,8 @@ def attributes(
 ) -> pd.DataFrame:
     """The layer's fields, typed; failures go to `problems`. `now` places the plausible-date window."""
     table = frame.table
-    nulls = city.nulls if source.nulls is None else source.nulls
+    nulls = city.nulls_for(source)
+    joined = {target for join in source.joins for target in join.columns.values()}
     out = pd.DataFrame(index=table.index)
     by_field = {target: column for column, target in source.columns.items()}
     end_field = layer.temporal.end if layer.temporal else None
@@ -173,7 +184,7 @@ def attributes(
             raw = table[by_field[spec.name]]
         else:
             raw = pd.Series([None] * len(table), index=table.index, dtype=object)
-        if spec.name not in source.constants:
+        if spec.name in joined:  # joined tables arrive after collect, which emptied the source's own
             raw = _without_placeholders(raw, nulls, source.values.get(spec.name))
         if spec.name in source.values:
             raw = _mapped(raw, source.values[spec.name])
@@ -321,11 +332,6 @@ def normalise(
     now = now or dt.datetime.now(dt.UTC)
     problems = Problems(frame.source, frame.table[ROW])
     values = attributes(layer, source, frame, city, problems, now)
-    how = source.geometry
-    nulls = city.nulls if source.nulls is None else source.nulls
-    for column in (how.wkt, how.x, how.y, how.address) if how else ():
-        if column in frame.table:  # a placeholder where the WKT or X/Y should be: no geometry, not bad WKT
-            frame.table[column] = _without_placeholders(frame.table[column], nulls)
     shapes, repaired, addresses = geometries(layer, source, frame, city, geocoder, problems)
     if addresses is not None and source.geometry and source.geometry.address in source.columns:
         # a geocoded record carries the register's spelling of its address, not the clerk's

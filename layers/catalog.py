@@ -162,9 +162,6 @@ class SourceSpec(Strict):
     geometry: GeometrySource | None = None
     select: dict[str, str] = Field(default_factory=dict)  # keep only records whose field equals value
     joins: list[JoinSpec] = Field(default_factory=list)
-    # An event feed (closures, outages) is empty when nothing is happening: no volume hold when it
-    # goes from some records to none.
-    may_be_empty: bool = False
     records: str | None = None  # json: dotted path to the array of records (default: the document is one)
     # json/wzdx: a list value is a JSON text cell unless named here: {source column: separator}
     join_lists: dict[str, str] = Field(default_factory=dict)
@@ -211,10 +208,6 @@ class LayerSpec(Strict):
     sources: list[SourceSpec]
     style: StyleHints = Field(default_factory=StyleHints)
     zone_topology: bool = False  # check a zone set for overlaps and gaps
-    # zone_topology: overlaps and gaps up to this many m² (equal-area) are digitising noise
-    topology_tolerance_m2: float = Field(default=1.0, ge=0)
-    # volume check: a publication losing more than this share of the previous one is held
-    max_loss: float = Field(default=0.5, ge=0, le=1)
     # zone_topology: overlaps and gaps up to this many m² (equal-area) are digitising noise
     topology_tolerance_m2: float = Field(default=1.0, ge=0)
     # volume check: a publication losing more than this share of the previous one is held
@@ -279,6 +272,10 @@ class City(Strict):
         default = DateWindow(earliest=dt.date(1990, 1, 1), latest_years_ahead=15)
         object.__setattr__(self, "dates", self.dates.over(default))
         return self
+
+    def nulls_for(self, source: SourceSpec) -> list[str]:
+        """The placeholders of a source: its own `nulls`, else the city's."""
+        return self.nulls if source.nulls is None else source.nulls
 
     def date_window(self, field: FieldSpec) -> DateWindow:
         return field.dates.over(self.dates) if field.dates is not None else self.dates

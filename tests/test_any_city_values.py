@@ -156,3 +156,17 @@ def test_placeholders_and_windows_are_plain_functions():
     dates = pd.Series(["1989-12-31", "1990-01-01", None, "2041-11-25"], dtype=object)
     early, late = coerce.outside_dates(dates, dt.date(1990, 1, 1), dt.date(2041, 11, 24), "Asia/Irkutsk")
     assert early.tolist() == [True, False, False, False] and late.tolist() == [False, False, False, True]
+
+
+def test_placeholders_in_a_joined_table_are_empty_too(tmp_path):
+    layer = HOUSES_YAML.replace(
+        "  - {name: kind, type: string,",
+        "  - {name: manager, type: string, title: {ru: УК, en: Manager}}\n  - {name: kind, type: string,",
+    ) + (
+        "    joins:\n"
+        "      - {path: managers.csv, format: csv, delimiter: ';', match: {house_id: Код}, columns: {УК: manager}}\n"
+    )
+    paths = houses_city(tmp_path, ["H-1;;;;;;;104.28;52.29", "H-2;;;;;;;104.29;52.29"], layer)
+    (paths.sample_dir / "managers.csv").write_text("Код;УК\nH-1;УК Центр\nH-2;Не заполнено\n", encoding="utf-8")
+    result = build(paths, "houses")
+    assert cells(result.frame.manager) == ["УК Центр", None]
