@@ -4,6 +4,7 @@ file fails with one line naming it and nothing is published; no other exception 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import dagster as dg
@@ -69,6 +70,21 @@ def test_every_record_is_published_or_rejected(case: Case, tmp_path: Path):
         assert any(case.reason in r.reason or case.reason in r.field for r in build.rejects), detail
     publish_layer(build, paths)
     assert len(pyogrio.read_dataframe(paths.published_path(spec.id))) == published
+    listed = rejects_file(paths, spec.id)
+    assert len(listed) == len(build.rejects)
+    # rejects stay data: no cell a spreadsheet would run as a formula (OWASP CSV injection)
+    assert not [cell for row in listed for cell in row.values() if cell[:1] in FORMULA_START], listed
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def rejects_file(paths: PathSettings, layer: str) -> list[dict[str, str]]:
+    path = paths.rejects_path(layer)
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 # Whole-file failures as an operator sees them: the real asset, the failure message one line.
@@ -104,3 +120,41 @@ def test_whole_file_failures_are_one_line_in_dagster(case_id: str, tmp_path: Pat
         assert not paths.published_path(case.layer).exists()
     else:
         assert result.success
+
+
+# Record-level cases as an operator sees them: what the asset publishes and the rejects file it writes
+# account for every record; a layer whose every record is rejected fails in one line, rejects written.
+THROUGH_DAGSTER = [
+    "unbalanced-quote",
+    "formula-cells",
+    "all-rows-rejected",
+    "shp-truncated-mid-record",
+    "wzdx-spot-zone-two-identical-points",
+    "json-record-not-an-object",
+    "notice-unknown-street",
+    "xlsx-stale-dimension",
+]
+
+
+@pytest.mark.parametrize("case_id", THROUGH_DAGSTER)
+def test_records_through_dagster_are_accounted(case_id: str, tmp_path: Path):
+    case = next(c for c in CASES if c.id == case_id)
+    paths = deliver(case, tmp_path)
+    catalog = load_catalog(paths.catalog_dir)
+    result = dg.materialize(
+        [layer_asset(catalog[case.layer])],
+        resources={"geoportal": GeoportalResource.of(paths)},
+        raise_on_error=False,
+    )
+    rejected = {(r["source_file"], r["record"]) for r in rejects_file(paths, case.layer)}
+    if result.success:
+        (event,) = result.asset_materializations_for_node(case.layer)
+        skipped = event.metadata["skipped_other_layers"].value
+        published = len(pyogrio.read_dataframe(paths.published_path(case.layer)))
+        assert published + len(rejected) + skipped == case.records
+        assert case.published is None or published == case.published
+    else:
+        (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        message = failure.event_specific_data.user_failure_data.description.strip()
+        assert case.published == 0 and "\n" not in message and first_source(case, paths) in message, message
+        assert len(rejected) == case.records and not paths.published_path(case.layer).exists()

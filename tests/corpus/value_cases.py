@@ -59,6 +59,7 @@ CASES = [
     dated("date-two-digit-year", [row("W-1", start="01.11.26"), row("W-2")]),
     dated("date-us-order", [row("W-1", start="11/25/2026"), row("W-2")]),
     dated("date-words", [row("W-1", start="первое ноября"), row("W-2")], published=1),
+    dated("all-rows-rejected", [row("W-1", start="вчера"), row("W-2", "Ливнёвка")], published=0),
     dated("end-before-start", [row("W-1", start="10.11.2026", end="01.11.2026"), row("W-2")], published=1),
     dated("dst-gap-local-time", [row("W-1", start="31.03.2024"), row("W-2")]),
     # required, allowed, duplicates
