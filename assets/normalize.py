@@ -41,15 +41,7 @@ def _raw_text(values: dict) -> str:
 
 def check_columns(table: SourceTable, spec: SourceSpec) -> None:
     """Every column the catalog maps must be in the file's header; one message names them all."""
-    missing = [col for col in spec.columns if col not in table.columns]
-    missing += [col for col in spec.select if col not in table.columns]
-    if spec.geometry:
-        missing += [
-            c
-            for c in (spec.geometry.wkt, spec.geometry.x, spec.geometry.y, spec.geometry.address)
-            + (spec.geometry.geojson, spec.geometry.coordinates)
-            if c and c not in table.columns
-        ]
+    missing = [col for col in spec.used_columns if col not in table.columns]
     if missing:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
 

@@ -173,6 +173,14 @@ class SourceSpec(Strict):
     def is_file_set(self) -> bool:
         return bool(GLOB_CHARACTERS & set(self.path))
 
+    @property
+    def used_columns(self) -> list[str]:
+        """Every source column (or dotted path) the catalog reads: mapped, selected on, or holding
+        the geometry; each must exist in the file."""
+        how = self.geometry
+        where = [how.wkt, how.x, how.y, how.address, how.geojson, how.coordinates] if how else []
+        return list(dict.fromkeys([*self.columns, *self.select, *(c for c in where if c)]))
+
 
 class StyleHints(Strict):
     color: str = "#3b82f6"

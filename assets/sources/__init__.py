@@ -32,7 +32,7 @@ def open_source(spec: SourceSpec, path: Path, label: str) -> SourceTable:
         case "json":
             return read_json_records(path, label, spec)
         case "wzdx":
-            return read_wzdx(path, label, spec.join_lists)
+            return read_wzdx(path, label, spec.join_lists, set(spec.used_columns))
         case "notices":
             address = spec.geometry.address if spec.geometry and spec.geometry.address else None
             if address is None:

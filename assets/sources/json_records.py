@@ -22,8 +22,10 @@ def read_json_records(path: Path, source: str, spec: SourceSpec) -> SourceTable:
     empty feed has no records to judge by and takes the mapped paths as its columns."""
     document = load_document(path, source)
     records = _records(document, spec.records, source)
-    columns = all_paths(records) or list(dict.fromkeys([*spec.columns, *spec.select, *_geometry_paths(spec.geometry)]))
-    return SourceTable(source, columns, _read(records, columns, source, spec))
+    wanted = spec.used_columns
+    columns = all_paths(records) or wanted
+    # only the paths the catalog uses are read into the records: the others are named, never used
+    return SourceTable(source, columns, _read(records, [c for c in wanted if c in columns], source, spec))
 
 
 def _records(document: Any, where: str | None, source: str) -> list[Any]:
@@ -38,12 +40,6 @@ def _records(document: Any, where: str | None, source: str) -> list[Any]:
         hint = f" at {where!r}" if where else ": say where the records are with `records:` (a dotted path)"
         raise SourceError(source, f"expected an array of records{hint}, found a JSON {type(found).__name__}")
     return found
-
-
-def _geometry_paths(how: GeometrySource | None) -> list[str]:
-    if how is None:
-        return []
-    return [p for p in (how.wkt, how.x, how.y, how.geojson, how.coordinates) if p]
 
 
 def _read(records: list[Any], columns: list[str], source: str, spec: SourceSpec) -> Iterator[RawRecord]:

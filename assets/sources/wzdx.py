@@ -132,8 +132,12 @@ def detour_sequence(features: list[dict[str, Any]]) -> dict[Any, int]:
     return order
 
 
-def read_wzdx(path: Path, source: str, join_lists: dict[str, str] | None = None) -> SourceTable:
-    """`join_lists` names the list properties to write as joined text rather than JSON text."""
+def read_wzdx(
+    path: Path, source: str, join_lists: dict[str, str] | None = None, wanted: set[str] | None = None
+) -> SourceTable:
+    """`join_lists` names the list properties to write as joined text rather than JSON text. Every
+    property path is a column; only the `wanted` ones (the catalog's) are read into the records,
+    since writing every list of every event as JSON text costs more than the rest of the read."""
     feed = load_document(path, source)
     features = feed.get("features") if isinstance(feed, dict) else None
     if not isinstance(features, list) or feed.get("type") != "FeatureCollection":
@@ -147,7 +151,8 @@ def read_wzdx(path: Path, source: str, join_lists: dict[str, str] | None = None)
     properties = [f.get("properties") for f in features if isinstance(f, dict)]
     paths = all_paths(p for p in properties if isinstance(p, dict))
     columns = list(dict.fromkeys([*COLUMNS, *PROPERTY_PATHS, *paths]))
-    return SourceTable(source, columns, _events(feed, source, columns[len(COLUMNS) :], join_lists or {}))
+    read = [path for path in columns[len(COLUMNS) :] if wanted is None or path in wanted]
+    return SourceTable(source, columns, _events(feed, source, read, join_lists or {}))
 
 
 def _events(feed: dict[str, Any], source: str, paths: list[str], join_lists: dict[str, str]) -> Iterator[RawRecord]:
