@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import dagster as dg
 
 from layers.catalog import CatalogError, load_catalog
@@ -30,6 +32,10 @@ try:
     defs = build_definitions()
 except CatalogError as error:
     # A catalog mistake is the operator's to fix, and the message names file and key (or line and
-    # column): `python -m pipelines`, `dagster definitions validate`, `dagster dev` print that one
-    # line and stop, instead of 20 lines of import traceback around it.
+    # column): `python -m pipelines` and `dagster definitions validate` print that one line and stop,
+    # instead of 20 lines of import traceback around it. The UI's code server (`dagster api grpc`)
+    # gets the error itself: it shows the message as the code location's load error, where an exit
+    # would only say "gRPC server exited".
+    if sys.argv[1:3] == ["api", "grpc"]:
+        raise
     raise SystemExit(f"catalog error: {error}") from None

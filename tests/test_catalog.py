@@ -135,3 +135,49 @@ def test_every_entry_point_prints_a_catalog_error_as_one_line_and_fails(tmp_path
         "(while parsing a flow mapping at line 1, column 8)"
     )
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_dagster_ui_shows_a_catalog_error_as_the_code_locations_load_error(tmp_path):
+    """The UI's code server must not just exit (the UI would only say "gRPC server exited")."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    webserver = REPO_ROOT / ".venv" / "bin" / "dagster-webserver"
+    if not webserver.exists():
+        pytest.skip(f"{webserver} is not installed")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n", encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "GEOPORTAL_CATALOG_DIR": str(broken_catalog(tmp_path)), "DAGSTER_HOME": str(home)}
+    command = [str(webserver), "-m", "pipelines", "-h", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename "
+    query += "... on PythonError { errorChain { error { message } } } } } } } }"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.5)  # polling for the port to open, bounded by the deadline
+        assert answer is not None, "the Dagster webserver did not answer"
+        [entry] = answer["data"]["workspaceOrError"]["locationEntries"]
+        chain = [link["error"]["message"] for link in entry["locationOrLoadError"]["errorChain"]]
+        assert any("zz_broken.yaml:2:4: YAML syntax error" in message for message in chain), entry
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
