@@ -175,7 +175,7 @@ def test_a_repair_that_leaves_nothing_is_a_reject_not_a_repair(tmp_path):
         ('{"data": {}}', "    records: data.items\n" + OUTAGE_SOURCE, "no records at 'data.items'"),
         ('{"items": []}', OUTAGE_SOURCE, "expected an array of records: say where the records are"),
         ('{"data": {"items": 5}}', "    records: data.items\n" + OUTAGE_SOURCE, "found a JSON int"),
-        (b"\xff\xfe{}", OUTAGE_SOURCE, "not UTF-8 text"),
+        (b"\xff\xfe{}", OUTAGE_SOURCE, "not utf-8 text"),
     ],
 )
 def test_a_malformed_document_is_one_line(tmp_path, text, source, message):
@@ -203,3 +203,10 @@ def test_a_huge_number_in_an_integer_field_is_a_reject_not_a_crash(tmp_path):
     result = build(feed_city(tmp_path, [outage(1), outage(2, customersAffected=1e308)]))
     assert list(result.frame.outage_id) == ["OUT-1"]
     assert [(r.record, r.field, r.reason) for r in result.rejects] == [("record 2", "customers", "not a whole number")]
+
+
+def test_a_cp1251_export_reads_when_the_catalog_says_so(tmp_path):
+    paths = feed_city(tmp_path, None, "    encoding: cp1251\n" + OUTAGE_SOURCE, text="")
+    document = json.dumps([outage(1)], ensure_ascii=False).encode("cp1251")
+    (paths.sample_dir / "outages.json").write_bytes(document)
+    assert list(build(paths).frame.address) == ["ул. Ленина, 1"]

@@ -12,16 +12,20 @@ from assets.records import SourceError
 MISSING = object()
 
 
-def load_document(path: Path, source: str) -> Any:
-    """The parsed document; any way it can be unusable is a SourceError with one line."""
+def load_document(path: Path, source: str, encoding: str = "utf-8") -> Any:
+    """The parsed document; any way it can be unusable is a SourceError with one line. JSON is UTF-8
+    (RFC 8259), but a municipal export may be cp1251: the catalog's `encoding` says so."""
     try:
         text = path.read_bytes()
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
     try:
-        return json.loads(text.decode("utf-8-sig"))
+        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+        return json.loads(text.decode("utf-8-sig" if utf8 else encoding))
     except UnicodeDecodeError as exc:
-        raise SourceError(source, f"not UTF-8 text (byte {exc.start}): not a JSON document") from None
+        raise SourceError(source, f"not {encoding} text (byte {exc.start}): not a JSON document") from None
+    except LookupError:
+        raise SourceError(source, f"unknown encoding {encoding!r}") from None
     except json.JSONDecodeError as exc:
         raise SourceError(source, f"not a JSON document: {exc}") from None
     except RecursionError:

@@ -20,7 +20,7 @@ def read_json_records(path: Path, source: str, spec: SourceSpec) -> SourceTable:
     """Columns are every dotted path some record has (`location.address`, `properties.start`), so a
     path the catalog maps that no record has is named as missing, as a CSV column would be; an
     empty feed has no records to judge by and takes the mapped paths as its columns."""
-    document = load_document(path, source)
+    document = load_document(path, source, spec.encoding)
     records = _records(document, spec.records, source)
     wanted = spec.used_columns
     columns = all_paths(records) or wanted
