@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyproj
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from layers.catalog_yaml import CatalogError, read_yaml
 
 CATALOG_DIR = Path(__file__).resolve().parent
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -23,10 +24,6 @@ GLOB_CHARACTERS = frozenset("*?[")
 # Cells that only say "no value" in the registers cities export; a city replaces the list with
 # `nulls:` in _city.yaml, a source with its own `nulls:` (compared trimmed, case-insensitively).
 DEFAULT_NULLS = ("Не заполнено", "Незаполнено", "н/д", "нет данных", "-", "—", "N/A", "NULL", "#N/A")
-
-
-class CatalogError(ValueError):
-    """A catalog file is unreadable or invalid; the message names the file and the key."""
 
 
 class Strict(BaseModel):
@@ -315,46 +312,6 @@ class CrsDefinition(Strict):
 City.model_rebuild()
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. In YAML 1.1 a Shapefile column called NO, or a key
-    called on, silently becomes a boolean."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)  # noqa: S506 - safe loader subclass
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise CatalogError(_yaml_problem(path, exc)) from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """One line, `file:line:column: what`, as editors and compilers print it (PyYAML's own text
-    spans several lines with a copy of the offending line)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-    what = getattr(exc, "problem", None) or " ".join(str(exc).split())
-    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and opened is not None and opened is not mark:
-        what += f" ({context} at line {opened.line + 1}, column {opened.column + 1})"
-    return f"{where}: YAML syntax error: {what}"
-
-
 def _explain(path: Path, exc: ValidationError) -> CatalogError:
     problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
     return CatalogError(f"{path}: {problems}")
@@ -363,13 +320,13 @@ def _explain(path: Path, exc: ValidationError) -> CatalogError:
 def load_city(catalog_dir: Path = CATALOG_DIR) -> City:
     path = catalog_dir / "_city.yaml"
     try:
-        return City.model_validate(_read_yaml(path))
+        return City.model_validate(read_yaml(path))
     except ValidationError as exc:
         raise _explain(path, exc) from None
 
 
 def load_layer(path: Path, city: City) -> LayerSpec:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if "id" in data:
         raise CatalogError(f"{path}: id: the layer id is the file name, do not repeat it")
     if not IDENTIFIER.match(path.stem):
