@@ -55,16 +55,20 @@ def _same_coordinates(first: pyproj.CRS, second: pyproj.CRS, city: City) -> bool
 def source_crs(spec: SourceSpec, stated: str | None, city: City, label: str) -> UsedCrs:
     """The CRS to read `label`'s coordinates in, from the catalog's `crs` and the file's own
     (`stated`, WKT or None); the catalog wins, and a disagreement is a warning naming both."""
-    found = None
+    found, unreadable = None, None
     if stated is not None:
         try:
             found = pyproj.CRS.from_user_input(stated)
-        except pyproj.exceptions.CRSError as exc:
+        except pyproj.exceptions.CRSError:
+            unreadable = f"the file's CRS cannot be read ({' '.join(stated.split())[:80]!r})"
             if spec.crs is None:
-                message = f"the file's CRS cannot be read ({exc}); name it in the catalog (crs:)"
-                raise SourceError(label, message) from None
+                raise SourceError(label, f"{unreadable}; name it in the catalog (crs:)") from None
     if spec.crs is not None:
         declared = city.resolve_crs(spec.crs)
+        if unreadable:
+            return UsedCrs(
+                declared, f"{spec.crs} (catalog)", f"{label}: {unreadable}; read as {spec.crs} (the catalog's)"
+            )
         if found is not None and not _same_coordinates(declared, found, city):
             warning = (
                 f"{label}: the file says its CRS is {describe(found)}, the catalog says {spec.crs}; "

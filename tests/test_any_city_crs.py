@@ -14,6 +14,7 @@ import shapely
 from shapely.geometry import mapping
 
 from assets.ingest import build_layer, publish_layer
+from assets.records import SourceError
 from layers.catalog import load_catalog
 from tests.any_city import NEW_YORK, build, make_city, reasons
 from tests.conftest import city_paths
@@ -196,3 +197,19 @@ def test_the_crs_used_and_a_disagreement_reach_the_dagster_metadata(tmp_path):
     assert "sites.shp: EPSG:32618 (catalog)" in str(metadata["source_crs"])
     assert "the file says its CRS is EPSG:2263, the catalog says EPSG:32618" in str(metadata["warnings"])
     assert metadata["published"] == 2
+
+
+def test_an_unreadable_prj_is_named_and_the_catalogs_crs_can_stand_in(tmp_path):
+    paths = sites_city(tmp_path / "no_crs")
+    write_sites(paths.sample_dir / "sites.shp", "EPSG:2263")
+    (paths.sample_dir / "sites.prj").write_text('PROJCS["NAD83 / New York Long Island (ftUS)', encoding="utf-8")
+    with pytest.raises(
+        SourceError, match=r"^sites\.shp: the file's CRS cannot be read \('PROJCS.*name it in the catalog"
+    ):
+        build(paths, "sites")
+    paths = sites_city(tmp_path / "catalog_crs", crs="EPSG:2263")
+    write_sites(paths.sample_dir / "sites.shp", "EPSG:2263")
+    (paths.sample_dir / "sites.prj").write_text('PROJCS["NAD83 / New York Long Island (ftUS)', encoding="utf-8")
+    result = build(paths, "sites")
+    assert_at_landmarks(result.frame)
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("sites.shp: the file's CRS cannot be read")

@@ -10,6 +10,7 @@ from pathlib import Path
 import fiona
 import pyproj
 import shapely
+from fiona._err import CPLE_BaseError  # GDAL's own errors, e.g. a .prj it cannot parse
 from fiona.errors import FionaError
 from shapely.geometry import shape
 
@@ -34,7 +35,7 @@ def read_vector(path: Path, source: str, encoding: str, driver: str, layer: str 
         raise SourceError(source, f"cannot open as {driver}: {exc}") from None
     columns = list(collection.schema["properties"]) if collection.schema else []
     records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
-    return SourceTable(source, columns, records, close=collection.close, crs=stated_crs(collection, driver))
+    return SourceTable(source, columns, records, close=collection.close, crs=stated_crs(collection, driver, path))
 
 
 def _layers(path: Path, source: str) -> list[str]:
@@ -44,10 +45,15 @@ def _layers(path: Path, source: str) -> list[str]:
         raise SourceError(source, f"cannot open as GeoPackage: {exc}") from None
 
 
-def stated_crs(collection, driver: str) -> str | None:
+def stated_crs(collection, driver: str, path: Path) -> str | None:
     """The CRS the file states, as WKT. A GeoJSON without a `crs` member is read by GDAL as CRS84,
     the RFC 7946 default: that is not a statement that could disagree with the catalog, so None."""
-    wkt = collection.crs_wkt
+    try:
+        wkt = collection.crs_wkt
+    except (FionaError, CPLE_BaseError) as exc:
+        # a .prj GDAL cannot parse: its text goes on, and the CRS decision says it cannot be read
+        prj = path.with_suffix(".prj")
+        return prj.read_text(encoding="utf-8", errors="replace") if prj.is_file() else f"unreadable CRS: {exc}"
     if not wkt:
         return None
     try:
