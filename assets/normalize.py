@@ -154,7 +154,7 @@ def _implausible_dates(
         late,
         spec.name,
         f"after {window.latest(today)}, the latest plausible date for this field "
-        f"({window.latest_years_ahead} years ahead)",
+        f"({window.latest_years_ahead} year{'' if window.latest_years_ahead == 1 else 's'} from today)",
         raw,
     )
 

@@ -109,7 +109,7 @@ def test_a_field_overrides_the_window_and_the_clock_places_its_end(tmp_path):
     result = build(paths, "houses", now=dt.datetime(2026, 11, 24, 4, tzinfo=dt.UTC))
     assert list(result.frame.house_id) == ["H-1", "H-2"]
     assert reasons(result) == {
-        "line 4": "commissioned: after 2027-11-24, the latest plausible date for this field (1 years ahead)"
+        "line 4": "commissioned: after 2027-11-24, the latest plausible date for this field (1 year from today)"
     }
     result = build(paths, "houses", now=dt.datetime(2026, 11, 25, 4, tzinfo=dt.UTC))
     assert list(result.frame.house_id) == ["H-1", "H-2", "H-3"]
@@ -145,7 +145,7 @@ def test_1900_in_a_datetime_column_is_rejected_not_published_as_1899(tmp_path):
     assert list(result.frame.work_id) == ["W-3"]
     assert reasons(result) == {
         "line 2": "start_time: before 1990-01-01, the earliest plausible date for this field",
-        "line 3": "end_time: after 2041-11-24, the latest plausible date for this field (15 years ahead)",
+        "line 3": "end_time: after 2041-11-24, the latest plausible date for this field (15 years from today)",
     }
     assert str(result.frame.start_time[0]) == "1989-12-31 16:00:00+00:00"
 
