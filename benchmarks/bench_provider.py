@@ -155,11 +155,11 @@ json.dump(results, sys.stdout)
 
 
 def run_ours(path: Path, plan: list[dict]) -> list[dict]:
-    from server import provider_paging
-    from server.provider import GeoPackageProvider
+    from server.features import paging as provider_paging
+    from server.features.provider import GeoPackageProvider
 
     definition = {
-        "name": "server.provider.GeoPackageProvider",
+        "name": "server.features.provider.GeoPackageProvider",
         "type": "feature",
         "data": str(path),
         "table": TABLE,

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from layers.catalog import load_catalog  # noqa: E402
-from server.tile_render import TMS  # noqa: E402
+from server.tiles.render import TMS  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "tiles"
 SEED = 20261124
@@ -120,7 +120,7 @@ _SERVICES: dict[str, object] = {}
 
 
 def _worker_service(published: str):
-    from server.tiles import VectorTiles
+    from server.tiles.vector import VectorTiles
 
     if published not in _SERVICES:
         folder = Path(published)
@@ -129,7 +129,7 @@ def _worker_service(published: str):
 
 
 def tile_list(published: Path, max_zoom: int) -> list[tuple[int, int, int]]:
-    from server.tiles import VectorTiles
+    from server.tiles.vector import VectorTiles
 
     bounds = VectorTiles(load_catalog(), lambda layer: published / f"{layer}.gpkg").bounds()
     return [(t.z, t.x, t.y) for t in TMS.tiles(*bounds, zooms=list(range(max_zoom + 1)))]
@@ -162,7 +162,7 @@ def our_pyramid(published: Path, max_zoom: int, workers: int, target: Path) -> d
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         results = pool.map(_render_chunk, [(str(published), chunk) for chunk in chunks], chunksize=1)
     rendered = [tile for chunk, _ in results for tile in chunk]
-    from server.tiles import VectorTiles
+    from server.tiles.vector import VectorTiles
 
     write_pmtiles(target, rendered, VectorTiles(load_catalog(), lambda layer: published / f"{layer}.gpkg").bounds())
     seconds = time.perf_counter() - started
@@ -208,7 +208,7 @@ def app_from_env():
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from server.tiles import VectorTiles, accepts_gzip
+    from server.tiles.vector import VectorTiles, accepts_gzip
 
     folder = Path(os.environ["BENCH_TILES_PUBLISHED"])
     tiles = VectorTiles(load_catalog(), lambda layer: folder / f"{layer}.gpkg", cache_bytes=2**30)

@@ -1,4 +1,8 @@
-"""Times in queries as the fixed-width UTC text the GeoPackages store, so comparing text compares time."""
+"""The `datetime` window of OGC API requests, read once for features, tiles and the raster.
+
+Times become the fixed-width UTC text the GeoPackages store (docs/contracts.md), so comparing text compares
+time; dates, months, years and zone-less times are read in the city's zone. Pure: no server or pipeline imports.
+"""
 
 from __future__ import annotations
 
@@ -80,10 +84,32 @@ def bound(text: str, *, end: bool, local: tzinfo = UTC) -> str:
 
 @dataclass(frozen=True)
 class Interval:
-    """Stored-form bounds; None is an open end."""
+    """Stored-form bounds (None: an open end), and the same bounds as local calendar days (`YYYY-MM-DD`) for
+    date-typed fields."""
 
     start: str | None
     end: str | None
+    start_day: str | None = None
+    end_day: str | None = None
+
+    def first_for(self, is_date: bool) -> str | None:
+        """The lower bound as the field it is compared with stores it."""
+        return self.start_day if is_date else self.start
+
+    def last_for(self, is_date: bool) -> str | None:
+        return self.end_day if is_date else self.end
+
+
+def active_clauses(start: str, end: str | None, first: str | None, last: str | None) -> list[tuple[str, str]]:
+    """The one definition of "active in the window", as SQL over the column expressions `start` and `end`
+    (None: the layer holds instants), each with its parameter: start <= last AND (end IS NULL OR end >= first);
+    instants: first <= start <= last. `first` and `last` are in the storage form of the columns."""
+    clauses = []
+    if last is not None:
+        clauses.append((f"{start} <= ?", last))
+    if first is not None:
+        clauses.append((f"({end} IS NULL OR {end} >= ?)" if end else f"{start} >= ?", first))
+    return clauses
 
 
 def parse_datetime_parameter(value: str, local: tzinfo = UTC) -> Interval:
@@ -92,7 +118,7 @@ def parse_datetime_parameter(value: str, local: tzinfo = UTC) -> Interval:
     if "/" not in value:
         if value in OPEN:
             raise TimeQueryError("datetime needs an instant or an interval, not '..'")
-        return Interval(bound(value, end=False, local=local), bound(value, end=True, local=local))
+        return _with_days(bound(value, end=False, local=local), bound(value, end=True, local=local), local)
     parts = value.split("/")
     if len(parts) != 2:
         raise TimeQueryError(f"datetime interval {value!r} must have exactly one '/'")
@@ -103,7 +129,12 @@ def parse_datetime_parameter(value: str, local: tzinfo = UTC) -> Interval:
         raise TimeQueryError("datetime interval '../..' is open at both ends; leave datetime out instead")
     if start is not None and end is not None and start > end:
         raise TimeQueryError(f"datetime interval {value!r} ends before it starts")
-    return Interval(start, end)
+    return _with_days(start, end, local)
+
+
+def _with_days(start: str | None, end: str | None, local: tzinfo) -> Interval:
+    day = lambda stored: None if stored is None else as_date_text(stored, local)  # noqa: E731
+    return Interval(start, end, day(start), day(end))
 
 
 def as_date_text(stored: str, local: tzinfo = UTC) -> str:

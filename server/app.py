@@ -24,8 +24,6 @@ from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.access import Level, layer_in_path, refusal
 from server.auth import LiveKeyRing, presented_key
-from server.config import PYGEOAPI_STATIC
-from server.downloads import file_response
 from server.errors import (
     GeoportalError,
     NotAuthorized,
@@ -37,12 +35,16 @@ from server.errors import (
     ogc_exception,
     server_error,
 )
-from server.map_routes import map_routes
-from server.provider_crs import install_city_crs
-from server.routes import api_routes, patch_pygeoapi
+from server.features.crs import install_city_crs
+from server.ogcapi.config import PYGEOAPI_STATIC
+from server.ogcapi.downloads import file_response
+from server.ogcapi.routes import api_routes, patch_pygeoapi
+from server.ogcapi.site import VIEW, LiveSite, build_site, view_of, watched_files
 from server.settings import ServerSettings, get_server_settings
-from server.site import VIEW, LiveSite, build_site, view_of, watched_files
-from server.tiles import VectorTiles
+from server.styles.routes import style_routes
+from server.tiles.routes import tile_routes
+from server.tiles.vector import VectorTiles
+from server.webmap.routes import map_routes
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -190,6 +192,8 @@ def create_app(
             Route("/downloads/{layer_id}.gpkg", download),
             Mount("/static", StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
             Mount("/pages", StaticFiles(directory=STATIC / "pages"), name="pages"),
+            *tile_routes(),
+            *style_routes(),
             *map_routes(),
             *api_routes(),
         ],

@@ -25,11 +25,12 @@ from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.ecql import parse as parse_ecql
 
 from layers.catalog import load_catalog
-from server import gpkg
-from server.cql import parse_cql2_text
-from server.provider import FILTER_CONFORMANCE, GeoPackageProvider
-from server.provider_crs import CRS84, EPSG_URI, city_crs_uri, install_city_crs
-from server.provider_layer import layer_extents
+from layers.timewindow import stored_text
+from server.features.crs import CRS84, EPSG_URI, city_crs_uri, install_city_crs
+from server.features.filter_parse import parse_cql2_text
+from server.features.provider import FILTER_CONFORMANCE, GeoPackageProvider
+from server.published import gpkg
+from server.published.extents import read_table_extent
 
 TABLE = "repairs"
 PUBLIC = ["permit_id", "network", "address", "floors", "depth", "has_detour", "start_time", "end_time", "day"]
@@ -105,7 +106,7 @@ def write_gpkg(frame: gpd.GeoDataFrame, path: Path, table: str = TABLE) -> Path:
 
 def definition(path: Path, **overrides) -> dict:
     provider = {
-        "name": "server.provider.GeoPackageProvider",
+        "name": "server.features.provider.GeoPackageProvider",
         "type": "feature",
         "data": str(path),
         "table": TABLE,
@@ -734,11 +735,12 @@ def test_offset_past_the_end_is_empty(provider):
 
 
 def test_extents_for_the_config(layer, frame):
-    bbox, (tmin, tmax) = layer_extents(str(layer), TABLE, "start_time", "end_time")
+    extent = read_table_extent(layer, TABLE, "start_time", "end_time")  # what the collections' extents read
+    bbox, (tmin, tmax) = extent.bbox, (stored_text(extent.begin), extent.end)
     assert bbox == pytest.approx(frame.total_bounds.tolist())
     assert tmin == frame.start_time.min().strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert tmax is None  # some permits are open-ended
-    _, (_, last_start) = layer_extents(str(layer), TABLE, "start_time", None)
+    last_start = stored_text(read_table_extent(layer, TABLE, "start_time", None).end)
     assert last_start == frame.start_time.max().strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 

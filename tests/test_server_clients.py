@@ -9,7 +9,7 @@ import shapely
 from owslib.ogcapi.features import Features
 
 from layers.catalog import load_catalog
-from server.config import RASTER_PRODUCTS
+from layers.rasters import RASTER_PRODUCTS
 from tests.server_fixtures import STAFF_KEY, published_frame, server  # noqa: F401 - fixture
 
 CATALOG = load_catalog()

@@ -10,8 +10,9 @@ from pygeoapi.config import validate_config
 from pygeoapi.openapi import validate_openapi_document
 
 from layers.catalog import load_catalog
-from server.config import RASTER_PRODUCTS, offered_crs, render_configs
-from server.openapi import openapi_document
+from layers.rasters import RASTER_PRODUCTS
+from server.ogcapi.config import offered_crs, render_configs
+from server.ogcapi.openapi import openapi_document
 from server.settings import ServerSettings
 
 CATALOG = load_catalog()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from server.app import create_app
-from server.site import watched_files
+from server.ogcapi.site import watched_files
 
 
 def test_site_is_not_rebuilt_while_nothing_changes(published_city):

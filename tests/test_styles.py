@@ -16,8 +16,8 @@ import shapely
 from assets.publish import publish_geopackage, stable_fid
 from layers.catalog import load_catalog
 from layers.settings import REPO_ROOT
-from server.style_qml import qgis_color
-from server.styles import legend, maplibre_style, qgis_style
+from server.styles.maplibre import legend, maplibre_style, qgis_style
+from server.styles.qml import qgis_color
 
 CATALOG = load_catalog()
 TILES = "http://127.0.0.1:5000/tiles/{z}/{x}/{y}.pbf"

@@ -18,8 +18,8 @@ import shapely
 
 from assets.publish import publish_geopackage, stable_fid
 from layers.catalog import load_catalog
-from server.tile_render import TilePolicy
-from server.tiles import (
+from server.tiles.render import TilePolicy
+from server.tiles.vector import (
     LayerAccessError,
     TileNotFoundError,
     TileRequestError,
@@ -191,7 +191,7 @@ def test_datetime_filter_keeps_features_active_in_the_instant_or_interval(tiles,
 
 
 def test_datetime_is_read_as_the_features_api_reads_it(tiles):
-    from server.provider_time import parse_datetime_parameter
+    from layers.timewindow import parse_datetime_parameter
 
     for text in ["2025-01-21", "2025-01-15T10:00:00/..", "../2025-02", "2025-01-10T08:00:00Z"]:
         ours, api = parse_datetime(text, tiles.local), parse_datetime_parameter(text, tiles.local)
@@ -311,36 +311,6 @@ def test_ogc_tileset_metadata_links_the_templated_tiles(tiles):
     assert limit["minTileCol"] <= t.x <= limit["maxTileCol"] and limit["minTileRow"] <= t.y <= limit["maxTileRow"]
 
 
-def test_pygeoapi_serves_the_tiles_through_our_provider(published):
-    from pygeoapi.provider.tile import ProviderTileNotFoundError, ProviderTilesetIdNotFoundError
-
-    from server.tiles import GeoPackageTileProvider
-
-    provider = GeoPackageTileProvider({
-        "type": "tile", "name": "server.tiles.GeoPackageTileProvider", "data": str(published / "repairs.gpkg"),
-        "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"},
-        "options": {"zoom": {"min": 0, "max": 16}, "schemes": ["WebMercatorQuad"],
-                    "catalog_dir": str(CATALOG.directory)}})
-    t = tile_of(POINT_A, 16)
-    body = provider.get_tiles(layer="repairs", tileset="WebMercatorQuad", z=str(t.z), y=str(t.y), x=str(t.x),
-                              format_="mvt")
-    assert "contractor_phone" not in features_by_id(body, "repairs")[FID_A]["properties"]
-    with pytest.raises(ProviderTilesetIdNotFoundError):
-        provider.get_tiles(layer="repairs", tileset="WorldCRS84Quad", z="0", y="0", x="0", format_="mvt")
-    with pytest.raises(ProviderTileNotFoundError):
-        provider.get_tiles(layer="repairs", tileset="WebMercatorQuad", z="2", y="9", x="0", format_="mvt")
-    links = provider.get_tiles_service(servicepath="https://h/collections/repairs/tiles/{tileMatrixSetId}/"
-                                                   "{tileMatrix}/{tileRow}/{tileCol}?f=mvt")["links"]
-    assert any(link["rel"] == "item" for link in links)
-    describe = lambda form: provider.get_metadata("repairs", "https://h", "repairs", "WebMercatorQuad", form,
-                                                  "Repairs", "", [])
-    metadata = describe("json")
-    assert metadata["links"][-1]["href"].endswith("/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt")
-    tilejson = describe("tilejson")
-    jsonschema.validate(tilejson, TILEJSON_SCHEMA)
-    assert tilejson["tiles"] == ["https://h/collections/repairs/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt"]
-
-
 def test_sample_city_tiles(published_city):
     service = VectorTiles(CATALOG, published_city.published_path)
     west, south, east, north = service.bounds()
@@ -348,50 +318,6 @@ def test_sample_city_tiles(published_city):
     layers = decode(service.tile(t.z, t.x, t.y).body)
     assert {"repairs", "road_closures", "outages"} <= set(layers) and "addresses" not in layers
     assert json.dumps(service.tilejson("/tiles/{z}/{x}/{y}.pbf"))
-
-
-def test_pygeoapi_routes_answer_with_our_provider(published):
-    """pygeoapi 0.21's own OGC API - Tiles handlers, configured with the provider by dotted path."""
-    import asyncio
-
-    import pygeoapi.api.tiles as tiles_api
-    from pygeoapi.api import API, APIRequest
-    from starlette.requests import Request
-
-    resource = {"type": "collection", "title": "Repairs", "description": "Repairs", "keywords": [], "links": [],
-                "extents": {"spatial": {"bbox": list(CATALOG.city.extent)}},
-                "providers": [{"type": "tile", "name": "server.tiles.GeoPackageTileProvider",
-                               "data": str(published / "repairs.gpkg"),
-                               "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"},
-                               "options": {"zoom": {"min": 0, "max": 16}, "schemes": ["WebMercatorQuad"]}}]}
-    config = {"server": {"url": "http://127.0.0.1:5000", "mimetype": "application/json; charset=UTF-8",
-                         "encoding": "utf-8", "language": "en-US", "limit": 10, "templates": {},
-                         "map": {"url": "", "attribution": ""}, "bind": {"host": "127.0.0.1", "port": 5000}},
-              "logging": {"level": "ERROR"}, "resources": {"repairs": resource},
-              "metadata": {"identification": {"title": "t", "description": "d", "keywords": [], "url": "",
-                                              "terms_of_service": ""},
-                           "license": {"name": "x"}, "provider": {"name": "x"}, "contact": {"name": "x"}}}
-    api = API(config, {})
-
-    def request(path: str, query: str) -> APIRequest:
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        scope = {"type": "http", "method": "GET", "path": path, "query_string": query.encode(), "headers": [],
-                 "server": ("127.0.0.1", 5000), "scheme": "http", "root_path": ""}
-        return asyncio.run(APIRequest.from_starlette(Request(scope, receive), ["en-US"]))
-
-    t = tile_of(POINT_A, 16)
-    path = f"/collections/repairs/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}"
-    headers, status, body = tiles_api.get_collection_tiles_data(
-        api, request(path, "f=mvt"), "repairs", "WebMercatorQuad", str(t.z), str(t.y), str(t.x))
-    assert status == 200 and headers["Content-Type"] == "application/vnd.mapbox-vector-tile"
-    assert features_by_id(body, "repairs")[FID_A]["properties"]["network"] == "heat"
-    _, status, listing = tiles_api.get_collection_tiles(api, request("/collections/repairs/tiles", "f=json"), "repairs")
-    assert status == 200 and json.loads(listing)["tilesets"][0]["dataType"] == "vector"
-    _, status, tilejson = tiles_api.get_collection_tiles_metadata(
-        api, request("/collections/repairs/tiles/WebMercatorQuad", "f=tilejson"), "repairs", "WebMercatorQuad")
-    assert status == 200
-    jsonschema.validate(json.loads(tilejson), TILEJSON_SCHEMA)
 
 
 def test_low_zoom_thinning_respects_the_datetime_filter(tiles):
@@ -461,7 +387,7 @@ def test_qgis_reads_the_xyz_template_as_a_vector_tile_layer_with_our_style(tiles
     import os
     import subprocess
 
-    from server.styles import maplibre_style
+    from server.styles.maplibre import maplibre_style
 
     for t in TMS.tiles(POINT_A[0] - 0.01, POINT_A[1] - 0.005, POINT_A[0] + 0.01, POINT_A[1] + 0.005, zooms=[14]):
         target = tmp_path / f"{t.z}/{t.x}/{t.y}.pbf"

@@ -109,8 +109,8 @@ _PYGEOAPI_RESOLVE = pygeoapi_util.get_crs_from_uri
 
 def _resolve_with_city(uri: str) -> pyproj.CRS:
     prefix = CITY_URI.format(code="")
-    if uri.startswith(prefix) and uri[len(prefix):] in _CITY_DEFINITIONS:
-        return pyproj.CRS.from_proj4(_CITY_DEFINITIONS[uri[len(prefix):]])
+    if uri.startswith(prefix) and uri[len(prefix) :] in _CITY_DEFINITIONS:
+        return pyproj.CRS.from_proj4(_CITY_DEFINITIONS[uri[len(prefix) :]])
     return _PYGEOAPI_RESOLVE(uri)
 
 

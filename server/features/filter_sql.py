@@ -17,8 +17,9 @@ import shapely
 import shapely.geometry
 from pygeofilter import ast, values
 
-from server.provider_crs import lonlat_from
-from server.provider_sql import (
+from layers.timewindow import TimeQueryError, as_date_text, bound, day_end, day_start, stored_text
+from server.features.crs import lonlat_from
+from server.published.sql import (
     ACCENT_FOLD,
     CASEFOLD,
     FALSE,
@@ -30,8 +31,8 @@ from server.provider_sql import (
     any_of,
     casefold,
     negate,
+    sql_integer,
 )
-from server.provider_time import TimeQueryError, as_date_text, bound, day_end, day_start, stored_text
 
 
 class FilterError(ValueError):
@@ -387,6 +388,8 @@ class _Compiler:
                 return value  # not a time: compare as text, as the client wrote it
         if isinstance(value, str) and kind == "boolean" and value.lower() in ("true", "false"):
             return int(value.lower() == "true")
+        if isinstance(value, int):
+            return sql_integer(value)
         return value
 
 
@@ -425,18 +428,3 @@ def _transpose(pattern: str) -> str:
     if len(pattern) != 9:
         raise FilterError(f"RELATE pattern {pattern!r} must have 9 characters")
     return "".join(pattern[column * 3 + row] for row in range(3) for column in range(3))
-
-
-def parse_cql2_text(text: str) -> ast.Node:
-    """CQL2 text with pygeofilter's CQL2 parser (S_INTERSECTS, DATE(), CASEI...), falling back to its
-    ECQL parser, the one pygeoapi 0.21 uses, which reads single-letter names CQL2's parser trips on."""
-    from pygeofilter.parsers.cql2_text import parse as parse_cql2
-    from pygeofilter.parsers.ecql import parse as parse_ecql
-
-    try:
-        return parse_cql2(text)
-    except Exception as first:  # noqa: BLE001 - lark raises many unrelated types
-        try:
-            return parse_ecql(text)
-        except Exception:  # noqa: BLE001
-            raise first from None

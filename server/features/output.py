@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from server import gpkg
-from server.provider_crs import CRS84, transform_xy
+from server.features.crs import CRS84, transform_xy
+from server.published import gpkg
 
 JSON_SCHEMA = {
     "string": {"type": "string"},

@@ -12,7 +12,7 @@ import bisect
 import threading
 from collections.abc import Callable, Hashable
 
-from server.provider_layer import LruCache
+from server.published.layer import LruCache
 
 MAX_CHECKPOINTS = 2048  # per query: beyond that, thin out (every other one) rather than grow
 

@@ -1,7 +1,7 @@
 """`GeoPackageProvider`: pygeoapi feature provider for our published GeoPackages, on plain sqlite3.
 
 Config (pygeoapi resource `providers:` entry):
-    name: server.provider.GeoPackageProvider
+    name: server.features.provider.GeoPackageProvider
     type: feature
     data: data/published/repairs.gpkg
     table: repairs                  # = layer id
@@ -35,13 +35,12 @@ from pygeoapi.provider.base import (
     SchemaType,
 )
 
-from server import provider_paging as paging
-from server.cql import FilterError
-from server.gpkg import GeometryBlobError
-from server.provider_crs import CRS84, bbox_to_lonlat
-from server.provider_features import JSON_SCHEMA, RowLayout, render
-from server.provider_layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta, open_version
-from server.provider_query import (
+from layers.timewindow import TimeQueryError, zone
+from server.features import paging
+from server.features.crs import CRS84, bbox_to_lonlat
+from server.features.filter_sql import FilterError
+from server.features.output import JSON_SCHEMA, RowLayout, render
+from server.features.query import (
     ALIAS,
     Conditions,
     Ordering,
@@ -54,15 +53,16 @@ from server.provider_query import (
     spatial_fragments,
     window_counts,
 )
-from server.provider_sql import Fragment, all_of, column, quote_identifier
-from server.provider_time import TimeQueryError, zone
+from server.published.gpkg import GeometryBlobError
+from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta, open_version
+from server.published.sql import Fragment, all_of, column, quote_identifier
 
 LOGGER = logging.getLogger(__name__)
 FID = "fid"
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 # What this provider evaluates correctly (tests/test_provider.py), given the server parses `filter`
-# text with server.cql.parse_cql2_text (pygeoapi 0.21's own ECQL parser rejects S_INTERSECTS, DATE(),
+# text with server.features.filter_sql.parse_cql2_text (pygeoapi 0.21's own ECQL parser rejects S_INTERSECTS, DATE(),
 # CASEI()) and hands CQL2 JSON to pygeofilter's cql2_json parser. Left out on purpose: temporal-functions
 # (pygeofilter turns T_INTERSECTS into T_OVERLAPS and cannot parse INTERVAL in text), accent-insensitive
 # comparison (its JSON form does not parse), arithmetic (no % or div), functions and arrays.

@@ -10,10 +10,20 @@ from typing import Any
 
 import shapely
 
-from server.cql import CompiledFilter, Queryable, SpatialTest, compile_filter
-from server.provider_layer import LayerFileError, LayerMeta
-from server.provider_sql import CASEFOLD, SPATIAL_TEST, TRUE, Fragment, all_of, any_of, column, quote_identifier
-from server.provider_time import TimeQueryError, as_date_text, bound, parse_datetime_parameter
+from layers.timewindow import TimeQueryError, active_clauses, bound, parse_datetime_parameter
+from server.features.filter_sql import CompiledFilter, Queryable, SpatialTest, compile_filter
+from server.published.layer import LayerFileError, LayerMeta
+from server.published.sql import (
+    CASEFOLD,
+    SPATIAL_TEST,
+    TRUE,
+    Fragment,
+    all_of,
+    any_of,
+    column,
+    quote_identifier,
+    sql_integer,
+)
 
 ALIAS = "f"
 GEOMETRY_NAMES = {"geometry", "geom"}
@@ -119,16 +129,8 @@ class TimeWindow:
         the start index for selective, but "started before the end of this week" is most of the
         table, and half a million index lookups are slower than one scan (see window_counts)."""
         start = "+" + column(ALIAS, self.start_field)
-        parts = []
-        if self.last is not None:
-            parts.append(Fragment(f"{start} <= ?", (self.last,)))
-        if self.first is not None:
-            if self.end_field:
-                end = "+" + column(ALIAS, self.end_field)
-                parts.append(Fragment(f"({end} IS NULL OR {end} >= ?)", (self.first,)))
-            else:
-                parts.append(Fragment(f"{start} >= ?", (self.first,)))
-        return all_of(parts)
+        end = "+" + column(ALIAS, self.end_field) if self.end_field else None
+        return all_of([Fragment(sql, (value,)) for sql, value in active_clauses(start, end, self.first, self.last)])
 
 
 def time_window(
@@ -145,17 +147,12 @@ def time_window(
     if start_field not in meta.columns or (end_field and end_field not in meta.columns):
         raise LayerFileError(f"time fields {start_field}/{end_field} are missing from {meta.table}")
 
-    def stored(field: str, value: str | None) -> str | None:
-        # date columns hold YYYY-MM-DD: compare with the local date of the bound
-        if value is None or meta.columns[field] != "date":
-            return value
-        return as_date_text(value, local)
-
+    is_date = lambda field: meta.columns[field] == "date"  # noqa: E731 - date columns hold YYYY-MM-DD
     return TimeWindow(
         start_field=start_field,
         end_field=end_field,
-        first=stored(end_field or start_field, interval.start),
-        last=stored(start_field, interval.end),
+        first=interval.first_for(is_date(end_field or start_field)),
+        last=interval.last_for(is_date(start_field)),
     )
 
 
@@ -190,7 +187,7 @@ def equals(fields: Mapping[str, Queryable], name: str, value: Any, local) -> Fra
     text = str(value)
     try:
         if field.kind == "integer":
-            stored: Any = int(text)
+            stored: Any = sql_integer(int(text))
         elif field.kind == "number":
             stored = float(text)
         elif field.kind == "boolean":

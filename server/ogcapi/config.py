@@ -11,18 +11,18 @@ import pygeoapi
 import pyproj
 import rasterio
 
-from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
+from layers.rasters import RASTER_PRODUCTS
 from layers.settings import PathSettings
 from server.access import LEVELS, Level, exposed_fields, visible_layers
-from server.extents import LayerExtent, read_extent
-from server.provider_crs import CRS84, EPSG_URI, city_crs_uri
+from server.features.crs import CRS84, EPSG_URI, city_crs_uri
+from server.published.extents import LayerExtent, read_extent
 from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
-PROVIDER = "server.provider.GeoPackageProvider"
+PROVIDER = "server.features.provider.GeoPackageProvider"
 GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
 TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 LANGUAGES = ["ru", "en"]  # the first is the default of HTML pages and untranslated requests
@@ -37,7 +37,7 @@ DOMAIN_KEYWORDS = {
 
 def offered_crs(catalog: Catalog) -> list[str]:
     """Storage CRS first (lon/lat), then EPSG:4326 (lat/lon), Web Mercator and the city's local systems
-    (resolvable once `server.provider_crs.install_city_crs` has registered them with PROJ)."""
+    (resolvable once `server.features.crs.install_city_crs` has registered them with PROJ)."""
     return [CRS84, EPSG_URI.format(code=4326), EPSG_URI.format(code=3857), *map(city_crs_uri, catalog.city.crs)]
 
 
@@ -215,30 +215,20 @@ def render_config(
     }
 
 
-RASTER_PRODUCTS = {
-    PRODUCT: {
-        "title": {"ru": "Нагрузка от работ, перекрытий и отключений", "en": "Disruption load"},
-        "description": {
-            "ru": "Действующие ремонты, перекрытия и отключения, взвешенные по тяжести, на сетке 50 м (COG).",
-            "en": "Active repairs, closures and outages weighted by severity on a 50 m grid (Cloud-Optimized GeoTIFF).",
-        },
-    }
-}
-
-
 def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
     """The published raster products as OGC API Coverages collections (pygeoapi's rasterio provider)."""
     resources = {}
-    for product, text in RASTER_PRODUCTS.items():
+    for product, declared in RASTER_PRODUCTS.items():
         path = paths.raster_path(product)
         if not path.exists():
             continue
         with rasterio.open(path) as dataset:
             bounds = dataset.bounds
-        to_lonlat = pyproj.Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
+        to_lonlat = pyproj.Transformer.from_crs(declared["grid_crs"], "EPSG:4326", always_xy=True)
         resources[product] = {
             "type": "collection",
-            **text,
+            "title": declared["title"],
+            "description": declared["description"],
             "keywords": {"ru": ["нагрузка", "растр"], "en": ["disruption", "raster"]},
             "links": [],
             "extents": {"spatial": {"bbox": list(to_lonlat.transform_bounds(*bounds)), "crs": CRS84}},
@@ -255,7 +245,16 @@ def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
     return resources
 
 
-def render_configs(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> dict[Level, dict[str, Any]]:
-    """One configuration per access level, from one reading of the published files."""
-    extents = read_extents(catalog, paths)
-    return {level: render_config(catalog, paths, settings, level, extents) for level in LEVELS}
+def render_configs(
+    catalog: Catalog,
+    paths: PathSettings,
+    settings: ServerSettings,
+    extents: dict[str, LayerExtent] | None = None,
+    downloads: dict[Level, dict[str, Path]] | None = None,
+) -> dict[Level, dict[str, Any]]:
+    """One configuration per access level, from one reading of the published files: what the server serves
+    (server.ogcapi.site.build_site). `downloads`: per level, the file each layer's download link serves."""
+    extents = read_extents(catalog, paths) if extents is None else extents
+    return {
+        level: render_config(catalog, paths, settings, level, extents, (downloads or {}).get(level)) for level in LEVELS
+    }

@@ -16,13 +16,12 @@ from typing import BinaryIO
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from server.config import GPKG_MEDIA_TYPE
 from server.errors import ogc_exception
-from server.provider_sql import quote_identifier
+from server.ogcapi.config import GPKG_MEDIA_TYPE
+from server.published.sql import quote_identifier
 
 CHUNK = 1 << 16
 _building = threading.Lock()
-
 
 
 def copy_without(source: Path, table: str, hidden: list[str], cache_dir: Path) -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pygeoapi.openapi import get_oas
 
-from server.config import GPKG_MEDIA_TYPE
+from server.ogcapi.config import GPKG_MEDIA_TYPE
 
 LIMIT_REF = {"$ref": "#/components/parameters/limit"}
 FILTER_PARAMETERS = {

@@ -21,46 +21,18 @@ import pygeoapi.api.tiles as tiles_api
 import pygeoapi.l10n as l10n
 from pygeoapi.api import API, APIRequest
 from pygeoapi.util import render_j2_template, to_json
-from pygeofilter import ast
-from pygeofilter.parsers.cql2_json import parse as parse_pygeofilter_cql2_json
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server import params
-from server.cql import parse_cql2_text
-from server.site import view_of
+from server.features.filter_parse import parse_filter_json, parse_filter_text
+from server.ogcapi import params
+from server.ogcapi.site import view_of
 
 # pygeoapi 0.21 accepts only the pre-CQL2 names; the parsers it calls are ours (patch_pygeoapi) and tell
 # text from JSON by the expression itself, so the CQL2 names map onto the old ones.
 FILTER_LANGS = {"cql2-text": "cql-text", "cql2-json": "cql-json"}
-
-
-def parse_filter_json(text: str) -> ast.Node:
-    """CQL2 JSON; `{"bbox": [...]}` literals become polygons first, because pygeofilter 0.4 builds them
-    into an Envelope with the coordinates in the wrong slots (x2 = miny)."""
-
-    def boxes_to_polygons(node: object) -> object:
-        if isinstance(node, dict):
-            box = node.get("bbox")
-            if len(node) == 1 and isinstance(box, list) and len(box) in (4, 6):
-                minx, miny, maxx, maxy = (
-                    (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
-                )
-                ring = [[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]
-                return {"type": "Polygon", "coordinates": [ring]}
-            return {key: boxes_to_polygons(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [boxes_to_polygons(value) for value in node]
-        return node
-
-    return parse_pygeofilter_cql2_json(json.dumps(boxes_to_polygons(json.loads(text))))
-
-
-def parse_filter_text(text: str) -> ast.Node:
-    """The `filter` query parameter: CQL2 JSON when it is a JSON object, else CQL2 text."""
-    return parse_filter_json(text) if text.lstrip().startswith("{") else parse_cql2_text(text)
 
 
 class _NoConfigCache(dict):

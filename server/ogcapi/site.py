@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from layers.catalog import Catalog
+from layers.rasters import RASTER_PRODUCTS
 from layers.settings import PathSettings
 from server.access import LEVELS, Level, exposed_fields, visible_layers
-from server.config import RASTER_PRODUCTS, read_extents, render_config
-from server.downloads import copy_without
-from server.extents import Signature, published_signature
-from server.openapi import openapi_document
+from server.ogcapi.config import read_extents, render_configs
+from server.ogcapi.downloads import copy_without
+from server.ogcapi.openapi import openapi_document
+from server.published.files import Signature, published_signature
 from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ COMMON_CLASSES = tuple(core_api.CONFORMANCE_CLASSES)  # copied: pygeoapi's confo
 READ_ONLY_EXCLUDED = {"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"}
 FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
-# What server.provider.GeoPackageProvider does with our CQL2 parsers (server.routes), each class exercised
-# end to end in tests/test_server_queries.py. QGIS filters server-side only when filter, features-filter,
-# cql2-text and basic-cql2 are all declared. A provider may declare its own list as FILTER_CONFORMANCE.
+# What server.features.provider.GeoPackageProvider does with our CQL2 parsers (server.features.filter_parse),
+# each class exercised end to end in tests/test_server_queries.py. QGIS filters server-side only when filter,
+# features-filter, cql2-text and basic-cql2 are all declared. A provider may declare its own list as FILTER_CONFORMANCE.
 GEOPACKAGE_FILTERS = (
     FEATURES_3 + "filter",
     FEATURES_3 + "features-filter",
@@ -48,7 +49,7 @@ GEOPACKAGE_FILTERS = (
     CQL2 + "basic-spatial-functions",
     CQL2 + "spatial-functions",
 )
-OUR_PROVIDER = "server.provider.GeoPackageProvider"
+OUR_PROVIDER = "server.features.provider.GeoPackageProvider"
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,9 @@ def build_site(catalog: Catalog, paths: PathSettings, settings: ServerSettings) 
     files = watched_files(catalog, paths)
     signature = published_signature(files)  # before reading: a change during the build triggers another
     extents = read_extents(catalog, paths)
-    views = {}
-    for level in LEVELS:
-        downloads = level_downloads(catalog, paths, settings, level, extents)
-        views[level] = build_view(level, render_config(catalog, paths, settings, level, extents, downloads), downloads)
+    downloads = {level: level_downloads(catalog, paths, settings, level, extents) for level in LEVELS}
+    configs = render_configs(catalog, paths, settings, extents, downloads)
+    views = {level: build_view(level, configs[level], downloads[level]) for level in LEVELS}
     return Site(
         signature=signature,
         views=views,

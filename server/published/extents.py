@@ -1,32 +1,14 @@
-"""What the published GeoPackages hold right now: their identity on disk and their spatial/temporal extents."""
+"""The spatial and temporal extents of a published layer, for collections, TileJSON and the web map."""
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from layers.catalog import LayerSpec
-from server.provider_sql import quote_identifier
-
-# (layer id, st_mtime_ns, st_ino) per published file, None for a layer not published (yet).
-Signature = tuple[tuple[str, int, int] | None, ...]
-
-
-def published_signature(files: dict[str, Path]) -> Signature:
-    """Cheap enough for every request: one stat per layer. The pipeline replaces files by rename, so a new
-    publication always changes the inode, even within the mtime resolution."""
-    signature = []
-    for layer_id, path in files.items():
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            signature.append(None)
-            continue
-        signature.append((layer_id, stat.st_mtime_ns, stat.st_ino))
-    return tuple(signature)
+from server.published import files
+from server.published.sql import quote_identifier
 
 
 @dataclass(frozen=True)
@@ -34,7 +16,6 @@ class LayerExtent:
     bbox: tuple[float, float, float, float] | None  # lon/lat; None for an empty layer
     begin: datetime | None
     end: datetime | None  # None: some feature is open-ended, or the layer has no temporal fields
-
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -46,23 +27,26 @@ def _instant(value: str | None) -> datetime | None:
 
 
 def read_extent(path: Path, spec: LayerSpec) -> LayerExtent:
-    """Spatial extent from gpkg_contents (the pipeline fills it), temporal from MIN/MAX of the temporal fields."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """The extent of a catalog layer's published file."""
+    temporal = spec.temporal
+    return read_table_extent(path, spec.id, temporal.start if temporal else None, temporal.end if temporal else None)
+
+
+def read_table_extent(path: Path, table: str, start: str | None = None, end: str | None = None) -> LayerExtent:
+    """Spatial extent from gpkg_contents (the pipeline fills it), temporal from MIN/MAX of the temporal fields:
+    from the earliest start to the latest start or end, open (None) while some feature has no end."""
+    db = files.connect(path)
     try:
-        row = db.execute(
-            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?", (spec.id,)
-        ).fetchone()
-        bbox = tuple(float(v) for v in row) if row and None not in row else None
-        begin = end = None
-        if spec.temporal:
-            table, start = quote_identifier(spec.id), quote_identifier(spec.temporal.start)
-            finish = quote_identifier(spec.temporal.end) if spec.temporal.end else start
-            first, last_start, last_end, open_ended = db.execute(
-                f"SELECT MIN({start}), MAX({start}), MAX({finish}), COUNT(*) - COUNT({finish}) FROM {table}"
-            ).fetchone()
+        bbox = files.read_bounds(db, table)
+        begin = last = None
+        if start:
+            source, first_field = quote_identifier(table), quote_identifier(start)
+            finish = quote_identifier(end) if end else first_field
+            bounds = f"MIN({first_field}), MAX({first_field}), MAX({finish}), COUNT(*) - COUNT({finish})"
+            first, last_start, last_end, open_ended = db.execute(f"SELECT {bounds} FROM {source}").fetchone()
             begin = _instant(first)
             if not open_ended:
-                end = max(filter(None, [_instant(last_start), _instant(last_end)]), default=None)
+                last = max(filter(None, [_instant(last_start), _instant(last_end)]), default=None)
     finally:
         db.close()
-    return LayerExtent(bbox=bbox, begin=begin, end=end)  # type: ignore[arg-type]
+    return LayerExtent(bbox=bbox, begin=begin, end=last)

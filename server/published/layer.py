@@ -3,10 +3,8 @@ table's metadata read once per file version (path, inode, mtime) so a republishe
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -14,8 +12,9 @@ from typing import Any
 
 import shapely
 
-from server import gpkg
-from server.provider_sql import ACCENT_FOLD, CASEFOLD, SPATIAL_TEST, accent_fold, casefold, quote_identifier
+from server.published import files, gpkg
+from server.published.files import file_identity
+from server.published.sql import ACCENT_FOLD, CASEFOLD, SPATIAL_TEST, accent_fold, casefold
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 # Declared column type -> (JSON schema type, format). GeoPackage 1.2 §1.1.1.1.3 data types.
@@ -40,20 +39,14 @@ class LayerFileError(Exception):
     """The published file is missing, unreadable or not the GeoPackage the contract promises."""
 
 
-@dataclass(frozen=True)
-class FileVersion:
-    """Identifies one published file; os.replace gives a new inode and mtime, so a new version."""
+FileVersion = tuple[str, int, int, int, int]  # a file identity (server.published.files) of an existing file
 
-    path: str
-    device: int
-    inode: int
-    mtime_ns: int
-    size: int
 
-    @classmethod
-    def of(cls, path: str) -> FileVersion:
-        st = os.stat(path)
-        return cls(path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+def _version(path: str) -> FileVersion:
+    identity = file_identity(path)
+    if identity is None:
+        raise FileNotFoundError(path)
+    return identity
 
 
 @dataclass(frozen=True)
@@ -141,8 +134,7 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
 def connect(path: str) -> sqlite3.Connection:
     """A read-only connection with our SQL functions. One per query: sqlite3 connections are not
     shared across threads, and a connection pins the file version it opened."""
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    connection = files.connect(path)
     connection.create_function(SPATIAL_TEST, 3, _spatial_test(), deterministic=True)
     connection.create_function(CASEFOLD, 1, casefold, deterministic=True)
     connection.create_function(ACCENT_FOLD, 1, accent_fold, deterministic=True)
@@ -154,9 +146,9 @@ def open_version(path: str) -> tuple[sqlite3.Connection, FileVersion]:
     file was swapped in between, try again, so metadata and connection always belong together."""
     for _ in range(5):
         try:
-            before = FileVersion.of(path)
+            before = _version(path)
             connection = connect(path)
-            after = FileVersion.of(path)
+            after = _version(path)
         except FileNotFoundError:
             raise LayerFileError(f"layer file {path} does not exist (not published yet?)") from None
         except (OSError, sqlite3.Error) as exc:
@@ -171,7 +163,7 @@ def current_meta(path: str, table: str) -> LayerMeta:
     """Metadata of the file now at `path` for one stat() when cached: pygeoapi asks for the fields
     several times per request."""
     try:
-        meta = _metadata.get((FileVersion.of(path), table))
+        meta = _metadata.get((_version(path), table))
     except FileNotFoundError:
         raise LayerFileError(f"layer file {path} does not exist (not published yet?)") from None
     if meta is not None:
@@ -231,12 +223,9 @@ def _read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
         ).fetchone()
         feature_count = row[0] if row and row[0] is not None and row[0] >= 0 else None
     contents = connection.execute(
-        "SELECT min_x, min_y, max_x, max_y, identifier, description FROM gpkg_contents WHERE table_name = ?",
-        (table,),
+        "SELECT identifier, description FROM gpkg_contents WHERE table_name = ?", (table,)
     ).fetchone()
-    bounds = None
-    if contents and None not in contents[:4]:
-        bounds = tuple(float(v) for v in contents[:4])
+    bounds = files.read_bounds(connection, table)
     return LayerMeta(
         table=table,
         fid_column=primary[0],
@@ -247,8 +236,8 @@ def _read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
         feature_count=feature_count,
         bounds=bounds,
         indexed=_indexed_columns(connection, table),
-        identifier=contents[4] if contents else None,
-        description=contents[5] if contents else None,
+        identifier=contents[0] if contents else None,
+        description=contents[1] if contents else None,
     )
 
 
@@ -260,30 +249,3 @@ def _indexed_columns(connection: sqlite3.Connection, table: str) -> frozenset[st
         if first and first[0]:
             leading.add(first[0])
     return frozenset(leading)
-
-
-def layer_extents(
-    path: str, table: str, time_start: str | None = None, time_end: str | None = None
-) -> tuple[tuple[float, float, float, float] | None, tuple[str | None, str | None]]:
-    """Spatial extent (gpkg_contents, lon/lat) and temporal extent (earliest start, latest end; None
-    when open-ended or absent) of a published layer, for the collection's `extents`."""
-    connection, version = open_version(path)
-    try:
-        meta = layer_meta(connection, version, table)
-        tmin = tmax = None
-        source = quote_identifier(table)
-        if time_start and time_start in meta.columns:
-            (tmin,) = connection.execute(f"SELECT MIN({quote_identifier(time_start)}) FROM {source}").fetchone()
-            if not time_end:
-                (tmax,) = connection.execute(f"SELECT MAX({quote_identifier(time_start)}) FROM {source}").fetchone()
-        if time_end and time_end in meta.columns:
-            end = quote_identifier(time_end)
-            (open_ended,) = connection.execute(f"SELECT EXISTS(SELECT 1 FROM {source} WHERE {end} IS NULL)").fetchone()
-            # a feature without an end is still active: the extent stays open rather than lying
-            if not open_ended:
-                (tmax,) = connection.execute(f"SELECT MAX({end}) FROM {source}").fetchone()
-        return meta.bounds, (tmin, tmax)
-    except sqlite3.DatabaseError as exc:
-        raise LayerFileError(f"cannot read extents of {path}: {exc}") from None
-    finally:
-        connection.close()

@@ -76,3 +76,9 @@ def any_of(fragments: Iterable[Fragment]) -> Fragment:
 
 def negate(fragment: Fragment) -> Fragment:
     return Fragment(f"NOT ({fragment.sql})", fragment.params)
+
+
+def sql_integer(value: int) -> int | float:
+    """SQLite integers are 64-bit and the driver refuses a larger Python int; as REAL it still compares as the
+    number it is (an id or count that large simply matches nothing)."""
+    return value if -(2**63) <= value < 2**63 else float(value)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from layers.catalog import LayerSpec
-from server.style_qml import qgis_style
-from server.tile_metadata import Bbox, center_of
+from server.styles.qml import qgis_style
+from server.tiles.metadata import Bbox, center_of
 
 __all__ = ["SOURCE_ID", "maplibre_style", "maplibre_layers", "legend", "qgis_style"]
 
@@ -36,8 +36,11 @@ def dashed_filter(spec: LayerSpec, dashed: bool = True) -> list | None:
     """Selects features drawn dashed (any field of `dashed` holding one of its values), or with
     `dashed=False` the others; None when no value is dashed. Negation is spelt as `match` with swapped
     outputs rather than `!`, which QGIS 3.22's style converter cannot translate."""
-    tests = [["match", _value(spec, name), list(values), dashed, not dashed]
-             for name, values in spec.style.dashed.items() if values]
+    tests = [
+        ["match", _value(spec, name), list(values), dashed, not dashed]
+        for name, values in spec.style.dashed.items()
+        if values
+    ]
     if not tests:
         return None
     return tests[0] if len(tests) == 1 else ["any" if dashed else "all", *tests]

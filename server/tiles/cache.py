@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from pathlib import Path
-
-# (path, st_mtime_ns, st_ino, st_size) of a published file; None while the layer is not published.
-FileIdentity = tuple[str, int, int, int] | None
-
-
-def file_identity(path: Path) -> FileIdentity:
-    """One stat. The pipeline publishes by rename, so a new file always has a new inode: a cache entry
-    keyed by this can never outlive the data it was rendered from."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (str(path), stat.st_mtime_ns, stat.st_ino, stat.st_size)
 
 
 class TileCache:

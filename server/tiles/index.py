@@ -12,9 +12,9 @@ import pandas as pd
 from pyproj import Transformer
 
 from layers.catalog import LayerSpec
-from server.provider_sql import quote_identifier
+from server.published.sql import quote_identifier
+from server.tiles.grid import MAX_LATITUDE
 
-MAX_LATITUDE = 85.0511287798066
 NEVER = np.iinfo(np.int64).max  # the end of an open-ended feature
 _DAY_MS = 86_400_000
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from layers.catalog import LayerSpec
-from server.provider_features import JSON_SCHEMA
-from server.tile_render import TMS, visible_fields
+from server.features.output import JSON_SCHEMA
+from server.tiles.grid import WORLD
+from server.tiles.render import TMS, visible_fields
 
 Bbox = tuple[float, float, float, float]  # west, south, east, north (lon/lat)
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -16,7 +17,6 @@ MERCATOR_CRS = "http://www.opengis.net/def/crs/EPSG/0/3857"
 WEB_MERCATOR_QUAD_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
 TILING_SCHEME_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-WORLD: Bbox = (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
 # The descriptions tippecanoe writes, which TileJSON consumers (and QGIS) know.
 _TILEJSON_TYPES = {
     "string": "String",

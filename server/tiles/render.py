@@ -20,14 +20,14 @@ from mapbox_vector_tile.encoder import on_invalid_geometry_make_valid
 from pyproj import Transformer
 
 from layers.catalog import FieldSpec, LayerSpec
+from layers.timewindow import Interval, active_clauses
 from server import access
-from server.gpkg import to_shapely_many
-from server.provider_sql import quote_identifier
-from server.tile_index import LayerIndex, load_index
+from server.published import files
+from server.published.gpkg import to_shapely_many
+from server.published.sql import quote_identifier
+from server.tiles.grid import MAX_LATITUDE, TMS, WORLD_HALF
+from server.tiles.index import LayerIndex, load_index
 
-TMS = morecantile.tms.get("WebMercatorQuad")
-MAX_LATITUDE = 85.0511287798066  # where WebMercatorQuad ends; beyond it Mercator y is infinite
-WORLD_HALF = 20037508.342789244  # half the Mercator world's width in metres
 _local = threading.local()  # pyproj transformers are not safe to share between threads
 
 
@@ -42,17 +42,6 @@ class TilePolicy:
     simplify_px: float = 0.5  # Douglas-Peucker tolerance: below what anyone sees on screen
     budget_bytes: int = 500_000  # a thinned tile above this is redone with cells and tolerance doubled
     budget_tries: int = 3
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A datetime filter in the stored text form (`YYYY-MM-DDTHH:MM:SS.sssZ`), None being an open end, and
-    the same bounds as the city's local calendar days, for date-typed temporal fields (as the features API)."""
-
-    start: str | None
-    end: str | None
-    start_day: str | None = None
-    end_day: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +106,7 @@ def visible_fields(spec: LayerSpec, staff: bool, names: Sequence[str] | None = N
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    # immutable: published files are replaced by rename, never written in place, so SQLite may skip locking.
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    return files.connect(path, immutable=True)
 
 
 def _temporal_filter(spec: LayerSpec, when: Interval | None, alias: str) -> tuple[str, list[str]]:
@@ -127,18 +115,11 @@ def _temporal_filter(spec: LayerSpec, when: Interval | None, alias: str) -> tupl
     if when is None or spec.temporal is None:
         return "", []
     start, end = spec.field(spec.temporal.start), spec.field(spec.temporal.end) if spec.temporal.end else None
-    bound = lambda which, field: getattr(when, f"{which}_day" if field.type == "date" else which)
-    clauses, params = [], []
-    if when.end is not None:
-        clauses.append(f"{alias}.{quote_identifier(start.name)} <= ?")
-        params.append(bound("end", start))
-    if when.start is not None and end is not None:
-        clauses.append(f"({alias}.{quote_identifier(end.name)} IS NULL OR {alias}.{quote_identifier(end.name)} >= ?)")
-        params.append(bound("start", end))
-    elif when.start is not None:
-        clauses.append(f"{alias}.{quote_identifier(start.name)} >= ?")
-        params.append(bound("start", start))
-    return "".join(f" AND {c}" for c in clauses), params
+    first = when.first_for((end or start).type == "date")
+    last = when.last_for(start.type == "date")
+    sql = lambda field: f"{alias}.{quote_identifier(field.name)}"  # noqa: E731
+    clauses = active_clauses(sql(start), sql(end) if end else None, first, last)
+    return "".join(f" AND {clause}" for clause, _ in clauses), [value for _, value in clauses]
 
 
 def _epoch_ms(when: Interval | None, dates: bool) -> tuple[int | None, int | None] | None:

@@ -1,6 +1,6 @@
 """Vector tiles of the published layers, cached by file identity, and their TileJSON / OGC tileset documents.
 
-Wiring (framework-free; the server engineer maps these onto Starlette routes):
+Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes):
 
     tiles = VectorTiles(catalog, paths.published_path)   # once per process: it owns the tile cache and indexes
 
@@ -15,8 +15,9 @@ Wiring (framework-free; the server engineer maps these onto Starlette routes):
     if etag_matches(request.headers.get("if-none-match"), tile.etag): 304, headers tile.headers, no body
     else: 200, body tile.body (MVT bytes, gzipped when asked), headers tile.headers = Content-Type
           application/vnd.mapbox-vector-tile, [Content-Encoding gzip], ETag, Cache-Control no-cache, Vary.
-    Errors carry `.status`: TileRequestError 400 (datetime, fields), TileNotFoundError 404 (unknown layer,
-    z/x/y outside the matrix), LayerAccessError 404 (internal layer without a staff key, as the features API).
+    Errors are server.errors classes (their status is decided at the edge): TileRequestError 400 (datetime,
+    fields), TileNotFoundError 404 (unknown layer, z/x/y outside the matrix), LayerAccessError 404 (internal
+    layer without a staff key, as the features API).
 
     tiles.tilejson(tiles_url="{base}/tiles/{z}/{x}/{y}.pbf", layers=None, staff=...)  -> dict (TileJSON 3.0.0)
     tiles.ogc_tileset(layer_id or None, title=..., tiling_scheme_href="{base}/TileMatrixSets/WebMercatorQuad",
@@ -25,25 +26,13 @@ Wiring (framework-free; the server engineer maps these onto Starlette routes):
     tiles.refresh(max_zoom=11)   # from a background thread every few seconds: after a publication it
                                  # builds the box indexes and renders z0-z11 (measured: see `refresh`)
 
-pygeoapi can serve `/collections/{id}/tiles[/WebMercatorQuad[/{z}/{y}/{x}?f=mvt]]` itself with our provider
-(server/tile_provider.py, importable as server.tiles.GeoPackageTileProvider) in the collection's providers:
-
-    - type: tile
-      name: server.tiles.GeoPackageTileProvider
-      data: <published_dir>/<layer_id>.gpkg
-      format: {name: mvt, mimetype: application/vnd.mapbox-vector-tile}
-      options: {zoom: {min: 0, max: 16}, schemes: [WebMercatorQuad], catalog_dir: <catalog dir>}
-
-pygeoapi hands tile providers no request: that route serves public fields (all fields of an internal layer,
-which the access dispatcher must gate as it gates the collection) without a time filter; the web map's time
-slider uses the XYZ route. Styles: see server/styles.py.
+Routes: server/tiles/routes.py. Styles: server/styles/.
 """
 
 from __future__ import annotations
 
 import gzip as gzip_module
 import hashlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -52,14 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from layers.catalog import Catalog, LayerSpec
-from server import tile_metadata
+from layers.timewindow import Interval, TimeQueryError, parse_datetime_parameter, zone
 from server.access import level_of_staff, visible_layers
 from server.errors import BadRequest, GeoportalError, NotFound, status_of
-from server.provider_time import TimeQueryError, as_date_text, parse_datetime_parameter, zone
-from server.tile_cache import FileIdentity, TileCache, file_identity
-from server.tile_index import IndexCache, LayerIndex, load_index
-from server.tile_metadata import Bbox, ogc_tilesets
-from server.tile_render import TMS, Interval, LayerSource, TilePolicy, connect, render_tile, visible_fields
+from server.published import files
+from server.published.files import FileIdentity, file_identity
+from server.tiles import metadata as tile_metadata
+from server.tiles.cache import TileCache
+from server.tiles.grid import MAX_ZOOM
+from server.tiles.index import IndexCache, LayerIndex, load_index
+from server.tiles.metadata import Bbox, ogc_tilesets
+from server.tiles.render import TMS, LayerSource, TilePolicy, connect, render_tile, visible_fields
 
 __all__ = [
     "VectorTiles",
@@ -72,10 +64,9 @@ __all__ = [
     "etag_matches",
     "parse_datetime",
     "ogc_tilesets",
-]  # + GeoPackageTileProvider, lazily
+]
 
 MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
-MAX_ZOOM = 24  # the last matrix of WebMercatorQuad
 
 
 class TileError(GeoportalError):
@@ -116,16 +107,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def parse_datetime(value: str | None, local: tzinfo = UTC) -> Interval | None:
-    """OGC `datetime` read exactly as the features API reads it (server/provider_time.py): an instant,
+    """OGC `datetime` read by the features API's own reader (layers/timewindow.py): an instant,
     `start/end` with `..` for an open end; dates, months, years and zone-less times in the city's zone."""
     if value is None or not value.strip():
         return None
     try:
-        interval = parse_datetime_parameter(value, local)
+        return parse_datetime_parameter(value, local)
     except TimeQueryError as exc:
         raise TileRequestError(f"datetime: {exc}") from None
-    day = lambda stored: None if stored is None else as_date_text(stored, local)
-    return Interval(interval.start, interval.end, day(interval.start), day(interval.end))
 
 
 @lru_cache(maxsize=256)
@@ -133,14 +122,11 @@ def _data_bounds(identity: FileIdentity, layer_id: str) -> Bbox | None:
     """The layer's box as the pipeline wrote it into gpkg_contents; cached per file identity."""
     if identity is None:
         return None
-    db = sqlite3.connect(f"file:{identity[0]}?mode=ro&immutable=1", uri=True)
+    db = files.connect(identity[0], immutable=True)
     try:
-        row = db.execute(
-            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?", (layer_id,)
-        ).fetchone()
+        return files.read_bounds(db, layer_id)
     finally:
         db.close()
-    return tuple(float(v) for v in row) if row and None not in row else None  # type: ignore[return-value]
 
 
 class VectorTiles:
@@ -279,7 +265,7 @@ class VectorTiles:
             finally:
                 db.close()
 
-        return self.indexes.get(identity or (str(source.path), 0, 0, 0), build)
+        return self.indexes.get(identity or (str(source.path), 0, 0, 0, 0), build)
 
     def bounds(self, layers: Sequence[str] | None = None, staff: bool = False) -> Bbox:
         """Union of the published layers' boxes; the city extent while nothing is published."""
@@ -366,12 +352,3 @@ class VectorTiles:
             self.tile(tile.z, tile.x, tile.y, layers, staff=staff)
             count += 1
         return count
-
-
-def __getattr__(name: str) -> Any:
-    # The provider imports pygeoapi; load it only when pygeoapi's config asks for it by dotted path.
-    if name == "GeoPackageTileProvider":
-        from server.tile_provider import GeoPackageTileProvider
-
-        return GeoPackageTileProvider
-    raise AttributeError(name)

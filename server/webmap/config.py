@@ -11,51 +11,44 @@ import rasterio
 from pyproj import Transformer
 from rasterio.io import MemoryFile
 
-from assets.raster import GRID_CRS, PRODUCT
 from layers.catalog import Catalog, LayerSpec
+from layers.rasters import GRID_CRS, PRODUCT, RASTER_PRODUCTS
 from server import access
-from server.config import RASTER_PRODUCTS
-from server.extents import read_extent
-from server.styles import legend, maplibre_style
+from server.published.extents import read_extent
+from server.styles.maplibre import legend, maplibre_style
 
 DOMAIN_TITLES = {
-    "repairs": "Ремонты и земляные работы",
-    "closures": "Перекрытия и объезды",
-    "outages": "Отключения",
-    "zones": "Границы зон",
-    "reference": "Справочные слои",
+    "repairs": {"ru": "Ремонты и земляные работы", "en": "Repairs and excavations"},
+    "closures": {"ru": "Перекрытия и объезды", "en": "Closures and detours"},
+    "outages": {"ru": "Отключения", "en": "Utility outages"},
+    "zones": {"ru": "Границы зон", "en": "Zone boundaries"},
+    "reference": {"ru": "Справочные слои", "en": "Reference layers"},
 }
-RASTER = (PRODUCT, RASTER_PRODUCTS[PRODUCT]["title"]["ru"])
+RASTER = (PRODUCT, RASTER_PRODUCTS[PRODUCT]["title"])
 # colour ramp of the disruption load: transparent at zero, yellow to red as weights add up
 RAMP = np.array([[253, 230, 138], [251, 191, 36], [249, 115, 22], [220, 38, 38], [127, 29, 29]], dtype=float)
 
 
-def _labels(spec: LayerSpec) -> dict[str, str]:
-    """Russian labels of coded values, from the source value maps (first Russian word that maps to it)."""
-    labels: dict[str, str] = {}
-    for source in spec.sources:
-        for mapping in source.values.values():
-            for russian, code in mapping.items():
-                labels.setdefault(code, russian)
-    return labels
-
-
+# Texts go out in both languages ({ru, en}); the page picks one from the browser's languages.
 def _field_entries(spec: LayerSpec, staff: bool) -> list[dict[str, Any]]:
-    labels = _labels(spec)
     return [
         {
             "name": f.name,
-            "title": f.title.ru,
+            "title": f.title.model_dump(),
             "type": f.type,
-            **({"labels": {v: labels.get(v, v) for v in f.allowed}} if f.allowed else {}),
+            **({"labels": {value: text.model_dump() for value, text in f.labels.items()}} if f.labels else {}),
         }
         for f in access.visible_fields(spec, access.level_of_staff(staff))
     ]
 
 
 def _legend(spec: LayerSpec) -> list[dict[str, Any]]:
-    labels = _labels(spec)
-    return [{**entry, "label": labels.get(entry.get("value"), entry.get("value"))} for entry in legend(spec)]
+    """The style's legend entries with the catalog's labels of their values (none: the page shows the value)."""
+    labels = spec.field(spec.style.by).labels if spec.style.by else {}
+    return [
+        {**entry, "label": labels[entry["value"]].model_dump() if entry.get("value") in labels else None}
+        for entry in legend(spec)
+    ]
 
 
 def visible_layers(catalog: Catalog, staff: bool) -> list[LayerSpec]:
@@ -79,15 +72,16 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
     begin, end = time_range(layers, published)
     first_zones = next((spec.id for spec in layers if spec.domain == "zones"), None)
     config: dict[str, Any] = {
-        "title": catalog.city.name.ru,
+        "title": catalog.city.name.model_dump(),
         "timezone": catalog.city.timezone,
         "bounds": [[catalog.city.extent[0], catalog.city.extent[1]], [catalog.city.extent[2], catalog.city.extent[3]]],
         "style": f"{base_url}/map/style.json",
+        "collections": f"{base_url}/collections",  # the page asks the features API where the events are
         "domains": [{"id": domain, "title": title} for domain, title in DOMAIN_TITLES.items()],
         "layers": [
             {
                 "id": spec.id,
-                "title": spec.title.ru,
+                "title": spec.title.model_dump(),
                 "domain": spec.domain,
                 "geometry": spec.geometry_type,
                 "temporal": spec.temporal.model_dump() if spec.temporal else None,

@@ -1,0 +1,1 @@
+"""The read side of docs/contracts.md: published files, their identity, metadata, extents and blobs."""

@@ -1,0 +1,1 @@
+"""Styles from the catalog's style hints: MapLibre style JSON and QGIS QML, and their routes."""

@@ -1,0 +1,1 @@
+"""Vector tiles of the published layers: rendering, indexes, cache, TileJSON/OGC metadata, routes."""
