@@ -3,43 +3,65 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+from dataclasses import dataclass
 
 import dagster as dg
 
 from assets.inbox import Delivery, InboxSettings, archive, find_deliveries, judge, quarantine, stage
 from layers.catalog import Catalog
+from layers.coordination import downstream_ingested
 from layers.settings import PathSettings
 from pipelines.jobs import INBOX_JOB
 from pipelines.resources import GeoportalResource
 
-# The daemon's sensor loop wakes every 5 s at best (dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME): asking
-# for less gains nothing, asking for more delays every delivery.
-INTERVAL_SECONDS = 5
+# The daemon's sensor loop wakes every 5 s (dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME) and skips a sensor
+# whose interval has not fully elapsed: an interval of 5 s would tick every 10 s, 1 s ticks on every loop.
+INTERVAL_SECONDS = 1
+DELIVERY_TAG_PREFIX = "geoportal/inbox-"
+MAX_LISTED_CHARS = 2000
 
 
 def downstream_layers(layers: set[str], catalog: Catalog) -> set[str]:
-    """Layers geocoded against a changed register change too."""
-    result = set(layers)
-    while True:
-        more = {spec.id for spec in catalog.values() if spec.geocode_layers & result} - result
-        if not more:
-            return result
-        result |= more
+    """Layers geocoded against a changed register, or tagged with changed zones, change too."""
+    return downstream_ingested(layers, catalog)
+
+
+def delivery_tag(key: str) -> str:
+    """The run tag that says a run publishes the delivery with this key (one run may publish several)."""
+    return DELIVERY_TAG_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    label: str
+    key: str
+    layers: frozenset[str]
+
+
+def run_request(accepted: list[Accepted]) -> dg.RunRequest:
+    """One run for every delivery a tick accepted: the run worker's start-up (seconds of imports) is paid once.
+    Its key derives from the deliveries' keys, so a request that is retried for the same files is one run."""
+    keys = sorted(a.key for a in accepted)
+    layers = sorted(set().union(*(a.layers for a in accepted)))
+    return dg.RunRequest(
+        run_key="inbox:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32],
+        asset_selection=[dg.AssetKey(layer) for layer in layers],
+        tags={
+            "geoportal/deliveries": ", ".join(sorted(a.label for a in accepted))[:MAX_LISTED_CHARS],
+            **{delivery_tag(a.key): "1" for a in accepted},
+        },
+    )
 
 
 def _loaded_layers(context: dg.SensorEvaluationContext) -> set[str] | None:
     """Asset keys of the running code location (None when the sensor runs outside one, e.g. in a unit test):
-    a layer added to the catalog after it loaded cannot be materialized until it is reloaded."""
+    a layer added to the catalog is known to the daemon only once it reloads the code location (every minute)."""
     repository = context.repository_def
     if repository is None:
         return None
     return {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
-
-
-def _run_for(context: dg.SensorEvaluationContext, run_key: str) -> dg.DagsterRun | None:
-    runs = context.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
-    return runs[0] if runs else None
 
 
 class _Tick:
@@ -53,13 +75,17 @@ class _Tick:
         self.live: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         self.loaded = _loaded_layers(context)
 
-    def decide(self, delivery: Delivery) -> dg.RunRequest | None:
+    def _run_for(self, key: str) -> dg.DagsterRun | None:
+        runs = self.context.instance.get_runs(filters=dg.RunsFilter(tags={delivery_tag(key): "1"}), limit=1)
+        return runs[0] if runs else None
+
+    def decide(self, delivery: Delivery) -> Accepted | None:
         log, label = self.context.log, f"{delivery.domain}/{delivery.name}"
         digest = delivery.digest()
-        run_key = delivery.run_key(digest)
+        key = delivery.run_key(digest)
         # The file leaves the inbox only once the run that publishes it exists (requested on an earlier
-        # tick): a request that failed leaves it here, to be requested again with the same key.
-        run = _run_for(self.context, run_key)
+        # tick): a request that failed leaves it here, to be requested again under the same key.
+        run = self._run_for(key)
         if run is not None:
             archive(delivery, self.paths.archive_dir / delivery.domain, digest, self.now)
             self.live[delivery.live_name] = digest
@@ -85,15 +111,11 @@ class _Tick:
         if unknown:
             log.warning(
                 f"{label} waits in the inbox: layers {sorted(unknown)} are not loaded yet "
-                "(reload the code location in the Dagster UI, or restart the daemon)"
+                "(the daemon reloads the code location every minute)"
             )
             return None
         stage(delivery, self.paths)
-        return dg.RunRequest(
-            run_key=run_key,
-            asset_selection=[dg.AssetKey(layer) for layer in sorted(layers)],
-            tags={"geoportal/delivery": label, "geoportal/sha256": digest},
-        )
+        return Accepted(label, key, frozenset(layers))
 
 
 @dg.sensor(
@@ -108,12 +130,15 @@ def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResour
     paths, catalog = geoportal.paths(), geoportal.catalog()
     tick = _Tick(context, paths, catalog)
     grace = InboxSettings().shapefile_grace_seconds
+    accepted = []
     for delivery in find_deliveries(paths.inbox_dir, catalog, grace):
         try:
-            request = tick.decide(delivery)
+            decision = tick.decide(delivery)
         except Exception as error:  # noqa: BLE001 - one delivery's trouble (a vanished file, a full disk) never ends the tick
             context.log.error(f"{delivery.domain}/{delivery.name} left in the inbox: {type(error).__name__}: {error}")
             continue
-        if request is not None:
-            yield request
+        if decision is not None:
+            accepted.append(decision)
     context.update_cursor(json.dumps(tick.live, sort_keys=True))
+    if accepted:
+        yield run_request(accepted)
