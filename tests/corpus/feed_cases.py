@@ -209,6 +209,13 @@ XLSX_CASES = [
         2,
         published=2,
     ),
+    xlsx(
+        "xlsx-duplicate-column",
+        workbook([[*XHEADER, "Номер"], [*xrow("W-1"), "W-9"]]),
+        1,
+        expect="file",
+        reason="Номер",
+    ),
     xlsx("xlsx-header-blank-cells", workbook([[*XHEADER, None, "Прим"], [*xrow("W-1"), None, "x"]]), 1, published=1),
 ]
 
