@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -274,3 +277,75 @@ def test_python_m_pipelines_builds_the_raster_after_a_failed_layer(tmp_path):
     assert f"Job {RASTER_JOB}: succeeded" in done.stdout, done.stdout
     with rasterio.open(paths.raster_path(PRODUCT)) as dataset:
         assert "count_works" in dataset.tags() and "count_broken_works" not in dataset.tags()
+
+
+def automation_runs(home: Path) -> list:
+    """Successful runs the raster's automation sensor started in the instance at `home`."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        tags = {"dagster/sensor_name": f"{PRODUCT}_automation"}
+        return instance.get_runs(filters=dg.RunsFilter(tags=tags, statuses=[dg.DagsterRunStatus.SUCCESS]))
+
+
+def test_under_the_daemon_a_publication_refreshes_the_raster(tmp_path):
+    """The real `dagster-daemon run -m pipelines` (as `dev.py run` starts it) on a temporary instance: a layer
+    published by a run it did not start is followed by a raster run of `disruption_load_automation`."""
+    # active at the real "now" of the daemon's runs
+    since, until = (dt.datetime.now() + dt.timedelta(days=d) for d in (-1, 30))
+    rows = [f"W-{n},planned,{since:%Y-%m-%d %H:%M},{until:%Y-%m-%d %H:%M},POINT (104.2{n} 52.28)" for n in (1, 2)]
+    header = WORKS_CSV.splitlines()[0]
+    paths = works_city(tmp_path, rows="\n".join([header, rows[0]]) + "\n")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    names = ["catalog_dir", "sample_dir", "live_dir", "published_dir", "rejects_dir", "inbox_dir", "archive_dir"]
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.update({f"GEOPORTAL_{name.upper()}": str(getattr(paths, name)) for name in names + ["quarantine_dir"]})
+
+    def pipelines(*job: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines", *job],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def counted() -> str | None:
+        with rasterio.open(paths.raster_path(PRODUCT)) as dataset:
+            return dataset.tags().get("count_works")
+
+    pipelines()
+    assert counted() == "1"
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as handle:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "pipelines"],
+            cwd=tmp_path,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # a publication before the sensor's first tick has no baseline to be "new" against (the 10-minute
+        # refresh catches that case): publish once the daemon has evaluated the raster's condition
+        deadline = time.monotonic() + 120
+        while f"Finished auto-materialization tick for {PRODUCT}_automation" not in log.read_text(errors="replace"):
+            assert daemon.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(1)  # polling interval, bounded by the deadline above
+        (paths.sample_dir / "works.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        pipelines("repairs_job")  # publishes works with two active works; the raster is not part of this job
+        deadline = time.monotonic() + 180
+        while not (automation_runs(home) and counted() == "2"):
+            assert daemon.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "no raster refresh within 180 s:\n" + log.read_text(errors="replace")
+            time.sleep(1)  # polling interval, bounded by the deadline above
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
