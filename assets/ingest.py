@@ -16,6 +16,7 @@ from assets.joins import apply_joins, joined_columns
 from assets.normalize import ROW, collect, normalise
 from assets.publish import publish_geopackage, stable_fid, write_rejects
 from assets.records import Counts, Reject, SourceError
+from assets.responsibility import published_zones, tag_zones
 from assets.source_crs import source_crs
 from assets.sources import open_source
 from layers.catalog import Catalog, LayerSpec, SourceSpec
@@ -106,6 +107,11 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.
     frame = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
     frame, duplicate_rejects = _first_of_each_id(frame, spec)
     rejects += duplicate_rejects
+    # the zones as published now: a zone layer that changes is upstream, so it re-runs this one
+    zones, zone_warnings = published_zones(spec, catalog, paths)
+    warnings += zone_warnings
+    if zones and len(frame):
+        frame = tag_zones(frame, zones)
     frame.insert(0, "fid", [stable_fid(spec.id, value) for value in frame[spec.id_field]])
     counts.published = len(frame)
     counts.rejected = len({(r.source, r.record) for r in rejects})

@@ -62,6 +62,53 @@ def wkt(geom) -> str:
     return shapely.to_wkt(geom, rounding_precision=2, trim=False)
 
 
+# ------------------------------------------------------------------------------- planted coordination
+
+def planted_cases(city: geo.City) -> dict:
+    """Records planted for the conflict rules of layers/conflicts.yaml, appended after each file's generated
+    rows (which stay as they were). All in 2027, after the generated events, so nothing else answers them."""
+    free = sorted((s for s in city.streets if s.line is not None and s.grid is None), key=lambda s: s.full)
+    plain = lambda street: [h for h in city.houses_of(street) if not h.suffix]  # noqa: E731
+    nearest = lambda street, point: min(plain(street), key=lambda h: point.distance(Point(h.x, h.y)))  # noqa: E731
+    # a closure of 102 days (over the 45 of long_closure); a permit on its line after it ended (no closure then)
+    road = free[0]
+    closed = substring(road.line, 60, 460)
+    on_road = closed.interpolate(0.5, normalized=True)
+    closure = ["ПД-2026-201", road.full, "Полное перекрытие", "Реконструкция теплотрассы", BEK,
+               "10.11.2026 08:00", "20.02.2027 20:00", "Нет", "", wkt(closed)]
+    # two excavations 8 m apart on another street, overlapping 20-25 January 2027
+    street = free[3]
+    first, second = street.line.interpolate(120), street.line.interpolate(128)
+    near_first = nearest(street, first)
+    permits = [
+        ["ЗР-2026-0901", "Водопровод", "Плановые", "Выдан", f"{street.full}, в районе д. {near_first.house}",
+         VODOKANAL, "+7 (3952) 21-46-01", "10.01.2027", "25.01.2027", "", wkt(first)],
+        ["ЗР-2026-0902", "Тепловые сети", "Плановые", "Выдан", f"{street.full}, в районе д. {near_first.house}",
+         BEK, "+7 (3952) 79-04-02", "20.01.2027", "05.02.2027", "", wkt(second)],
+        ["ЗР-2026-0903", "Сети связи", "Плановые", "Выдан", f"{road.full}, в районе д. {nearest(road, on_road).house}",
+         "ПАО «Ростелеком»", "+7 (3952) 25-00-03", "22.02.2027", "27.02.2027", "", wkt(on_road)],
+    ]
+    # an outage with no works near it, and one beside the excavations. March 2027, on a street over 1.5 km from
+    # the emergency works published without an end (an event without an end lasts, so they would answer it)
+    far = city.street("ул. Лермонтова")
+    lonely = plain(far)[:2]
+    notices = [
+        ["ВК-2001", "Холодная вода", "Плановое", f"{far.full}, {', '.join(h.house for h in lonely)}",
+         "10.03.2027 09:00", "10.03.2027 17:00", VODOKANAL, "Ремонт водопроводного ввода"],
+        ["ВК-2002", "Холодная вода", "Плановое", f"{street.full}, {near_first.house}",
+         "15.01.2027 09:00", "15.01.2027 17:00", VODOKANAL, "Ремонт водопроводного ввода"],
+    ]
+    expected = {
+        "overlapping_excavations": [["ЗР-2026-0901", "ЗР-2026-0902"]],
+        "works_without_closure": ["ЗР-2026-0903"],
+        "outage_without_works": ["ВК-2001"],
+        "long_closure": ["ПД-2026-201"],
+        "answered": {"outage_without_works": ["ВК-2002"]},  # ЗР-2026-0901 is beside it that day
+        "outage_buildings": {"ВК-2001": len(lonely), "ВК-2002": 1},
+    }
+    return {"permits": permits, "closures": [closure], "notices": notices, "expected": expected}
+
+
 # ---------------------------------------------------------------------------------------------- files
 
 def write_addresses(city: geo.City) -> dict:
@@ -103,7 +150,7 @@ def status_of(start, end, rng: random.Random) -> str:
     return "suspended" if rng.random() < 0.08 else "active"
 
 
-def write_permits(city: geo.City) -> dict:
+def write_permits(city: geo.City, planted: list[list[str]]) -> dict:
     rng = rng_for("permits")
     notes = ["", "", "Восстановление благоустройства до 15.05.2027", "Вскрытие асфальтобетонного покрытия",
              "Работы в ночное время", "Согласовано с ГИБДД", "Частичное ограничение движения"]
@@ -132,6 +179,7 @@ def write_permits(city: geo.City) -> dict:
     bad[2][1] = "Ливнёвка"  # network not in the values map
     bad[3][7] = "31.02.2026"  # no such date
     bad[4][0] = with_wkt[0][0]  # the number of a valid row earlier in the file: a duplicate
+    rows += planted  # after the shuffle and the bad rows: the generated rows stay as they were
     header = ["Номер ордера", "Вид сетей", "Вид работ", "Статус", "Адрес", "Подрядчик", "Телефон подрядчика",
               "Дата начала", "Дата окончания", "Примечание", "Геометрия (WKT)"]
     geo.write_csv(OUT / "repairs/permits.csv", header, rows, "cp1251")
@@ -139,7 +187,8 @@ def write_permits(city: geo.City) -> dict:
     good = [r for r in rows if id(r) not in flagged]
     parse = lambda text: datetime.strptime(text, "%d.%m.%Y").date()  # noqa: E731
     active = sum(r[3] in STATUSES["active"] and parse(r[7]) <= TODAY.date() <= parse(r[8]) for r in good)
-    return {"rows": n, "with_wkt": len(with_wkt), "address_only": n - len(with_wkt),
+    return {"rows": n + len(planted), "planted": len(planted), "with_wkt": len(with_wkt) + len(planted),
+            "address_only": n - len(with_wkt),
             "bad_rows": {"end_before_start": 2, "unknown_network": 1, "invalid_date": 1, "duplicate_id": 1},
             "bad_row_ids": {"end_before_start": [r[0] for r in bad[:2]], "unknown_network": [bad[2][0]],
                             "invalid_date": [bad[3][0]], "duplicate_id": [bad[4][0]]},
@@ -258,7 +307,7 @@ def write_wzdx(city: geo.City) -> dict:
             "features": len(features)}
 
 
-def write_municipal_closures(city: geo.City) -> dict:
+def write_municipal_closures(city: geo.City, planted: list[list[str]]) -> dict:
     rng = rng_for("municipal")
     kinds = {"Полное": True, "Полное перекрытие": True, "Частичное": False, "Частичное перекрытие": False,
              "Сужение": False}  # is it a full closure
@@ -280,10 +329,12 @@ def write_municipal_closures(city: geo.City) -> dict:
         rows.append([f"ПД-2026-{i + 101}", street.full, kind, rng.choice(reasons), rng.choice(organizers),
                      dmy(start, True), dmy(end, True), "Да" if kinds[kind] and rng.random() < 0.85 else "Нет",
                      transit, wkt(line)])
+    rows += planted
     header = ["Номер", "Улица", "Тип перекрытия", "Причина", "Организатор", "Начало", "Окончание", "Объезд",
               "Изменение маршрутов ОТ", "Геометрия (WKT)"]
     geo.write_csv(OUT / "closures/municipal_closures.csv", header, rows, "cp1251")
-    return {"rows": n, "full": sum(kinds[r[2]] for r in rows), "partial": sum(not kinds[r[2]] for r in rows),
+    return {"rows": len(rows), "planted": len(planted), "full": sum(kinds[r[2]] for r in rows),
+            "partial": sum(not kinds[r[2]] for r in rows),
             "with_detour": sum(r[7] == "Да" for r in rows), "with_transit_changes": sum(bool(r[8]) for r in rows),
             "open_ended": len(open_ended), "bad_rows": 0}
 
@@ -308,7 +359,7 @@ def address_part(street: geo.Street, houses: list[geo.House], rng: random.Random
     return f"{street.full}, {', '.join(token for _, token in sorted(tokens))}", refs
 
 
-def write_notices(city: geo.City) -> dict:
+def write_notices(city: geo.City, planted: list[list[str]], buildings: int) -> dict:
     rng = rng_for("notices")
     rows, matched, unmatched, n = [], 0, 0, 40
     for i in range(n):
@@ -337,9 +388,12 @@ def write_notices(city: geo.City) -> dict:
         kind = rng.choice(["Аварийное", "Аварийное отключение"] if emergency else ["Плановое", "Плановое отключение"])
         rows.append([f"{NOTICE_PREFIX[org]}-{1001 + i}", rng.choice(names), kind, "; ".join(parts),
                      dmy(start, True), dmy(end, True), org, rng.choice(reasons)])
+    rows += planted
+    matched += buildings
     header = ["Номер", "Ресурс", "Вид", "Адреса", "Начало", "Окончание", "Организация", "Причина"]
     geo.write_csv(OUT / "outages/notices.txt", header, rows, "cp1251", delimiter="\t")
-    return {"rows": n, "address_references": matched + unmatched, "matched_addresses": matched,
+    return {"rows": len(rows), "planted": len(planted), "address_references": matched + unmatched,
+            "matched_addresses": matched,
             "unmatched_addresses": unmatched, "expected_features": matched,
             "emergency": sum(r[2].startswith("Авар") for r in rows), "open_ended": sum(not r[5] for r in rows)}
 
@@ -484,6 +538,13 @@ one side of a street, even on the other. Permits, emergency works and notices wr
   house 999, "ул. Звёздная, 3"); the other {o["matched_addresses"]} all match.
 - deputies.csv: a row for district 26, which election_districts.shp does not have.
 
+## Planted for the conflict rules (layers/conflicts.yaml)
+Appended after the generated rows, all in 2027: permits ЗР-2026-0901 and ЗР-2026-0902, 8 m apart and overlapping
+20-25 January (overlapping_excavations); municipal closure ПД-2026-201, 102 days (long_closure); permit ЗР-2026-0903
+on that closure's line after it ended (works_without_closure); outage notice ВК-2001 in March on ул. Лермонтова, with
+no works within 150 m then (outage_without_works); notice ВК-2002 beside ЗР-2026-0901 while it runs (answered, no
+conflict). `expected.json` → `conflicts`; the generated records produce conflicts of their own too.
+
 ## What the layers should publish
 | layer | features | rejects |
 |---|---|---|
@@ -508,18 +569,19 @@ def main() -> None:
     counts = {"seed": SEED, "anchor_today": TODAY.date().isoformat(), "crs": "msk38-3",
               "control_point": {k: geo.CONTROL[k] for k in ("code", "street", "house", "X", "Y", "lon", "lat")}}
     counts["addresses"] = write_addresses(city)
-    counts["permits"] = write_permits(city)
+    planted = planted_cases(city)
+    counts["permits"] = write_permits(city, planted["permits"])
     counts["emergency_works"] = write_emergency_works(city)
     counts["wzdx"] = write_wzdx(city)
-    counts["municipal_closures"] = write_municipal_closures(city)
-    counts["outages"] = write_notices(city)
+    counts["municipal_closures"] = write_municipal_closures(city, planted["closures"])
+    counts["outages"] = write_notices(city, planted["notices"], sum(planted["expected"]["outage_buildings"].values()))
     counts["election_districts"] = write_election_districts(city)
     counts["police_precincts"] = write_police(city)
     counts["management_companies"] = write_management_companies(city)
     counts["layers"] = {  # features each layer should publish from this sample
         "addresses": counts["addresses"]["rows"],
         "repairs": counts["permits"]["valid"] + counts["emergency_works"]["rows"],
-        "road_closures": counts["wzdx"]["work_zones"] + counts["municipal_closures"]["rows"],
+        "road_closures": counts["wzdx"]["work_zones"] + counts["municipal_closures"]["rows"],  # planted included
         "detours": counts["wzdx"]["detour_segments"], "outages": counts["outages"]["expected_features"],
         "election_districts": counts["election_districts"]["districts"],
         "police_precincts": counts["police_precincts"]["precincts"],
@@ -529,6 +591,8 @@ def main() -> None:
         "outages": counts["outages"]["unmatched_addresses"], "election_districts": 1}  # the deputy of district 26
     counts["orphan_join_rows"] = {"election_districts": counts["election_districts"]["deputies_without_district"]}
     counts["emergency_works_rows"] = counts["emergency_works"]["rows"]
+    # conflicts layers/conflicts.yaml must find among them (other, generated ones too); "answered": must not
+    counts["conflicts"] = planted["expected"]
     counts["files"] = {str(f.relative_to(OUT)): f.stat().st_size for f in sorted(OUT.rglob("*")) if f.is_file()}
     write_readme(counts)
     (OUT / "expected.json").write_text(json.dumps(counts, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -18,7 +18,8 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 GeometryType = Literal["Point", "LineString", "MultiLineString", "MultiPolygon"]
-Domain = Literal["repairs", "closures", "outages", "zones", "reference"]
+# coordination: layers derived from the others by rules (conflicts), not read from files
+Domain = Literal["repairs", "closures", "outages", "zones", "reference", "coordination"]
 SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "geopackage", "json", "wzdx", "notices"]
 GLOB_CHARACTERS = frozenset("*?[")
 # Cells that only say "no value" in the registers cities export; a city replaces the list with
@@ -200,6 +201,10 @@ class Severity(Strict):
     radius_m: float = 50.0  # area of influence around the feature
 
 
+# after Strict, Text and FieldSpec, which the coordination models build on (a cycle catalog.py closes here)
+from layers.coordination import ConflictRule, Responsibility, rule_problems, with_carried_fields  # noqa: E402
+
+
 class LayerSpec(Strict):
     id: str
     title: Text
@@ -210,7 +215,7 @@ class LayerSpec(Strict):
     fields: list[FieldSpec]
     temporal: Temporal | None = None
     access: Literal["public", "internal"] = "public"
-    sources: list[SourceSpec]
+    sources: list[SourceSpec] = Field(default_factory=list)  # none only for a layer derived by `rules`
     style: StyleHints = Field(default_factory=StyleHints)
     zone_topology: bool = False  # check a zone set for overlaps and gaps
     # zone_topology: overlaps and gaps up to this many m² (equal-area) are digitising noise
@@ -220,6 +225,11 @@ class LayerSpec(Strict):
     severity: Severity | None = None  # counted in the disruption-load raster while active
     freshness_minutes: int | None = None
     schedule: str | None = None  # cron; by default the domain's cadence
+    # a zone layer that answers for events: each event layer carries these fields of the zones it touches
+    responsibility: Responsibility | None = None
+    # a layer derived from the event layers by these rules (conflicts) instead of read from files
+    rules: list[ConflictRule] = Field(default_factory=list)
+    parties: dict[str, str] = Field(default_factory=dict)  # rules: {layer: field naming its responsible organisation}
 
     @model_validator(mode="after")
     def _consistent(self) -> LayerSpec:
@@ -249,6 +259,20 @@ class LayerSpec(Strict):
             unknown = targets - known
             if unknown:
                 raise ValueError(f"sources[{number}] maps to unknown fields {sorted(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_or_read(self) -> LayerSpec:
+        if self.rules and self.sources:
+            raise ValueError("a layer derived by rules reads no sources")
+        if not self.rules and not self.sources:
+            raise ValueError("sources: at least one (or rules: for a derived layer)")
+        if self.responsibility and self.domain != "zones":
+            raise ValueError(f"responsibility: only a zones layer answers for events, not a {self.domain} layer")
+        if self.responsibility:
+            unknown = sorted(set(self.responsibility.fields) - {f.name for f in self.fields})
+            if unknown:
+                raise ValueError(f"responsibility.fields: {unknown} are not among the fields")
         return self
 
     def field(self, name: str) -> FieldSpec:
@@ -373,6 +397,12 @@ def load_catalog(catalog_dir: Path | str = CATALOG_DIR) -> Catalog:
             raise CatalogError(
                 f"{directory / (spec.id + '.yaml')}: geocode layer(s) {sorted(missing)} not in the catalog"
             )
+    layers, carried = with_carried_fields(layers)
+    for layer_id, problem in carried:
+        raise CatalogError(f"{directory / (layer_id + '.yaml')}: {problem}")
+    for spec in layers.values():
+        for problem in rule_problems(spec, layers) if spec.rules else []:
+            raise CatalogError(f"{directory / (spec.id + '.yaml')}: {problem}")
     return Catalog(layers, city, directory)
 
 

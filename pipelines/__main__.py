@@ -13,6 +13,7 @@ import sys
 import dagster as dg
 
 from layers.settings import get_paths
+from pipelines.conflicts import RULES_JOB
 from pipelines.definitions import defs
 from pipelines.jobs import ALL_LAYERS_JOB
 from pipelines.local_runs import fail_dead_runs, process_tags
@@ -77,6 +78,9 @@ def run(argv: list[str]) -> int:
     # The raster follows the layers, from whatever they published: a failed layer does not hold it back.
     if job_name == ALL_LAYERS_JOB and defs.get_repository_def().has_job(RASTER_JOB):
         succeeded = run_job(RASTER_JOB, instance) and succeeded
+    # so are the conflicts, from what the layers published
+    if job_name == ALL_LAYERS_JOB and defs.get_repository_def().has_job(RULES_JOB):
+        succeeded = run_job(RULES_JOB, instance) and succeeded
     paths = get_paths()
     print(f"GeoPackages: {paths.published_dir}\nRejected records: {paths.rejects_dir}")
     return 0 if succeeded else 1

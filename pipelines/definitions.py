@@ -8,6 +8,7 @@ import dagster as dg
 
 from layers.catalog import CatalogError, load_catalog
 from layers.settings import get_paths
+from pipelines.conflicts import rules_definitions
 from pipelines.factory import layer_assets
 from pipelines.jobs import domain_jobs, domain_schedules
 from pipelines.raster import raster_definitions
@@ -25,7 +26,7 @@ def build_definitions() -> dg.Definitions:
         sensors=[inbox_sensor],
         resources={"geoportal": GeoportalResource()},
     )
-    return dg.Definitions.merge(layers, raster_definitions(catalog))
+    return dg.Definitions.merge(layers, raster_definitions(catalog), rules_definitions(catalog))
 
 
 try:

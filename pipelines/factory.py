@@ -19,6 +19,7 @@ from assets.publish import PublicationError, published_state, write_findings, wr
 from assets.records import SourceError
 from assets.topology import findings_frame
 from layers.catalog import Catalog, LayerSpec
+from layers.coordination import upstream_layers
 from layers.settings import PathSettings
 from pipelines.resources import GeoportalResource
 
@@ -95,7 +96,8 @@ def _outcomes(build: LayerBuild, catalog: Catalog, paths: PathSettings, release_
         )
 
 
-def layer_asset(spec: LayerSpec) -> dg.AssetsDefinition:
+def layer_asset(spec: LayerSpec, upstream: set[str] | None = None) -> dg.AssetsDefinition:
+    """`upstream`: the layers it is built on besides its files (default: its address register)."""
     freshness = (
         dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=spec.freshness_minutes))
         if spec.freshness_minutes
@@ -106,7 +108,7 @@ def layer_asset(spec: LayerSpec) -> dg.AssetsDefinition:
         name=spec.id,
         group_name=spec.domain,
         description=f"{spec.title.ru} — {spec.title.en}\n\n{spec.description.en}",
-        deps=[dg.AssetKey(layer) for layer in sorted(spec.geocode_layers)],
+        deps=[dg.AssetKey(layer) for layer in sorted(spec.geocode_layers if upstream is None else upstream)],
         kinds={"geopackage"},
         tags={"domain": spec.domain, "access": spec.access},
         metadata={
@@ -164,4 +166,5 @@ def layer_asset(spec: LayerSpec) -> dg.AssetsDefinition:
 
 
 def layer_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
-    return [layer_asset(spec) for spec in catalog.values()]
+    """The layers read from files; a layer derived by rules is pipelines.conflicts'."""
+    return [layer_asset(spec, upstream_layers(spec, catalog)) for spec in catalog.values() if spec.sources]

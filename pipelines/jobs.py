@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from layers.catalog import Catalog
+from layers.coordination import downstream_ingested
 
 # Closures and outages change within the hour; zones change with elections and reorganisations.
 DOMAIN_CRON = {
@@ -18,13 +19,18 @@ ALL_LAYERS_JOB = "all_layers"
 INBOX_JOB = "inbox_job"
 
 
+def layers_of(catalog: Catalog, domain: str) -> set[str]:
+    return {spec.id for spec in catalog.values() if spec.domain == domain and spec.sources}
+
+
 def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
-    domains = sorted({spec.domain for spec in catalog.values()})
+    domains = sorted({spec.domain for spec in catalog.values() if spec.sources})  # derived layers: own jobs
     jobs = [
         dg.define_asset_job(
             f"{domain}_job",
-            selection=dg.AssetSelection.groups(domain),
-            description=f"Ingest and publish every {domain} layer",
+            # and the layers built on them: new zones re-tag the events, a new register re-geocodes
+            selection=dg.AssetSelection.assets(*sorted(downstream_ingested(layers_of(catalog, domain), catalog))),
+            description=f"Ingest and publish every {domain} layer and the layers built on them",
         )
         for domain in domains
     ]

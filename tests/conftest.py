@@ -39,17 +39,19 @@ def path_environment(paths: PathSettings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def published_city(tmp_path_factory) -> PathSettings:
-    """Run the all_layers job once on the bundled sample city; tests read, never write, its output."""
+    """Run the all_layers job (and the raster and conflicts after it) once on the bundled sample city; tests
+    read, never write, its output."""
     import dagster as dg
 
     from layers.catalog import load_catalog
+    from pipelines.conflicts import rules_definitions
     from pipelines.factory import layer_assets
     from pipelines.raster import PRODUCT, disruption_load_asset
 
     paths = city_paths(tmp_path_factory.mktemp("city"))
     catalog = load_catalog()
     result = dg.materialize(
-        [*layer_assets(catalog), disruption_load_asset(catalog)],
+        [*layer_assets(catalog), disruption_load_asset(catalog), *rules_definitions(catalog).assets],
         resources={"geoportal": resource_for(paths)},
         raise_on_error=False,
         run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}},
