@@ -39,7 +39,8 @@ from server.features.crs import install_city_crs
 from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
 from server.ogcapi.routes import api_routes, patch_pygeoapi
-from server.ogcapi.site import VIEW, LiveSite, build_site, view_of, watched_files
+from server.ogcapi.site import VIEW, LiveSite, build_site, view_of
+from server.published.store import GeoPackageStore
 from server.settings import ServerSettings, get_server_settings
 from server.styles.routes import style_routes
 from server.tiles.routes import tile_routes
@@ -185,7 +186,8 @@ def create_app(
         keyring = LiveKeyRing(settings.api_keys_file, secret)
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
-    live = LiveSite(lambda: build_site(catalog, paths, settings), watched_files(catalog, paths))
+    store = GeoPackageStore(catalog, paths)
+    live = LiveSite(lambda: build_site(catalog, store, settings), store.signature)
     app = Starlette(
         lifespan=lifespan,
         routes=[
@@ -213,6 +215,6 @@ def create_app(
     app.router.redirect_slashes = False
     app.router.default = slash_redirect(settings.base_url, app.router)
     app.state.live = live
-    app.state.catalog, app.state.paths, app.state.settings = catalog, paths, settings
-    app.state.tiles = VectorTiles(catalog, paths.published_path)  # owns the tile cache for the process
+    app.state.catalog, app.state.paths, app.state.settings, app.state.store = catalog, paths, settings, store
+    app.state.tiles = VectorTiles(catalog, store.layer_path)  # owns the tile cache for the process
     return app

@@ -13,6 +13,7 @@ from layers.catalog import load_catalog
 from layers.rasters import RASTER_PRODUCTS
 from server.ogcapi.config import offered_crs, render_configs
 from server.ogcapi.openapi import openapi_document
+from server.published.store import GeoPackageStore
 from server.settings import ServerSettings
 
 CATALOG = load_catalog()
@@ -21,7 +22,7 @@ SETTINGS = ServerSettings(_env_file=None, host="127.0.0.1", port=5123)
 
 @pytest.fixture(scope="module")
 def configs(published_city):
-    return render_configs(CATALOG, published_city, SETTINGS)
+    return render_configs(CATALOG, GeoPackageStore(CATALOG, published_city), SETTINGS)
 
 
 def test_both_configurations_pass_pygeoapis_validator(configs):
@@ -106,3 +107,16 @@ def test_public_openapi_knows_nothing_internal(documents):
     assert "contractor_phone" not in public and "officer_phone" not in public
     staff = json.dumps(documents["internal"])
     assert "/collections/addresses/items" in staff and "contractor_phone" in staff
+
+
+def test_domains_are_declared_once():
+    """layers/domains.py is the one list: the catalog's `domain:` values and the pipeline's cadences follow it."""
+    from typing import get_args
+
+    from layers.catalog import Domain
+    from layers.domains import DOMAINS
+    from pipelines.jobs import DOMAIN_CRON
+
+    assert set(get_args(Domain)) <= set(DOMAINS)  # a domain missing here was a KeyError in the server
+    assert {spec.domain for spec in CATALOG.values()} <= set(DOMAINS)
+    assert {domain: v["cron"] for domain, v in DOMAINS.items() if v["cron"]} == DOMAIN_CRON

@@ -13,6 +13,8 @@ import pygeoapi.util as pygeoapi_util
 import pyproj
 import shapely
 
+from server.errors import BadRequest
+
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{code}"
 # A made-up authority for the city's local systems (see install_city_crs): OGC has no URI for them.
@@ -41,7 +43,7 @@ def bbox_to_lonlat(bbox: list[float], storage_crs: str) -> tuple[float, float, f
     if len(bbox) == 6:  # minx, miny, minz, maxx, maxy, maxz
         bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
     if len(bbox) != 4:
-        raise ValueError(f"bbox needs 4 or 6 numbers, got {len(bbox)}")
+        raise BadRequest(f"bbox needs 4 or 6 numbers, got {len(bbox)}")
     a, b, c, d = (float(v) for v in bbox)
     if lat_first(storage_crs):
         a, b, c, d = b, a, d, c
@@ -68,7 +70,7 @@ def transform_xy(geometries: np.ndarray, source: str, target: str) -> np.ndarray
     try:
         return shapely.transform(geometries, project)
     except pyproj.exceptions.ProjError as exc:
-        raise ValueError(f"coordinates cannot be transformed to {target}: {exc}") from None
+        raise BadRequest(f"coordinates cannot be transformed to {target}: {exc}") from None
 
 
 def lonlat_from(geometry: shapely.Geometry, crs_uri: str | None) -> shapely.Geometry:

@@ -19,6 +19,7 @@ from pygeofilter import ast, values
 
 from layers.timewindow import TimeQueryError, as_date_text, bound, day_end, day_start, stored_text
 from server.features.crs import lonlat_from
+from server.features.filter_parse import FilterError, envelope_box, like_glob, transpose_de9im
 from server.published.sql import (
     ACCENT_FOLD,
     CASEFOLD,
@@ -33,10 +34,6 @@ from server.published.sql import (
     negate,
     sql_integer,
 )
-
-
-class FilterError(ValueError):
-    """The filter cannot be run on this collection; the message is meant for the client (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +196,7 @@ class _Compiler:
         # GLOB, not LIKE: SQLite's LIKE ignores ASCII case only, CQL2 LIKE is case-sensitive.
         # CQL2 fixes the wildcards as % and _ with \ escaping; pygeofilter reports "." as the single
         # character wildcard, which would make "ул. Ленина" match "улX Ленина", so _ it is.
-        glob = _glob(pattern, wildcard=node.wildcard or "%", single="_", escape=node.escapechar or "\\")
+        glob = like_glob(pattern, wildcard=node.wildcard or "%", single="_", escape=node.escapechar or "\\")
         word = "NOT GLOB" if node.not_ else "GLOB"
         return Fragment(f"{subject.sql} {word} ?", subject.params + (glob,))
 
@@ -269,7 +266,7 @@ class _Compiler:
             return SpatialTest("intersects", literal, box=node.crs is None)
         if isinstance(node, ast.Relate):
             literal, mirrored = self.spatial_operands(node.lhs, node.rhs)
-            pattern = _transpose(node.pattern) if mirrored else node.pattern
+            pattern = transpose_de9im(node.pattern) if mirrored else node.pattern
             return SpatialTest(f"relate:{pattern}", literal)
         operation = SPATIAL_OPERATIONS.get(type(node))
         if operation is None:
@@ -305,7 +302,7 @@ class _Compiler:
                 raise FilterError(f"invalid geometry in filter: {exc}") from None
             geometry = lonlat_from(geometry, crs)
         elif isinstance(node, values.Envelope):
-            geometry = _envelope_box(node)
+            geometry = envelope_box(node)
         elif isinstance(node, ast.Function) and node.name.lower() == "bbox" and len(node.arguments) == 4:
             minx, miny, maxx, maxy = (float(v) for v in node.arguments)
             geometry = shapely.box(minx, miny, maxx, maxy)
@@ -391,40 +388,3 @@ class _Compiler:
         if isinstance(value, int):
             return sql_integer(value)
         return value
-
-
-def _envelope_box(envelope: values.Envelope) -> shapely.Polygon:
-    """pygeofilter fills Envelope(x1, x2, y1, y2) from ENVELOPE(minx maxx miny maxy) in text but
-    positionally from CQL2 JSON's {"bbox": [minx, miny, maxx, maxy]}; tell them apart by which reading
-    is a valid box, and prefer the JSON one (the common source) when both are."""
-    a, b, c, d = envelope.x1, envelope.x2, envelope.y1, envelope.y2
-    if a <= c and b <= d:
-        return shapely.box(a, b, c, d)
-    if a <= b and c <= d:
-        return shapely.box(a, c, b, d)
-    raise FilterError("bbox minimum is greater than its maximum")
-
-
-def _glob(pattern: str, *, wildcard: str, single: str, escape: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == escape and index + 1 < len(pattern):
-            out.append(_glob_literal(pattern[index + 1]))
-            index += 2
-            continue
-        out.append("*" if char == wildcard else "?" if char == single else _glob_literal(char))
-        index += 1
-    return "".join(out)
-
-
-def _glob_literal(char: str) -> str:
-    return f"[{char}]" if char in "*?[" else char
-
-
-def _transpose(pattern: str) -> str:
-    """DE-9IM pattern of (B, A) from that of (A, B)."""
-    if len(pattern) != 9:
-        raise FilterError(f"RELATE pattern {pattern!r} must have 9 characters")
-    return "".join(pattern[column * 3 + row] for row in range(3) for column in range(3))

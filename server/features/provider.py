@@ -36,6 +36,7 @@ from pygeoapi.provider.base import (
 )
 
 from layers.timewindow import TimeQueryError, zone
+from server.errors import BadRequest
 from server.features import paging
 from server.features.crs import CRS84, bbox_to_lonlat
 from server.features.filter_sql import FilterError
@@ -367,8 +368,6 @@ def _bad_input() -> Iterator[None]:
         yield
     except GeometryBlobError:
         raise  # the file's fault, not the client's: _layer turns it into a connection error
-    except (QueryInputError, FilterError, TimeQueryError) as exc:
-        raise InvalidQueryError(str(exc)) from None
-    except ValueError as exc:
-        # bbox shape, coordinates outside a target CRS's domain
+    except (QueryInputError, FilterError, TimeQueryError, BadRequest) as exc:
+        # any other ValueError is a defect: a logged 500, never a 400 carrying the bug's message
         raise InvalidQueryError(str(exc)) from None

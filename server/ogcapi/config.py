@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,48 +11,27 @@ import pyproj
 import rasterio
 
 from layers.catalog import Catalog, LayerSpec
+from layers.domains import DOMAINS
 from layers.rasters import RASTER_PRODUCTS
-from layers.settings import PathSettings
 from server.access import LEVELS, Level, exposed_fields, visible_layers
 from server.features.crs import CRS84, EPSG_URI, city_crs_uri
-from server.published.extents import LayerExtent, read_extent
+from server.published.extents import LayerExtent
+from server.published.store import PublishedStore
 from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).parent / "static"
-PROVIDER = "server.features.provider.GeoPackageProvider"
 GPKG_MEDIA_TYPE = "application/geopackage+sqlite3"
 TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 LANGUAGES = ["ru", "en"]  # the first is the default of HTML pages and untranslated requests
-DOMAIN_KEYWORDS = {
-    "repairs": {"ru": "ремонты", "en": "repairs"},
-    "closures": {"ru": "перекрытия", "en": "road closures"},
-    "outages": {"ru": "отключения", "en": "outages"},
-    "zones": {"ru": "зоны", "en": "zones"},
-    "reference": {"ru": "справочники", "en": "reference"},
-}
+DOMAIN_KEYWORDS = {domain: declared["keyword"] for domain, declared in DOMAINS.items()}
 
 
 def offered_crs(catalog: Catalog) -> list[str]:
     """Storage CRS first (lon/lat), then EPSG:4326 (lat/lon), Web Mercator and the city's local systems
     (resolvable once `server.features.crs.install_city_crs` has registered them with PROJ)."""
     return [CRS84, EPSG_URI.format(code=4326), EPSG_URI.format(code=3857), *map(city_crs_uri, catalog.city.crs)]
-
-
-def read_extents(catalog: Catalog, paths: PathSettings) -> dict[str, LayerExtent]:
-    """Extents of every readable published layer. A layer without its GeoPackage is not served yet; one whose
-    file cannot be read is not served until it is published again, and does not hold the others back."""
-    extents = {}
-    for layer_id, spec in catalog.items():
-        path = paths.published_path(layer_id)
-        if not path.exists():
-            continue
-        try:
-            extents[layer_id] = read_extent(path, spec)
-        except (sqlite3.DatabaseError, OSError, ValueError) as exc:
-            LOGGER.error("%s: %s cannot be read, the layer is not served: %s", layer_id, path, exc)
-    return extents
 
 
 def download_url(settings: ServerSettings, layer_id: str) -> str:
@@ -90,12 +68,10 @@ def tile_and_style_links(base_url: str, spec: LayerSpec) -> list[dict[str, Any]]
     ]
 
 
-def feature_provider(spec: LayerSpec, catalog: Catalog, paths: PathSettings, level: Level) -> dict[str, Any]:
+def feature_provider(spec: LayerSpec, catalog: Catalog, store: PublishedStore, level: Level) -> dict[str, Any]:
     provider: dict[str, Any] = {
         "type": "feature",
-        "name": PROVIDER,
-        "data": str(paths.published_path(spec.id)),
-        "table": spec.id,
+        **store.feature_provider(spec.id),  # name, data, table: where the layer is published
         # the feature id is the stable integer fid (GDAL and QGIS use integer ids as feature ids);
         # the layer's own id (permit_id…) stays a property
         "id_field": "fid",
@@ -117,7 +93,7 @@ def collection(
     extent: LayerExtent,
     download: Path,
     catalog: Catalog,
-    paths: PathSettings,
+    store: PublishedStore,
     settings: ServerSettings,
     level: Level,
 ) -> dict[str, Any]:
@@ -140,7 +116,7 @@ def collection(
             *tile_and_style_links(settings.base_url, spec),
         ],
         "extents": {"spatial": {"bbox": list(extent.bbox or catalog.city.extent), "crs": CRS84}},
-        "providers": [feature_provider(spec, catalog, paths, level)],
+        "providers": [feature_provider(spec, catalog, store, level)],
     }
     if spec.temporal and extent.begin is not None:
         resource["extents"]["temporal"] = {"begin": extent.begin, "end": extent.end, "trs": TRS}
@@ -149,7 +125,7 @@ def collection(
 
 def render_config(
     catalog: Catalog,
-    paths: PathSettings,
+    store: PublishedStore,
     settings: ServerSettings,
     level: Level,
     extents: dict[str, LayerExtent],
@@ -158,7 +134,7 @@ def render_config(
     """The whole pygeoapi configuration as seen by `level`: only its layers, only its fields. `downloads`:
     the file each layer's download link serves at this level (default: the published one)."""
     downloads = (
-        downloads if downloads is not None else {layer_id: paths.published_path(layer_id) for layer_id in extents}
+        downloads if downloads is not None else {layer_id: store.download_source(layer_id) for layer_id in extents}
     )
     city = catalog.city.name
     base_url = settings.base_url
@@ -206,20 +182,20 @@ def render_config(
         },
         "resources": {
             **{
-                spec.id: collection(spec, extents[spec.id], downloads[spec.id], catalog, paths, settings, level)
+                spec.id: collection(spec, extents[spec.id], downloads[spec.id], catalog, store, settings, level)
                 for spec in visible_layers(catalog, level)
                 if spec.id in extents
             },
-            **raster_collections(paths),
+            **raster_collections(store),
         },
     }
 
 
-def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
+def raster_collections(store: PublishedStore) -> dict[str, dict[str, Any]]:
     """The published raster products as OGC API Coverages collections (pygeoapi's rasterio provider)."""
     resources = {}
     for product, declared in RASTER_PRODUCTS.items():
-        path = paths.raster_path(product)
+        path = store.raster_path(product)
         if not path.exists():
             continue
         with rasterio.open(path) as dataset:
@@ -247,14 +223,14 @@ def raster_collections(paths: PathSettings) -> dict[str, dict[str, Any]]:
 
 def render_configs(
     catalog: Catalog,
-    paths: PathSettings,
+    store: PublishedStore,
     settings: ServerSettings,
     extents: dict[str, LayerExtent] | None = None,
     downloads: dict[Level, dict[str, Path]] | None = None,
 ) -> dict[Level, dict[str, Any]]:
     """One configuration per access level, from one reading of the published files: what the server serves
     (server.ogcapi.site.build_site). `downloads`: per level, the file each layer's download link serves."""
-    extents = read_extents(catalog, paths) if extents is None else extents
+    extents = store.extents() if extents is None else extents
     return {
-        level: render_config(catalog, paths, settings, level, extents, (downloads or {}).get(level)) for level in LEVELS
+        level: render_config(catalog, store, settings, level, extents, (downloads or {}).get(level)) for level in LEVELS
     }

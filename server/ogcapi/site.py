@@ -20,13 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from layers.catalog import Catalog
-from layers.rasters import RASTER_PRODUCTS
-from layers.settings import PathSettings
 from server.access import LEVELS, Level, exposed_fields, visible_layers
-from server.ogcapi.config import read_extents, render_configs
+from server.ogcapi.config import render_configs
 from server.ogcapi.downloads import copy_without
 from server.ogcapi.openapi import openapi_document
-from server.published.files import Signature, published_signature
+from server.published.files import Signature
+from server.published.store import GEOPACKAGE_PROVIDER, PublishedStore
 from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ GEOPACKAGE_FILTERS = (
     CQL2 + "basic-spatial-functions",
     CQL2 + "spatial-functions",
 )
-OUR_PROVIDER = "server.features.provider.GeoPackageProvider"
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def filter_classes(config: dict[str, Any]) -> tuple[str, ...]:
     for resource in config["resources"].values():
         for provider in resource["providers"]:
             if provider["type"] == "feature":
-                default = GEOPACKAGE_FILTERS if provider["name"] == OUR_PROVIDER else ()
+                default = GEOPACKAGE_FILTERS if provider["name"] == GEOPACKAGE_PROVIDER else ()
                 classes = set(getattr(load_plugin("provider", provider), "FILTER_CONFORMANCE", default))
                 declared = classes if declared is None else declared & classes
     return tuple(sorted(declared or ()))
@@ -118,30 +116,23 @@ def build_view(level: Level, config: dict[str, Any], downloads: dict[str, Path])
 
 
 def level_downloads(
-    catalog: Catalog, paths: PathSettings, settings: ServerSettings, level: Level, published: Collection[str]
+    catalog: Catalog, store: PublishedStore, settings: ServerSettings, level: Level, published: Collection[str]
 ) -> dict[str, Path]:
     """The published file where the level sees every field, else a copy without the fields it does not see."""
     downloads = {}
     for spec in visible_layers(catalog, level):
         if spec.id in published:
             hidden = [f.name for f in spec.fields if f.name not in exposed_fields(spec, level)]
-            downloads[spec.id] = copy_without(paths.published_path(spec.id), spec.id, hidden, settings.cache_path)
+            source = store.download_source(spec.id)
+            downloads[spec.id] = copy_without(source, spec.id, hidden, settings.cache_path)
     return downloads
 
 
-def watched_files(catalog: Catalog, paths: PathSettings) -> dict[str, Path]:
-    """Every published file the served configuration depends on: the layers' GeoPackages and the rasters."""
-    files = {layer_id: paths.published_path(layer_id) for layer_id in catalog}
-    files.update({product: paths.raster_path(product) for product in RASTER_PRODUCTS})
-    return files
-
-
-def build_site(catalog: Catalog, paths: PathSettings, settings: ServerSettings) -> Site:
-    files = watched_files(catalog, paths)
-    signature = published_signature(files)  # before reading: a change during the build triggers another
-    extents = read_extents(catalog, paths)
-    downloads = {level: level_downloads(catalog, paths, settings, level, extents) for level in LEVELS}
-    configs = render_configs(catalog, paths, settings, extents, downloads)
+def build_site(catalog: Catalog, store: PublishedStore, settings: ServerSettings) -> Site:
+    signature = store.signature()  # before reading: a change during the build triggers another
+    extents = store.extents()
+    downloads = {level: level_downloads(catalog, store, settings, level, extents) for level in LEVELS}
+    configs = render_configs(catalog, store, settings, extents, downloads)
     views = {level: build_view(level, configs[level], downloads[level]) for level in LEVELS}
     return Site(
         signature=signature,
@@ -155,19 +146,19 @@ class LiveSite:
     Requests in flight keep the Site they started with; the rebuild runs once, off the event loop, and the
     requests that noticed the change wait for it, so the first request after a publication sees new data."""
 
-    def __init__(self, build: Callable[[], Site], files: dict[str, Path]):
+    def __init__(self, build: Callable[[], Site], signature: Callable[[], Signature]):
         self._build = build
-        self._files = files
+        self._signature = signature
         self._lock = asyncio.Lock()
         self._failed: Signature | None = None
         self.site = build()
 
     async def current(self) -> Site:
-        signature = published_signature(self._files)
+        signature = self._signature()
         if signature == self.site.signature or signature == self._failed:
             return self.site
         async with self._lock:
-            signature = published_signature(self._files)
+            signature = self._signature()
             if signature != self.site.signature and signature != self._failed:
                 try:
                     self.site = await run_in_threadpool(self._build)

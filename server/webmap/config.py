@@ -12,18 +12,13 @@ from pyproj import Transformer
 from rasterio.io import MemoryFile
 
 from layers.catalog import Catalog, LayerSpec
+from layers.domains import DOMAINS
 from layers.rasters import GRID_CRS, PRODUCT, RASTER_PRODUCTS
 from server import access
 from server.published.extents import read_extent
 from server.styles.maplibre import legend, maplibre_style
 
-DOMAIN_TITLES = {
-    "repairs": {"ru": "Ремонты и земляные работы", "en": "Repairs and excavations"},
-    "closures": {"ru": "Перекрытия и объезды", "en": "Closures and detours"},
-    "outages": {"ru": "Отключения", "en": "Utility outages"},
-    "zones": {"ru": "Границы зон", "en": "Zone boundaries"},
-    "reference": {"ru": "Справочные слои", "en": "Reference layers"},
-}
+DOMAIN_TITLES = {domain: declared["title"] for domain, declared in DOMAINS.items()}  # declared in layers/domains.py
 RASTER = (PRODUCT, RASTER_PRODUCTS[PRODUCT]["title"])
 # colour ramp of the disruption load: transparent at zero, yellow to red as weights add up
 RAMP = np.array([[253, 230, 138], [251, 191, 36], [249, 115, 22], [220, 38, 38], [127, 29, 29]], dtype=float)

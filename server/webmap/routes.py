@@ -24,8 +24,8 @@ async def web_map_config(request: Request) -> Response:
     config = await run_in_threadpool(
         map_config,
         state.catalog,
-        state.paths.published_path,
-        state.paths.raster_path(PRODUCT),
+        state.store.layer_path,
+        state.store.raster_path(PRODUCT),
         base_url(request),
         staff(request),
     )
@@ -33,7 +33,7 @@ async def web_map_config(request: Request) -> Response:
 
 
 async def web_map_raster(request: Request) -> Response:
-    path = request.app.state.paths.raster_path(request.path_params["product"])
+    path = request.app.state.store.raster_path(request.path_params["product"])
     if not path.exists():
         return ogc_exception(404, "the raster product is not published yet")
     return Response(

@@ -1,0 +1,90 @@
+"""The publication store seam: everything the server reads from where the pipeline publishes goes through here.
+
+`GeoPackageStore` is the embedded default: one GeoPackage per layer and one COG per raster product in the
+published folder (docs/contracts.md). A second store (PostGIS, the "Scale out" issue) implements
+`PublishedStore`; the routes, the access rule, the configuration per level and the caches stay as they are,
+because they only ever ask the store (see docs/contracts.md, "The store seam").
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Protocol
+
+from layers.catalog import Catalog
+from layers.rasters import RASTER_PRODUCTS
+from layers.settings import PathSettings
+from server.published.extents import LayerExtent, read_extent
+from server.published.files import Signature, published_signature
+
+LOGGER = logging.getLogger(__name__)
+GEOPACKAGE_PROVIDER = "server.features.provider.GeoPackageProvider"
+
+
+class PublishedStore(Protocol):
+    def signature(self) -> Signature:
+        """Changes whenever a layer or raster product is published; cheap enough for every request."""
+        ...
+
+    def extents(self) -> dict[str, LayerExtent]:
+        """The layers that can be served now, with their extents; an unreadable one is left out (logged)."""
+        ...
+
+    def feature_provider(self, layer_id: str) -> dict[str, Any]:
+        """The store-specific part of the layer's pygeoapi feature provider: `name`, `data`, `table`."""
+        ...
+
+    def download_source(self, layer_id: str) -> Path:
+        """A GeoPackage of the layer as published (the server cuts internal fields out of a copy)."""
+        ...
+
+    def layer_path(self, layer_id: str) -> Path:
+        """The GeoPackage tiles are rendered from (a PostGIS store brings its own renderer instead)."""
+        ...
+
+    def raster_path(self, product: str) -> Path: ...
+
+
+class GeoPackageStore:
+    """Layers and rasters as files in the published folder, replaced atomically by the pipeline."""
+
+    def __init__(self, catalog: Catalog, paths: PathSettings):
+        self.catalog = catalog
+        self.paths = paths
+
+    def watched_files(self) -> dict[str, Path]:
+        """Every published file the served configuration depends on: the layers' GeoPackages and the rasters."""
+        files = {layer_id: self.layer_path(layer_id) for layer_id in self.catalog}
+        files.update({product: self.raster_path(product) for product in RASTER_PRODUCTS})
+        return files
+
+    def signature(self) -> Signature:
+        return published_signature(self.watched_files())
+
+    def extents(self) -> dict[str, LayerExtent]:
+        """A layer without its GeoPackage is not served yet; one whose file cannot be read is not served until
+        it is published again, and does not hold the others back."""
+        extents = {}
+        for layer_id, spec in self.catalog.items():
+            path = self.layer_path(layer_id)
+            if not path.exists():
+                continue
+            try:
+                extents[layer_id] = read_extent(path, spec)
+            except (sqlite3.DatabaseError, OSError, ValueError) as exc:
+                LOGGER.error("%s: %s cannot be read, the layer is not served: %s", layer_id, path, exc)
+        return extents
+
+    def feature_provider(self, layer_id: str) -> dict[str, Any]:
+        return {"name": GEOPACKAGE_PROVIDER, "data": str(self.layer_path(layer_id)), "table": layer_id}
+
+    def download_source(self, layer_id: str) -> Path:
+        return self.layer_path(layer_id)
+
+    def layer_path(self, layer_id: str) -> Path:
+        return self.paths.published_path(layer_id)
+
+    def raster_path(self, product: str) -> Path:
+        return self.paths.raster_path(product)
