@@ -24,9 +24,10 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from layers.catalog import Catalog, LayerSpec
+from layers.rasters import GRID_CRS, PRODUCT
+from layers.timewindow import active_clauses, parse_datetime_parameter, stored_text, zone
 
-PRODUCT = "disruption_load"  # asset key, file stem and OGC collection id
-GRID_CRS = "EPSG:3857"  # the web map's own grid: the overlay lands pixel for pixel
+__all__ = ["GRID_CRS", "PRODUCT", "RasterSettings", "disruption_grid", "read_active", "write_cog", "is_valid_cog"]
 CELL_METRES = 50.0
 # 4 M float32 cells are 16 MB (a city of 100 × 100 km at 50 m); beyond it the cells grow, never the memory
 MAX_CELLS = 4_000_000
@@ -89,18 +90,6 @@ class LoadGrid:
         return text
 
 
-def active_at(frame: gpd.GeoDataFrame, spec: LayerSpec, moment: dt.datetime) -> gpd.GeoDataFrame:
-    """Features whose [start, end] contains `moment`; an open end means still going on."""
-    start = pd.to_datetime(frame[spec.temporal.start], utc=True)
-    end = (
-        pd.to_datetime(frame[spec.temporal.end], utc=True)
-        if spec.temporal.end
-        else pd.Series(pd.NaT, index=frame.index)
-    )
-    stamp = pd.Timestamp(moment).tz_convert("UTC") if pd.Timestamp(moment).tzinfo else pd.Timestamp(moment, tz="UTC")
-    return frame[(start <= stamp) & (end.isna() | (end >= stamp))]
-
-
 def weights(frame: gpd.GeoDataFrame, spec: LayerSpec) -> np.ndarray:
     severity = spec.severity
     if severity.by is None:
@@ -138,20 +127,18 @@ def empty_frame(extent: tuple[float, float, float, float], cell: float) -> GridF
 
 
 def disruption_grid(
-    layers: dict[str, tuple[LayerSpec, gpd.GeoDataFrame]],
+    active_layers: dict[str, tuple[LayerSpec, gpd.GeoDataFrame]],
     extent: tuple[float, float, float, float],
-    moment: dt.datetime,
     cell: float = CELL_METRES,
     max_cells: int = MAX_CELLS,
 ) -> LoadGrid:
-    """Sum of severity weights of the features active at `moment`, each spread over its radius, on a grid
+    """Sum of severity weights of the active features (`read_active`), each spread over its radius, on a grid
     bounded by those features (the city `extent` only places the empty product)."""
     counted: dict[str, int] = {}
     shapes: list[gpd.GeoSeries] = []
     loads: list[np.ndarray] = []
-    for layer_id, (spec, frame) in layers.items():
-        active = active_at(frame, spec, moment)
-        active = active[active.geometry.notna() & ~active.geometry.is_empty]
+    for layer_id, (spec, frame) in active_layers.items():
+        active = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
         counted[layer_id] = len(active)
         if not active.empty:
             shapes.append(influence(active, spec))
@@ -173,14 +160,29 @@ def disruption_grid(
     return LoadGrid(values, frame.transform, GRID_CRS, counted, frame.cell, cell)
 
 
-def read_layers(catalog: Catalog, published: Callable[[str], Path]) -> dict[str, tuple[LayerSpec, gpd.GeoDataFrame]]:
-    """The published layers that declare a severity, with only the columns the raster needs."""
+def active_filter(spec: LayerSpec, moment: dt.datetime, timezone: str) -> str:
+    """The features of `spec` active at `moment` as an SQL filter on its GeoPackage: the one definition of
+    "active" (layers/timewindow.py) that the features API and the tiles use, so all three agree."""
+    instant = parse_datetime_parameter(stored_text(moment), zone(timezone))  # a naive moment is UTC
+    start = spec.field(spec.temporal.start)
+    end = spec.field(spec.temporal.end) if spec.temporal.end else None
+    first, last = instant.first_for((end or start).type == "date"), instant.last_for(start.type == "date")
+    clauses = active_clauses(f'"{start.name}"', f'"{end.name}"' if end else None, first, last)
+    # the values are stored-form dates and times (digits, '-', ':', 'T', '.', 'Z'): safe as SQL literals
+    return " AND ".join(clause.replace("?", f"'{value}'") for clause, value in clauses)
+
+
+def read_active(
+    catalog: Catalog, published: Callable[[str], Path], moment: dt.datetime
+) -> dict[str, tuple[LayerSpec, gpd.GeoDataFrame]]:
+    """The features active at `moment` of each published layer that declares a severity: only those rows
+    (filtered in SQLite) and only the columns the raster needs."""
     layers = {}
     for spec in catalog.values():
         if spec.severity and published(spec.id).exists():
-            columns = [spec.temporal.start, spec.temporal.end, spec.severity.by]
-            frame = pyogrio.read_dataframe(published(spec.id), columns=[c for c in columns if c])
-            layers[spec.id] = (spec, frame)
+            where = active_filter(spec, moment, catalog.city.timezone)
+            columns = [spec.severity.by] if spec.severity.by else []
+            layers[spec.id] = (spec, pyogrio.read_dataframe(published(spec.id), columns=columns, where=where))
     return layers
 
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.raster import PRODUCT, RasterSettings, disruption_grid, is_valid_cog, read_layers, write_cog
+from assets.raster import PRODUCT, RasterSettings, disruption_grid, is_valid_cog, read_active, write_cog
 from layers.catalog import Catalog
 from pipelines.resources import GeoportalResource
 
@@ -49,11 +49,11 @@ def disruption_load_asset(catalog: Catalog) -> dg.AssetsDefinition:
     def _raster(context: dg.AssetExecutionContext, config: DisruptionLoadConfig, geoportal: GeoportalResource):
         paths, current, settings = geoportal.paths(), geoportal.catalog(), RasterSettings()
         moment = dt.datetime.fromisoformat(config.at) if config.at else dt.datetime.now(dt.UTC)
-        layers = read_layers(current, paths.published_path)
-        missing = sorted(set(inputs) - set(layers))
+        active = read_active(current, paths.published_path, moment)
+        missing = sorted(set(inputs) - set(active))
         if missing:
             context.log.warning(f"not published, left out of the raster: {', '.join(missing)}")
-        grid = disruption_grid(layers, current.city.extent, moment, settings.cell_metres, settings.max_cells)
+        grid = disruption_grid(active, current.city.extent, settings.cell_metres, settings.max_cells)
         path = write_cog(grid, paths.raster_path(PRODUCT), moment)
         valid, errors, warnings = is_valid_cog(path)
         yield dg.AssetCheckResult(

@@ -21,7 +21,7 @@ import pandas as pd
 import rasterio
 import shapely
 
-from assets.raster import PRODUCT, disruption_grid, is_valid_cog, write_cog
+from assets.raster import PRODUCT, disruption_grid, is_valid_cog, read_active, write_cog
 from layers.catalog import load_catalog
 from layers.settings import REPO_ROOT, PathSettings
 from pipelines.factory import layer_assets
@@ -61,17 +61,13 @@ W-3,planned,2026-10-01 08:00,2026-10-05 18:00,POINT (104.25 52.25)
 """
 
 
-def closures(rows: list[tuple[str, str, str | None]], line=((104.28, 52.287), (104.285, 52.287))) -> gpd.GeoDataFrame:
-    """(closure_type, start, end) along one street in central Irkutsk."""
-    return gpd.GeoDataFrame(
-        {
-            "closure_type": [r[0] for r in rows],
-            "start_time": pd.to_datetime([r[1] for r in rows], utc=True),
-            "end_time": pd.to_datetime([r[2] for r in rows], utc=True),
-        },
-        geometry=[shapely.LineString(line)] * len(rows),
-        crs=4326,
-    )
+def closures(types: list[str], line=((104.28, 52.287), (104.285, 52.287))) -> gpd.GeoDataFrame:
+    """Active closures of these types along one street in central Irkutsk."""
+    return gpd.GeoDataFrame({"closure_type": types}, geometry=[shapely.LineString(line)] * len(types), crs=4326)
+
+
+def active(frame: gpd.GeoDataFrame) -> dict:
+    return {"road_closures": (CATALOG["road_closures"], frame)}
 
 
 def works_city(
@@ -120,18 +116,25 @@ def raster_metadata(result: dg.ExecuteInProcessResult) -> dict:
     return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
 
 
-def test_only_active_features_count_with_their_weight():
-    frame = closures(
-        [("full", "2026-11-20", None), ("partial", "2026-11-20", "2026-11-30"), ("full", "2026-12-01", "2026-12-05")]
+def test_only_active_features_count_with_their_weight(tmp_path):
+    rows = WORKS_CSV + "\n".join(
+        [
+            "W-4,planned,2026-11-24 08:00,2026-11-25 08:00,POINT (104.2806 52.287)",  # around NOW (20:00 local)
+            "W-5,emergency,2026-11-24 21:00,2026-11-25 18:00,POINT (104.2806 52.287)",  # starts an hour after NOW
+            "W-6,emergency,2026-12-01 08:00,,POINT (104.2806 52.287)",  # open-ended, in the future
+        ]
     )
-    grid = disruption_grid({"road_closures": (CATALOG["road_closures"], frame)}, CATALOG.city.extent, NOW)
-    assert grid.counted == {"road_closures": 2}
-    assert grid.values.max() == 4 + 2  # full + partial overlap on the street, the future one is absent
+    paths = works_city(tmp_path, rows=rows + "\n")
+    assert materialize(paths, ["works"]).success
+    layers = read_active(load_catalog(paths.catalog_dir), paths.published_path, NOW)
+    assert sorted(layers["works"][1].kind) == ["emergency", "planned", "planned"]  # W-1, W-2, W-4
+    grid = disruption_grid(layers, CATALOG.city.extent)
+    assert grid.counted == {"works": 3}
+    assert grid.values.max() == 3 + 1  # emergency W-1 and planned W-4 at the same place
 
 
 def test_the_grid_covers_the_active_features_and_their_radius_not_the_city():
-    frame = closures([("full", "2026-11-20", None)])
-    grid = disruption_grid({"road_closures": (CATALOG["road_closures"], frame)}, CATALOG.city.extent, NOW)
+    grid = disruption_grid(active(closures(["full"])), CATALOG.city.extent)
     rows, cols = grid.values.shape
     # 340 m of street (557 m of Web Mercator at 52°N) and 60 m of radius (98 m) each side: 16 × 4 cells of 50 m,
     # one more each way where the edges fall between cells; the city would be 1,340 × 1,090
@@ -142,8 +145,7 @@ def test_the_grid_covers_the_active_features_and_their_radius_not_the_city():
 
 
 def test_nothing_active_gives_a_one_cell_product_at_once(tmp_path):
-    frame = closures([("full", "2027-01-01", "2027-01-02")])
-    grid = disruption_grid({"road_closures": (CATALOG["road_closures"], frame)}, PROVINCE, NOW)
+    grid = disruption_grid(active(closures([])), PROVINCE)
     assert grid.values.shape == (1, 1) and grid.values.max() == 0 and grid.empty
     path = write_cog(grid, tmp_path / "disruption_load.tif", NOW)
     valid, errors, _ = is_valid_cog(path)
@@ -152,10 +154,8 @@ def test_nothing_active_gives_a_one_cell_product_at_once(tmp_path):
 
 def test_the_memory_cap_coarsens_the_cells_and_says_so():
     # active closures at two ends of the province: 1,300 km apart
-    far = closures([("full", "2026-11-20", None)], line=((97.0, 51.0), (97.01, 51.0)))
-    near = closures([("full", "2026-11-20", None)])
-    layers = {"road_closures": (CATALOG["road_closures"], pd.concat([far, near], ignore_index=True))}
-    grid = disruption_grid(layers, PROVINCE, NOW, cell=50, max_cells=100_000)
+    far = closures(["full"], line=((97.0, 51.0), (97.01, 51.0)))
+    grid = disruption_grid(active(pd.concat([far, closures(["full"])])), PROVINCE, cell=50, max_cells=100_000)
     assert grid.values.size <= 100_000
     assert grid.coarsened and grid.cell > 50
     assert f"cell grown from 50 m to {grid.cell:g} m" in grid.note(100_000)
@@ -164,14 +164,8 @@ def test_the_memory_cap_coarsens_the_cells_and_says_so():
 
 def test_cog_is_tiled_with_overviews_and_valid(tmp_path):
     # closures at opposite corners of the city: a grid of more than two tiles across gets overviews
-    frame = pd.concat(
-        [
-            closures([("full", "2026-11-20", None)]),
-            closures([("full", "2026-11-20", None)], line=((104.0, 52.2), (104.005, 52.2))),
-        ],
-        ignore_index=True,
-    )
-    grid = disruption_grid({"road_closures": (CATALOG["road_closures"], frame)}, CATALOG.city.extent, NOW)
+    frame = pd.concat([closures(["full"]), closures(["full"], line=((104.0, 52.2), (104.005, 52.2)))])
+    grid = disruption_grid(active(frame), CATALOG.city.extent)
     path = write_cog(grid, tmp_path / "disruption_load.tif", NOW)
     valid, errors, _ = is_valid_cog(path)
     assert valid, errors
@@ -226,8 +220,8 @@ def test_no_severity_no_raster_in_the_code_location(tmp_path):
 def test_all_layers_leaves_the_raster_to_its_own_job():
     from pipelines import defs
 
-    layers = defs.resolve_job_def(ALL_LAYERS_JOB).asset_layer.selected_asset_keys
-    assert {key.to_user_string() for key in layers} == set(CATALOG)
+    layers = {key.to_user_string() for key in defs.resolve_job_def(ALL_LAYERS_JOB).asset_layer.selected_asset_keys}
+    assert PRODUCT not in layers and {"repairs", "road_closures", "outages", "election_districts"} <= layers
     assert defs.resolve_job_def(RASTER_JOB).asset_layer.selected_asset_keys == {dg.AssetKey(PRODUCT)}
     assert set(defs.resolve_asset_graph().get(dg.AssetKey(PRODUCT)).parent_keys) == {
         dg.AssetKey(spec.id) for spec in CATALOG.values() if spec.severity

@@ -53,13 +53,19 @@ def open_map(playwright, url: str, locale: str):
 
 
 @pytest.fixture(scope="module")
-def page(server):  # noqa: F811 - the fixture above
+def playwright():
+    """One Playwright per module: its sync API cannot run twice at once in a thread."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser, page = open_map(playwright, server.url, "ru-RU")
-        yield page
-        browser.close()
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(playwright, server):  # noqa: F811 - the fixture above
+    browser, page = open_map(playwright, server.url, "ru-RU")
+    yield page
+    browser.close()
 
 
 def wait_idle(page) -> None:
@@ -243,13 +249,10 @@ def past_city(tmp_path_factory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
-def english_page(past_city):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser, page = open_map(playwright, past_city.url, "en-US")
-        yield page
-        browser.close()
+def english_page(playwright, past_city):
+    browser, page = open_map(playwright, past_city.url, "en-US")
+    yield page
+    browser.close()
 
 
 def test_english_browser_gets_english_titles_and_catalog_labels(english_page):
@@ -278,6 +281,8 @@ def test_opens_at_the_latest_moment_with_events_and_says_so(english_page, past_c
     assert pd.Timestamp(opened["from"]) == pd.Timestamp(opened["to"]) == latest
     note = page.locator("#time-note")
     assert note.is_visible() and "latest moment with events" in note.inner_text()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "web-map-en.png"))  # for review beside web-map.png
     line = last.geometry
     middle = line.interpolate(0.5, normalized=True)
     page.evaluate("([lon, lat]) => window.geoportal.map.jumpTo({center: [lon, lat], zoom: 15})", [middle.x, middle.y])

@@ -46,9 +46,11 @@ function iso(ms) {
 }
 
 function activeDuring(layer, fromIso, toIso) {
-  // Active at some moment of [from, to]: started by its end and not ended before its start.
-  const started = ["<=", ["to-string", ["get", layer.temporal.start]], toIso];
-  if (!layer.temporal.end) return started;
+  // Active at some moment of [from, to] as the features API has it (layers/timewindow.py): started by its end
+  // and not ended before its start; a layer without an end field holds instants.
+  const start = ["to-string", ["get", layer.temporal.start]];
+  const started = ["<=", start, toIso];
+  if (!layer.temporal.end) return ["all", started, [">=", start, fromIso]];
   const end = ["to-string", ["get", layer.temporal.end]];
   return ["all", started, ["any", ["!", ["has", layer.temporal.end]], [">=", end, fromIso]]];
 }
