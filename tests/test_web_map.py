@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyogrio
 import pytest
+from rasterio.io import MemoryFile
 
 from layers.settings import REPO_ROOT, PathSettings
 from tests.conftest import SAMPLE_MOMENT
@@ -173,8 +174,8 @@ def test_no_request_leaves_the_server(page, server):  # noqa: F811
     assert elsewhere == []
 
 
-# A city whose events are all in the past, with English titles and WZDx-like source codes, and no severity
-# (so no raster): the web map must open where its events are, in English, without a raster toggle.
+# A city whose events are all in the past, with English titles and WZDx-like source codes, its raster not
+# published at first: the web map must open where its events are, in English, without a raster toggle.
 PAST_CLOSURES_YAML = """
 title: {ru: Перекрытия прошлых лет, en: Road closures of past years}
 description: {ru: "Перекрытия, которые уже закончились", en: Closures that have ended}
@@ -205,6 +206,7 @@ style:
   colors: {full: "#b91c1c", partial: "#f59e0b"}
   dashed: {closure_type: [partial]}
   width: 4
+severity: {by: closure_type, weights: {full: 4, partial: 2}, radius_m: 60}
 """
 PAST_CLOSURES_CSV = """id,road,type,start,end,wkt
 C-1,Lenin Street,all-lanes-closed,2020-05-01 08:00,2020-05-10 18:00,"LINESTRING (104.280 52.287, 104.285 52.287)"
@@ -266,12 +268,6 @@ def test_english_browser_gets_english_titles_and_catalog_labels(english_page):
     assert page.locator("#city-title").inner_text() == "Irkutsk"
 
 
-def test_without_a_raster_product_there_is_no_raster_toggle(english_page, past_city):
-    assert english_page.evaluate("window.geoportal.config.raster") is None
-    assert english_page.locator("[data-layer='disruption_load']").count() == 0
-    assert not past_city.paths.raster_path("disruption_load").exists()
-
-
 def test_opens_at_the_latest_moment_with_events_and_says_so(english_page, past_city):
     page = english_page
     published = pyogrio.read_dataframe(past_city.paths.published_path("closures"))
@@ -307,3 +303,36 @@ def test_opens_at_the_latest_moment_with_events_and_says_so(english_page, past_c
 def test_english_page_asks_only_its_server(english_page, past_city):
     hosts = {urlsplit(u).netloc for u in english_page.requests if urlsplit(u).scheme in ("http", "https")}
     assert hosts == {urlsplit(past_city.url).netloc}
+
+
+def test_raster_toggle_only_with_a_raster_product_and_an_empty_one_is_served(playwright, english_page, past_city):
+    """Last in the module: it publishes the past city's raster, which nothing active at "now" leaves empty."""
+    import dagster as dg
+
+    from assets.raster import PRODUCT
+    from layers.catalog import load_catalog
+    from pipelines.raster import disruption_load_asset
+    from pipelines.resources import GeoportalResource
+
+    paths = past_city.paths
+    assert not paths.raster_path(PRODUCT).exists()
+    assert english_page.evaluate("window.geoportal.config.raster") is None
+    assert english_page.locator(f"[data-layer='{PRODUCT}']").count() == 0
+    with past_city.client() as client:
+        assert client.get(f"/collections/{PRODUCT}").status_code == 404
+
+    asset = disruption_load_asset(load_catalog(paths.catalog_dir))
+    assert dg.materialize([asset], resources={"geoportal": GeoportalResource.of(paths)}).success
+    with past_city.client() as client:
+        coverage = client.get(f"/collections/{PRODUCT}/coverage", params={"f": "GTiff"})
+        assert coverage.status_code == 200, coverage.text
+        with MemoryFile(coverage.content) as memory, memory.open() as dataset:
+            assert (dataset.width, dataset.height) == (1, 1) and dataset.read(1).max() == 0
+        assert client.get(f"/map/raster/{PRODUCT}.png").headers["content-type"] == "image/png"
+    browser, page = open_map(playwright, past_city.url, "en-US")
+    try:
+        page.locator(f"[data-layer='{PRODUCT}']").check()
+        wait_idle(page)
+        assert page.evaluate("document.body.dataset.error || null") is None and page.errors == []
+    finally:
+        browser.close()
