@@ -12,8 +12,10 @@ RASTER_PRODUCTS = {
     PRODUCT: {
         "title": {"ru": "Нагрузка от работ, перекрытий и отключений", "en": "Disruption load"},
         "description": {
-            "ru": "Действующие ремонты, перекрытия и отключения, взвешенные по тяжести, на сетке 50 м (COG).",
-            "en": "Active repairs, closures and outages weighted by severity on a 50 m grid (Cloud-Optimized GeoTIFF).",
+            "ru": "Действующие ремонты, перекрытия и отключения, взвешенные по тяжести, на сетке 50 м вокруг них"
+            " (COG).",
+            "en": "Active repairs, closures and outages weighted by severity on a 50 m grid around them"
+            " (Cloud-Optimized GeoTIFF).",
         },
         "grid_crs": GRID_CRS,
     }
