@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,19 @@ class Coerced:
     reason: str
 
 
+def by_distinct(raw: pd.Series, function: Callable[[object], object]) -> pd.Series:
+    """`raw.map(function)`, calling `function` once per distinct value (and once for all the empty
+    cells): a column of a million cells holds a few hundred distinct values more often than not."""
+    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    results = np.empty(len(distinct) + 1, dtype=object)
+    results[:-1] = [function(value) for value in np.asarray(distinct, dtype=object)]  # not per-item __getitem__
+    results[-1] = function(None)  # code -1: None and NaN alike
+    return pd.Series(results[codes], index=raw.index, dtype=object)
+
+
 def blank(raw: pd.Series) -> pd.Series:
     """Empty cells: None/NaN, empty or whitespace-only strings."""
-    as_text = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return as_text.isna() | (as_text == "")
+    return by_distinct(raw, lambda v: v is None or (isinstance(v, str) and not v.strip())).astype(bool)
 
 
 def as_text(raw: pd.Series) -> Coerced:
@@ -43,7 +53,7 @@ def as_text(raw: pd.Series) -> Coerced:
         value = " ".join(str(value).split())
         return value or None
 
-    values = raw.map(text).astype(object)
+    values = by_distinct(raw, text)
     return Coerced(values, pd.Series(False, index=raw.index), "")
 
 

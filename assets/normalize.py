@@ -21,6 +21,8 @@ from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 
 ROW, GEOMETRY = "_record", "_geometry"
 UNSEEN = object()
+# after this many records, a column whose values are mostly distinct stops sharing its strings
+SHARING_SAMPLE = 20_000
 
 
 @dataclass
@@ -59,6 +61,10 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     same: dict[str, dict] = {column: {} for column in columns}
     words = {word.strip().casefold() for word in nulls}
     kept = {column: _keys(spec.values.get(spec.columns.get(column, ""), {})) for column in columns}
+    longest = max((len(word) for word in words), default=0)
+    # (column, its list's append, its distinct strings) with the lookups bound once: this loop runs
+    # once per cell, a million rows are ten million cells
+    plan = [(column, data[column].append, same[column]) for column in columns]
     numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
@@ -70,18 +76,26 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
                 Reject(record.source, record.number, record.error_field or "", record.error, _raw_text(record.values))
             )
             continue
-        values = record.values
-        for column in columns:
-            value = values.get(column)
-            if type(value) is str:
-                known = same[column].get(value, UNSEEN)
-                if known is UNSEEN:
+        get = record.values.get
+        for column, append, shared in plan:
+            value = get(column)
+            if value.__class__ is str:
+                if shared is not None:
+                    known = shared.get(value, UNSEEN)
+                    if known is UNSEEN:
+                        word = value.strip().casefold()
+                        known = shared[value] = None if word in words and word not in kept[column] else value
+                    value = known
+                elif len(value) <= longest + 8:  # placeholders are short words (padding allowed)
                     word = value.strip().casefold()
-                    known = same[column][value] = None if word in words and word not in kept[column] else value
-                value = known
-            data[column].append(value)
+                    value = None if word in words and word not in kept[column] else value
+            append(value)
         numbers.append(record.number)
         geometries.append(record.geometry)
+        if len(numbers) == SHARING_SAMPLE:
+            # ids, WKT, phone numbers hardly repeat: a dict of a million distinct strings would cost
+            # tens of MB per column and save nothing
+            plan = [(c, a, s if s is not None and len(s) <= SHARING_SAMPLE // 2 else None) for c, a, s in plan]
     frame.table = pd.DataFrame(data, columns=columns)
     frame.table[ROW] = numbers
     frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
@@ -129,7 +143,7 @@ def _typed(raw: pd.Series, spec: FieldSpec, source: SourceSpec, city: City, is_e
 
 def _mapped(raw: pd.Series, mapping: dict[str, str]) -> pd.Series:
     lookup = {key.strip().lower(): value for key, value in mapping.items()}
-    return raw.map(lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v)
+    return coerce.by_distinct(raw, lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v)
 
 
 def _without_placeholders(raw: pd.Series, nulls: list[str], mapping: dict[str, str] | None = None) -> pd.Series:

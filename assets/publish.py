@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
-import pandas as pd
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
+from assets.arrow_stream import GEOMETRY, arrow_stream, fast_sqlite
 from assets.records import Reject
 from layers.catalog import LayerSpec
 
@@ -186,16 +185,15 @@ def publish_geopackage(
     """Publish `frame` (layer fields + geometry in EPSG:4326 + `fid`) as `target`. Readers that have
     the old file open keep reading it; a failure leaves the old file untouched and raises
     PublicationError naming `target` and the operating system's error."""
-    table = _catalog_typed(frame[["fid", *(f.name for f in spec.fields), "geometry"]], spec)
-    with _written_aside(target, "publish") as temporary:
-        pyogrio.write_dataframe(
-            table,
+    with _written_aside(target, "publish") as temporary, fast_sqlite():
+        pyogrio.write_arrow(
+            arrow_stream(frame, spec),  # in batches and fid order: ~10x faster than feature by feature
             temporary,  # GDAL wants the .gpkg suffix
             layer=spec.id,
             driver="GPKG",
+            geometry_name=GEOMETRY,
             geometry_type=spec.geometry_type,
-            promote_to_multi=False,
-            use_arrow=True,  # columns in batches, not feature by feature: ~10x faster at 1M
+            crs="EPSG:4326",
             dataset_options={"VERSION": GPKG_VERSION},
             layer_options={
                 "FID": "fid",
@@ -227,24 +225,6 @@ def write_findings(frame: gpd.GeoDataFrame, target: Path, layer: str, title: str
     return target
 
 
-def _catalog_typed(table: gpd.GeoDataFrame, spec: LayerSpec) -> gpd.GeoDataFrame:
-    """Column types from the catalog, not from the values: an empty layer, or a column with no value
-    in this delivery, still gets INTEGER, REAL, BOOLEAN and DATETIME columns (GDAL infers them from
-    the Arrow types)."""
-    wanted = {"fid": np.int64}  # an empty frame's fid column comes as float
-    for f in spec.fields:
-        column = table[f.name]
-        if f.type == "integer" and column.dtype != "Int64":
-            wanted[f.name] = "Int64"
-        elif f.type == "number" and column.dtype != np.float64:
-            wanted[f.name] = np.float64
-        elif f.type == "boolean" and column.dtype != "boolean":
-            wanted[f.name] = "boolean"
-        elif f.type == "datetime" and not isinstance(column.dtype, pd.DatetimeTZDtype):
-            table = table.assign(**{f.name: pd.to_datetime(column, utc=True)})
-    return table.astype(wanted)
-
-
 def published_state(target: Path, layer_id: str) -> Published | None:
     """The feature count and per-source counts of the published file; None when nothing is published.
     Read from the file itself, not from Dagster's records: the file is what the public sees, and it is
@@ -271,6 +251,8 @@ def _index_query_fields(path: Path, spec: LayerSpec) -> None:
     "outages this week" must not scan a million rows)."""
     fields = [spec.id_field, *([spec.temporal.start, spec.temporal.end] if spec.temporal else [])]
     with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = OFF")  # a temporary file, fsynced before the rename
+        db.execute("PRAGMA synchronous = OFF")
         for name in dict.fromkeys(f for f in fields if f):
             db.execute(
                 f"CREATE INDEX IF NOT EXISTS {quote(f'idx_{spec.id}_{name}')} ON {quote(spec.id)} ({quote(name)})"
