@@ -42,10 +42,14 @@ def _raw_text(values: dict) -> str:
 
 
 def check_columns(table: SourceTable, spec: SourceSpec) -> None:
-    """Every column the catalog maps must be in the file's header; one message names them all."""
+    """Every column the catalog maps must be in the file's header, once; one message names them all."""
     missing = [col for col in spec.used_columns if col not in table.columns]
     if missing:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
+    # two columns of one name: which one holds the id? Taking either publishes a guess
+    twice = [col for col in spec.used_columns if table.columns.count(col) > 1]
+    if twice:
+        raise SourceError(table.source, f"column(s) {twice} appear more than once in the header: which one is meant?")
 
 
 def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, ...] = ()) -> RawFrame:

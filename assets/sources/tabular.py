@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
@@ -18,6 +19,14 @@ FALLBACK_ENCODINGS = ("utf-8-sig", "cp1251")
 
 
 HEAD_BYTES = 256 * 1024  # holds the header line of any real register
+# longest first: the UTF-32LE mark begins with the UTF-16LE one; the codecs consume the mark
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 UNDECODABLE = "\ufffd"
 
 
@@ -31,6 +40,10 @@ def choose_encoding(head: bytes, declared: str, source: str, expected_columns: s
     if not head.strip():
         raise SourceError(source, "the file is empty")
     declared = "utf-8-sig" if declared.lower().replace("_", "-") in ("utf-8", "utf8") else declared
+    bom = next((encoding for mark, encoding in BOMS if head.startswith(mark)), None)
+    if bom is not None:  # a byte-order mark says the encoding outright (Excel's "Unicode text" is UTF-16LE)
+        same = codecs.lookup(bom).name == codecs.lookup(declared).name
+        return bom, None if same else f"declared encoding {declared} does not fit the file; read it as {bom}"
     candidates = [declared, *(e for e in FALLBACK_ENCODINGS if e != declared)]
     for encoding in candidates:
         # a stray undecodable byte in some row must not disqualify the right encoding: that row
