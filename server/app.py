@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.access import Level, layer_in_path, refusal
+from server.affects.routes import affects_routes
 from server.auth import LiveKeyRing, presented_key
 from server.errors import (
     GeoportalError,
@@ -32,7 +33,6 @@ from server.errors import (
     error_response,
     geoportal_error,
     http_exception,
-    ogc_exception,
     server_error,
 )
 from server.features.crs import install_city_crs
@@ -145,7 +145,7 @@ async def download(request: Request) -> Response:
     layer_id = request.path_params["layer_id"]
     path = view_of(request).downloads.get(layer_id)
     if path is None:
-        return ogc_exception(404, f"no layer {layer_id!r} to download")
+        raise NotFound(f"no layer {layer_id!r} to download")
     return await run_in_threadpool(file_response, request, path, f"{layer_id}.gpkg")
 
 
@@ -197,6 +197,7 @@ def create_app(
             *tile_routes(),
             *style_routes(),
             *map_routes(),
+            *affects_routes(),
             *api_routes(),
         ],
         middleware=[

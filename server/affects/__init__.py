@@ -1,0 +1,1 @@
+"""What affects an address: the matched building, events near it and the zones answering for it (`/affects`)."""
