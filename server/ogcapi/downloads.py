@@ -16,7 +16,7 @@ from typing import BinaryIO
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from server.errors import ogc_exception
+from server.errors import NotFound
 from server.ogcapi.config import GPKG_MEDIA_TYPE
 from server.published.sql import quote_identifier
 
@@ -89,7 +89,7 @@ def file_response(request: Request, path: Path, filename: str) -> Response:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by _chunks once streamed
     except FileNotFoundError:
-        return ogc_exception(404, f"{filename} is not published")
+        raise NotFound(f"{filename} is not published") from None
     stat = os.fstat(handle.fileno())
     etag = '"' + hashlib.sha256(f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Last-Modified": formatdate(stat.st_mtime, usegmt=True), "Cache-Control": "no-cache"}

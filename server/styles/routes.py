@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.caller import base_url, staff, visible
-from server.errors import ogc_exception
+from server.errors import NotFound
 from server.styles.maplibre import qgis_style
 from server.webmap.config import map_style
 
@@ -25,7 +25,7 @@ async def combined_style(request: Request) -> Response:
 async def layer_qml(request: Request) -> Response:
     layer_id = request.path_params["layer_id"]
     if not visible(request, layer_id):
-        return ogc_exception(404, f"no layer {layer_id!r}")
+        raise NotFound(f"no layer {layer_id!r}")
     qml = qgis_style(request.app.state.catalog[layer_id])
     return Response(
         qml, media_type=QML_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{layer_id}.qml"'}

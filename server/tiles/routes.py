@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.caller import base_url, staff, visible
-from server.errors import GeoportalError, error_response, ogc_exception
+from server.errors import BadRequest, NotFound
 from server.tiles.vector import accepts_gzip, etag_matches, ogc_tilesets
 
 WEB_MERCATOR = "WebMercatorQuad"
@@ -25,12 +25,9 @@ async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | No
         "datetime": request.query_params.get("datetime"),
         "gzip": accepts_gzip(request.headers.get("accept-encoding")),
     }
-    try:
-        tile = tiles.cached_tile(z, x, y, layers, **options) or await run_in_threadpool(
-            tiles.tile, z, x, y, layers, **options
-        )
-    except GeoportalError as error:
-        return error_response(error)
+    tile = tiles.cached_tile(z, x, y, layers, **options) or await run_in_threadpool(
+        tiles.tile, z, x, y, layers, **options
+    )
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
         return Response(status_code=304, headers=tile.headers)
     # 204 for an empty tile would make some clients stop asking deeper; an empty MVT body is valid
@@ -50,16 +47,16 @@ async def xyz_layer(request: Request) -> Response:
 async def ogc_tile(request: Request) -> Response:
     p = request.path_params
     if p["tms"] != WEB_MERCATOR:
-        return ogc_exception(404, f"tile matrix set {p['tms']!r} is not offered; use {WEB_MERCATOR}")
+        raise NotFound(f"tile matrix set {p['tms']!r} is not offered; use {WEB_MERCATOR}")
     if request.query_params.get("f", "mvt") != "mvt":
-        return ogc_exception(400, "tiles are offered as f=mvt only")
+        raise BadRequest("tiles are offered as f=mvt only")
     return await _tile(request, p["z"], p["col"], p["row"], [p["collection_id"]])
 
 
 async def tilejson(request: Request) -> Response:
     base, layer_id = base_url(request), request.path_params.get("layer_id")
     if layer_id is not None and not visible(request, layer_id):
-        return ogc_exception(404, f"no layer {layer_id!r}")
+        raise NotFound(f"no layer {layer_id!r}")
     template = f"{base}/tiles/{layer_id}/{{z}}/{{x}}/{{y}}.pbf" if layer_id else f"{base}/tiles/{{z}}/{{x}}/{{y}}.pbf"
     document = await run_in_threadpool(
         request.app.state.tiles.tilejson, template, [layer_id] if layer_id else None, staff=staff(request)
@@ -70,7 +67,7 @@ async def tilejson(request: Request) -> Response:
 async def collection_tilesets(request: Request) -> Response:
     layer_id, base = request.path_params["collection_id"], base_url(request)
     if not visible(request, layer_id):
-        return ogc_exception(404, f"no collection {layer_id!r}")
+        raise NotFound(f"no collection {layer_id!r}")
     spec = request.app.state.catalog[layer_id]
     return JSONResponse(
         ogc_tilesets(
@@ -84,7 +81,7 @@ async def collection_tilesets(request: Request) -> Response:
 async def collection_tileset(request: Request) -> Response:
     layer_id, base = request.path_params["collection_id"], base_url(request)
     if not visible(request, layer_id) or request.path_params["tms"] != WEB_MERCATOR:
-        return ogc_exception(404, f"no tileset {request.url.path}")
+        raise NotFound(f"no tileset {request.url.path}")
     spec = request.app.state.catalog[layer_id]
     document = await run_in_threadpool(
         request.app.state.tiles.ogc_tileset,

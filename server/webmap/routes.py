@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from layers.rasters import PRODUCT
 from server.caller import base_url, staff
-from server.errors import ogc_exception
+from server.errors import NotFound
 from server.styles.routes import combined_style
 from server.webmap.config import map_config, raster_png
 
@@ -35,7 +35,7 @@ async def web_map_config(request: Request) -> Response:
 async def web_map_raster(request: Request) -> Response:
     path = request.app.state.store.raster_path(request.path_params["product"])
     if not path.exists():
-        return ogc_exception(404, "the raster product is not published yet")
+        raise NotFound("the raster product is not published yet")
     return Response(
         await run_in_threadpool(raster_png, path), media_type="image/png", headers={"Cache-Control": "no-cache"}
     )
