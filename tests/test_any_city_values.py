@@ -147,7 +147,7 @@ def test_1900_in_a_datetime_column_is_rejected_not_published_as_1899(tmp_path):
         "line 2": "start_time: before 1990-01-01, the earliest plausible date for this field",
         "line 3": "end_time: after 2041-11-24, the latest plausible date for this field (15 years from today)",
     }
-    assert str(result.frame.start_time[0]) == "1989-12-31 16:00:00+00:00"
+    assert str(result.frame.start_time.iloc[0]) == "1989-12-31 16:00:00+00:00"
 
 
 def test_placeholders_and_windows_are_plain_functions():
