@@ -16,7 +16,7 @@ RULES_JOB = "rules_job"
 
 
 def refresh_condition() -> dg.AutomationCondition:
-    """After each publication of a layer it reads, and once when missing. Unlike `eager()`, a layer that
+    """After each publication of a layer it reads (and when it goes missing). Unlike `eager()`, a layer that
     failed or was never published does not keep it from being recomputed from what is published."""
     trigger = (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
     return (

@@ -18,6 +18,7 @@ from layers.catalog import CatalogError, load_catalog
 from layers.settings import REPO_ROOT
 from pipelines.conflicts import CHECK, rules_definitions
 from pipelines.factory import layer_assets
+from pipelines.resources import GeoportalResource
 from server.styles.maplibre import maplibre_layers
 from server.styles.qml import qgis_style
 from tests.conftest import city_paths, resource_for
@@ -331,3 +332,31 @@ def test_conflicts_are_served_to_staff_only(server):  # noqa: F811
         features = answer.json()["features"]
         assert EXPECTED["long_closure"][0] in {f["properties"]["id_a"] for f in features}
         assert staff.get("/styles/conflicts.qml").status_code == 200
+
+
+def test_conflicts_follow_every_publication_of_the_layers_they_read():
+    """Under the daemon: recomputed once after each publication of an event layer, not again until the next."""
+    layers = dg.Definitions(assets=layer_assets(CATALOG), resources={"geoportal": GeoportalResource()})
+    defs = dg.Definitions.merge(layers, rules_definitions(CATALOG))
+    instance, conflicts = dg.DagsterInstance.ephemeral(), dg.AssetKey("conflicts")
+    assert {k.to_user_string() for k in defs.resolve_asset_graph().get(conflicts).parent_keys} == {
+        "repairs",
+        "road_closures",
+        "detours",
+        "outages",
+    }
+
+    def tick(cursor):
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+    first = tick(None)
+    instance.report_runless_asset_event(dg.AssetMaterialization(conflicts))
+    quiet = tick(first.cursor)
+    assert quiet.get_num_requested(conflicts) == 0, "nothing was published since"
+    instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey("repairs")))
+    published = tick(quiet.cursor)
+    assert published.get_num_requested(conflicts) == 1, "repairs were published: the conflicts follow"
+    instance.report_runless_asset_event(dg.AssetMaterialization(conflicts))
+    assert tick(published.cursor).get_num_requested(conflicts) == 0, "once per publication"
+    sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
+    assert sensors["rules_automation"].default_status == dg.DefaultSensorStatus.RUNNING
