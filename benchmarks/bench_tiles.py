@@ -45,10 +45,12 @@ def _city_points(rng: np.random.Generator, n: int, extent: tuple[float, ...]) ->
     spread = rng.uniform(300, 1500, 40) / 111_000
     clustered = int(n * 0.7)
     which = rng.integers(0, 40, clustered)
-    lon = np.concatenate([centres[which, 0] + rng.normal(0, 1, clustered) * spread[which] / 0.61,
-                          rng.uniform(west, east, n - clustered)])
-    lat = np.concatenate([centres[which, 1] + rng.normal(0, 1, clustered) * spread[which],
-                          rng.uniform(south, north, n - clustered)])
+    lon = np.concatenate(
+        [centres[which, 0] + rng.normal(0, 1, clustered) * spread[which] / 0.61, rng.uniform(west, east, n - clustered)]
+    )
+    lat = np.concatenate(
+        [centres[which, 1] + rng.normal(0, 1, clustered) * spread[which], rng.uniform(south, north, n - clustered)]
+    )
     return np.clip(lon, west, east), np.clip(lat, south, north)
 
 
@@ -69,14 +71,25 @@ def build_dataset(folder: Path, points: int, lines: int) -> Path:
     end = pd.Series(start + pd.to_timedelta(rng.integers(60, 30 * 1440, points), unit="min"))
     end[rng.random(points) < 0.2] = pd.NaT
     ids = [f"P-{i:07d}" for i in range(points)]
-    repairs = gpd.GeoDataFrame({
-        "fid": [stable_fid("repairs", i) for i in ids], "permit_id": ids,
-        "network": np.asarray(NETWORKS, dtype=object)[rng.integers(0, 6, points)],
-        "work_kind": np.where(rng.random(points) < 0.3, "emergency", "planned"),
-        "status": np.asarray(["issued", "active", "completed", "suspended"], dtype=object)[rng.integers(0, 4, points)],
-        "address": [f"ул. Ленина, {n}" for n in rng.integers(1, 300, points)], "contractor": 'ООО "ТеплоСтрой"',
-        "start_time": start, "end_time": end, "contractor_phone": "+7 3952 000000", "notes": None,
-    }, geometry=shapely.points(*_city_points(rng, points, extent)), crs=4326)
+    repairs = gpd.GeoDataFrame(
+        {
+            "fid": [stable_fid("repairs", i) for i in ids],
+            "permit_id": ids,
+            "network": np.asarray(NETWORKS, dtype=object)[rng.integers(0, 6, points)],
+            "work_kind": np.where(rng.random(points) < 0.3, "emergency", "planned"),
+            "status": np.asarray(["issued", "active", "completed", "suspended"], dtype=object)[
+                rng.integers(0, 4, points)
+            ],
+            "address": [f"ул. Ленина, {n}" for n in rng.integers(1, 300, points)],
+            "contractor": 'ООО "ТеплоСтрой"',
+            "start_time": start,
+            "end_time": end,
+            "contractor_phone": "+7 3952 000000",
+            "notes": None,
+        },
+        geometry=shapely.points(*_city_points(rng, points, extent)),
+        crs=4326,
+    )
     publish_geopackage(repairs, catalog["repairs"], published / "repairs.gpkg")
 
     lon, lat = _city_points(rng, lines, extent)
@@ -87,13 +100,23 @@ def build_dataset(folder: Path, points: int, lines: int) -> Path:
     coords = walk + np.repeat(np.column_stack([lon, lat]), vertices, axis=0)
     geometries = shapely.linestrings(coords, indices=np.repeat(np.arange(lines), vertices))
     ids = [f"C-{i:07d}" for i in range(lines)]
-    closures = gpd.GeoDataFrame({
-        "fid": [stable_fid("road_closures", i) for i in ids], "closure_id": ids, "road_name": "ул. Карла Маркса",
-        "closure_type": np.where(rng.random(lines) < 0.4, "full", "partial"), "reason": "Ремонт теплотрассы",
-        "organizer": None, "start_time": start[:lines], "end_time": end[:lines].to_numpy(),
-        "has_detour": rng.random(lines) < 0.5, "transit_changes": None,
-        "feed": "municipal",
-    }, geometry=geometries, crs=4326)
+    closures = gpd.GeoDataFrame(
+        {
+            "fid": [stable_fid("road_closures", i) for i in ids],
+            "closure_id": ids,
+            "road_name": "ул. Карла Маркса",
+            "closure_type": np.where(rng.random(lines) < 0.4, "full", "partial"),
+            "reason": "Ремонт теплотрассы",
+            "organizer": None,
+            "start_time": start[:lines],
+            "end_time": end[:lines].to_numpy(),
+            "has_detour": rng.random(lines) < 0.5,
+            "transit_changes": None,
+            "feed": "municipal",
+        },
+        geometry=geometries,
+        crs=4326,
+    )
     publish_geopackage(closures, catalog["road_closures"], published / "road_closures.gpkg")
     return published
 
@@ -144,11 +167,20 @@ def write_pmtiles(path: Path, tiles: list[tuple[int, int, int, bytes]], bounds: 
         writer = Writer(handle)
         for z, x, y, body in sorted(tiles, key=lambda t: zxy_to_tileid(*t[:3])):
             writer.write_tile(zxy_to_tileid(z, x, y), body)
-        writer.finalize({
-            "tile_type": TileType.MVT, "tile_compression": Compression.GZIP,
-            "min_lon_e7": int(west * 1e7), "min_lat_e7": int(south * 1e7), "max_lon_e7": int(east * 1e7),
-            "max_lat_e7": int(north * 1e7), "center_zoom": 10, "center_lon_e7": int((west + east) / 2 * 1e7),
-            "center_lat_e7": int((south + north) / 2 * 1e7)}, {"name": "geoportal", "vector_layers": []})
+        writer.finalize(
+            {
+                "tile_type": TileType.MVT,
+                "tile_compression": Compression.GZIP,
+                "min_lon_e7": int(west * 1e7),
+                "min_lat_e7": int(south * 1e7),
+                "max_lon_e7": int(east * 1e7),
+                "max_lat_e7": int(north * 1e7),
+                "center_zoom": 10,
+                "center_lon_e7": int((west + east) / 2 * 1e7),
+                "center_lat_e7": int((south + north) / 2 * 1e7),
+            },
+            {"name": "geoportal", "vector_layers": []},
+        )
 
 
 def our_pyramid(published: Path, max_zoom: int, workers: int, target: Path) -> dict:
@@ -157,7 +189,7 @@ def our_pyramid(published: Path, max_zoom: int, workers: int, target: Path) -> d
 
     tiles = tile_list(published, max_zoom)
     # Interleave so each worker gets low and high zooms alike (low zooms cost the index build once each).
-    chunks = [tiles[i::workers * 8] for i in range(workers * 8)]
+    chunks = [tiles[i :: workers * 8] for i in range(workers * 8)]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         results = pool.map(_render_chunk, [(str(published), chunk) for chunk in chunks], chunksize=1)
@@ -169,9 +201,13 @@ def our_pyramid(published: Path, max_zoom: int, workers: int, target: Path) -> d
     sizes = {}
     for z, _, _, body in rendered:
         sizes.setdefault(z, []).append(len(body))
-    return {"seconds": round(seconds, 2), "tiles": len(rendered), "bytes": target.stat().st_size,
-            "max_tile_gz_kb_by_zoom": {z: round(max(v) / 1024, 1) for z, v in sorted(sizes.items())},
-            "workers": workers}
+    return {
+        "seconds": round(seconds, 2),
+        "tiles": len(rendered),
+        "bytes": target.stat().st_size,
+        "max_tile_gz_kb_by_zoom": {z: round(max(v) / 1024, 1) for z, v in sorted(sizes.items())},
+        "workers": workers,
+    }
 
 
 def gdal_pyramid(published: Path, max_zoom: int, target_dir: Path) -> dict:
@@ -188,12 +224,16 @@ def gdal_pyramid(published: Path, max_zoom: int, target_dir: Path) -> dict:
         read = time.perf_counter() - started
         target = target_dir / f"{layer}.pmtiles"
         target.unlink(missing_ok=True)
-        pyogrio.write_dataframe(frame, target, layer=layer, driver="PMTiles",
-                                dataset_options={"MINZOOM": 0, "MAXZOOM": max_zoom})
+        pyogrio.write_dataframe(
+            frame, target, layer=layer, driver="PMTiles", dataset_options={"MINZOOM": 0, "MAXZOOM": max_zoom}
+        )
         seconds = time.perf_counter() - started
         total += seconds
-        result["layers"][layer] = {"read_s": round(read, 2), "seconds": round(seconds, 2),
-                                   "bytes": target.stat().st_size}
+        result["layers"][layer] = {
+            "read_s": round(read, 2),
+            "seconds": round(seconds, 2),
+            "bytes": target.stat().st_size,
+        }
     result["seconds"] = round(total, 2)
     return result
 
@@ -319,17 +359,40 @@ http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
         nginx.terminate()
         nginx.wait(timeout=30)
     for name, warm in (("ours_cold", False), ("ours_warm", True)):
-        env = {**os.environ, "BENCH_TILES_PUBLISHED": str(published), "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}",
-               **({"BENCH_TILES_WARM": str(paths_file)} if warm else {})}
+        env = {
+            **os.environ,
+            "BENCH_TILES_PUBLISHED": str(published),
+            "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}",
+            **({"BENCH_TILES_WARM": str(paths_file)} if warm else {}),
+        }
         started = time.perf_counter()
-        ours = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_tiles:app_from_env", "--factory", "--host",
-                                 "127.0.0.1", "--port", "18082", "--workers", str(workers), "--no-access-log",
-                                 "--log-level", "warning"], env=env, cwd=REPO / "benchmarks")
+        ours = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench_tiles:app_from_env",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "18082",
+                "--workers",
+                str(workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=REPO / "benchmarks",
+        )
         try:
             _wait(18082, "/0/0/0.pbf", seconds=1800)
             startup = time.perf_counter() - started
-            results[name] = {**wrk("http://127.0.0.1:18082", paths_file, seconds, connections),
-                             "startup_s": round(startup, 1)}
+            results[name] = {
+                **wrk("http://127.0.0.1:18082", paths_file, seconds, connections),
+                "startup_s": round(startup, 1),
+            }
         finally:
             ours.terminate()
             ours.wait(timeout=60)
@@ -360,16 +423,19 @@ def main() -> int:
     if not args.no_serve and args.max_zoom >= 14 and ensure_tools(not args.no_install):
         work = OUT / "serve"
         work.mkdir(exist_ok=True)
-        report["serve"] = serve_benchmark(published, OUT / "ours.pmtiles", work, args.seconds, args.connections,
-                                          args.workers)
+        report["serve"] = serve_benchmark(
+            published, OUT / "ours.pmtiles", work, args.seconds, args.connections, args.workers
+        )
         serve = report["serve"]
         for name in ("nginx", "ours_cold", "ours_warm"):
             print(f"{name:>10}: {serve[name]}")
         serve["warm_rps_ratio_ours_over_nginx"] = round(serve["ours_warm"]["rps"] / serve["nginx"]["rps"], 3)
         serve["warm_p95_ratio_ours_over_nginx"] = round(serve["ours_warm"]["p95_ms"] / serve["nginx"]["p95_ms"], 1)
     (OUT.parent / "bench_tiles.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v for k, v in report.items() if "ratio" in k}),
-          json.dumps({k: v for k, v in report.get("serve", {}).items() if "ratio" in k}))
+    print(
+        json.dumps({k: v for k, v in report.items() if "ratio" in k}),
+        json.dumps({k: v for k, v in report.get("serve", {}).items() if "ratio" in k}),
+    )
     return 0
 
 

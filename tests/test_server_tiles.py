@@ -89,8 +89,13 @@ def test_a_publication_shows_in_the_next_tile(private_server):  # noqa: F811
         before = decode(client.get(f"/tiles/{t.z}/{t.x}/{t.y}.pbf").content)
         assert repair.permit_id in {f["properties"]["permit_id"] for f in before["repairs"]["features"]}
         kept = frame[frame.permit_id != repair.permit_id].reset_index(drop=True)
-        kept.insert(0, "fid", pyogrio.read_dataframe(private_server.paths.published_path("repairs"),
-                                                     fid_as_index=True).index[frame.permit_id != repair.permit_id])
+        kept.insert(
+            0,
+            "fid",
+            pyogrio.read_dataframe(private_server.paths.published_path("repairs"), fid_as_index=True).index[
+                frame.permit_id != repair.permit_id
+            ],
+        )
         publish_geopackage(kept, CATALOG["repairs"], private_server.paths.published_path("repairs"))
         after = decode(client.get(f"/tiles/{t.z}/{t.x}/{t.y}.pbf").content)
     ids = {f["properties"]["permit_id"] for f in after.get("repairs", {"features": []})["features"]}

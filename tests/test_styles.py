@@ -38,8 +38,12 @@ def gl_style_validate() -> str:
     if not (shutil.which("node") and shutil.which("npm")):
         pytest.skip("node/npm not installed: cannot run MapLibre's style validator")
     cache.mkdir(parents=True, exist_ok=True)
-    installed = subprocess.run(["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", STYLE_SPEC],
-                               capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        ["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", STYLE_SPEC],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if installed.returncode != 0:
         pytest.skip(f"could not install {STYLE_SPEC}: {installed.stderr[-500:]}")
     return str(candidates[-1])
@@ -56,8 +60,14 @@ def by_id(style: dict) -> dict[str, dict]:
 
 
 def test_style_passes_maplibre_validator(gl_style_validate, tmp_path):
-    for options in [{}, {"glyphs_url": "http://127.0.0.1:5000/fonts/{fontstack}/{range}.pbf",
-                         "basemap_url": "http://127.0.0.1:8080/{z}/{x}/{y}.png", "bounds": CATALOG.city.extent}]:
+    for options in [
+        {},
+        {
+            "glyphs_url": "http://127.0.0.1:5000/fonts/{fontstack}/{range}.pbf",
+            "basemap_url": "http://127.0.0.1:8080/{z}/{x}/{y}.png",
+            "bounds": CATALOG.city.extent,
+        },
+    ]:
         result = validate(gl_style_validate, maplibre_style(CATALOG.public(), tiles_url=TILES, **options), tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
     tilejson = maplibre_style(CATALOG.public(), tilejson_url="http://127.0.0.1:5000/tiles.json")
@@ -83,8 +93,15 @@ def test_zones_are_fill_and_outline_with_the_hinted_opacity():
 def test_partial_closures_are_dashed_and_coloured_by_type():
     layers = by_id(maplibre_style(CATALOG.public(), tiles_url=TILES))
     solid, dashed = layers["road_closures"], layers["road_closures-dashed"]
-    assert solid["paint"]["line-color"] == ["match", ["get", "closure_type"],
-                                            ["full"], "#b91c1c", ["partial"], "#f59e0b", "#3b82f6"]
+    assert solid["paint"]["line-color"] == [
+        "match",
+        ["get", "closure_type"],
+        ["full"],
+        "#b91c1c",
+        ["partial"],
+        "#f59e0b",
+        "#3b82f6",
+    ]
     assert dashed["filter"] == ["match", ["get", "closure_type"], ["partial"], True, False]
     assert solid["filter"] == ["match", ["get", "closure_type"], ["partial"], False, True]
     assert "line-dasharray" in dashed["paint"]
@@ -104,8 +121,13 @@ def test_layer_order_metadata_and_min_zoom():
     late = spec.model_copy(update={"style": spec.style.model_copy(update={"min_zoom": 12})})
     style = maplibre_style([late, CATALOG["election_districts"], CATALOG["road_closures"]], tiles_url=TILES)
     assert [layer["id"] for layer in style["layers"]] == [
-        "background", "election_districts", "election_districts-outline", "road_closures", "road_closures-dashed",
-        "repairs"]
+        "background",
+        "election_districts",
+        "election_districts-outline",
+        "road_closures",
+        "road_closures-dashed",
+        "repairs",
+    ]
     repairs = by_id(style)["repairs"]
     assert repairs["minzoom"] == 12
     assert repairs["metadata"]["geoportal:title"] == {"ru": spec.title.ru, "en": spec.title.en}
@@ -117,8 +139,13 @@ def test_labels_and_basemap_only_when_configured():
     bare = maplibre_style(CATALOG.public(), tiles_url=TILES)
     assert "glyphs" not in bare and not [layer for layer in bare["layers"] if layer["type"] == "symbol"]
     assert set(bare["sources"]) == {"geoportal"}
-    full = maplibre_style(CATALOG.public(), tiles_url=TILES, glyphs_url="/fonts/{fontstack}/{range}.pbf",
-                          basemap_url="/basemap/{z}/{x}/{y}.png", basemap_attribution="© OSM")
+    full = maplibre_style(
+        CATALOG.public(),
+        tiles_url=TILES,
+        glyphs_url="/fonts/{fontstack}/{range}.pbf",
+        basemap_url="/basemap/{z}/{x}/{y}.png",
+        basemap_attribution="© OSM",
+    )
     labels = [layer for layer in full["layers"] if layer["type"] == "symbol"]
     assert {layer["source-layer"] for layer in labels} == {s.id for s in CATALOG.public() if s.style.label}
     assert full["sources"]["basemap"]["type"] == "raster" and full["layers"][1]["id"] == "basemap"
@@ -210,14 +237,24 @@ def qgis_available() -> bool:
 @pytest.mark.skipif(not qgis_available(), reason="Debian's python3-qgis (QGIS 3.22) is not installed")
 def test_qgis_3_22_loads_and_draws_the_qml_on_published_geopackages(tmp_path):
     layers = {
-        "road_closures": ([{"closure_id": "C-1", "road_name": "ул. Ленина", "closure_type": "partial"},
-                           {"closure_id": "C-2", "road_name": "ул. Карла Маркса", "closure_type": "full"}],
-                          [shapely.LineString([(104.28, 52.29), (104.29, 52.295)]),
-                           shapely.LineString([(104.28, 52.30), (104.29, 52.30)])]),
-        "repairs": ([{"permit_id": "R-1", "network": "heat", "address": "ул. Ленина, 1"}],
-                    [shapely.Point(104.28, 52.29)]),
-        "election_districts": ([{"district_no": 1, "name": "Округ №1"}],
-                               [shapely.MultiPolygon([shapely.box(104.2, 52.2, 104.3, 52.3)])]),
+        "road_closures": (
+            [
+                {"closure_id": "C-1", "road_name": "ул. Ленина", "closure_type": "partial"},
+                {"closure_id": "C-2", "road_name": "ул. Карла Маркса", "closure_type": "full"},
+            ],
+            [
+                shapely.LineString([(104.28, 52.29), (104.29, 52.295)]),
+                shapely.LineString([(104.28, 52.30), (104.29, 52.30)]),
+            ],
+        ),
+        "repairs": (
+            [{"permit_id": "R-1", "network": "heat", "address": "ул. Ленина, 1"}],
+            [shapely.Point(104.28, 52.29)],
+        ),
+        "election_districts": (
+            [{"district_no": 1, "name": "Округ №1"}],
+            [shapely.MultiPolygon([shapely.box(104.2, 52.2, 104.3, 52.3)])],
+        ),
     }
     jobs = []
     for layer_id, (rows, geometries) in layers.items():
@@ -229,8 +266,13 @@ def test_qgis_3_22_loads_and_draws_the_qml_on_published_geopackages(tmp_path):
         qml = tmp_path / f"{layer_id}.qml"
         qml.write_text(qgis_style(spec), encoding="utf-8")
         jobs.append([str(gpkg), str(qml), str(tmp_path / f"{layer_id}.png")])
-    result = subprocess.run([SYSTEM_PYTHON, "-c", QGIS_CHECK, json.dumps(jobs)], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-c", QGIS_CHECK, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     closures = report["road_closures"]
@@ -244,8 +286,14 @@ def test_qgis_3_22_loads_and_draws_the_qml_on_published_geopackages(tmp_path):
 
 def test_non_text_fields_are_matched_as_text():
     spec = CATALOG["election_districts"]
-    coloured = spec.model_copy(update={"style": spec.style.model_copy(update={"by": "district_no",
-                                                                             "colors": {"7": "#ff0000"}})})
+    coloured = spec.model_copy(
+        update={"style": spec.style.model_copy(update={"by": "district_no", "colors": {"7": "#ff0000"}})}
+    )
     fill = by_id(maplibre_style([coloured], tiles_url=TILES))["election_districts"]
-    assert fill["paint"]["fill-color"] == ["match", ["to-string", ["get", "district_no"]], ["7"], "#ff0000",
-                                          spec.style.color]
+    assert fill["paint"]["fill-color"] == [
+        "match",
+        ["to-string", ["get", "district_no"]],
+        ["7"],
+        "#ff0000",
+        spec.style.color,
+    ]

@@ -37,21 +37,32 @@ CLUSTER = (104.3500, 52.2600, 104.3560, 52.2640)  # 5000 repairs in ~400 m x 450
 CLUSTER_SIZE = 5000
 # TileJSON 3.0.0 (github.com/mapbox/tilejson-spec, 3.0.0/schema.json): the required members and types.
 TILEJSON_SCHEMA = {
-    "type": "object", "required": ["tilejson", "tiles", "vector_layers"],
+    "type": "object",
+    "required": ["tilejson", "tiles", "vector_layers"],
     "properties": {
         "tilejson": {"type": "string", "pattern": r"^\d+\.\d+\.\d+\w?[\w\d]*$"},
         "tiles": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "vector_layers": {"type": "array", "items": {
-            "type": "object", "required": ["id", "fields"],
-            "properties": {"id": {"type": "string"},
-                           "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-                           "description": {"type": "string"}, "minzoom": {"type": "integer"},
-                           "maxzoom": {"type": "integer"}}}},
+        "vector_layers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "fields"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "description": {"type": "string"},
+                    "minzoom": {"type": "integer"},
+                    "maxzoom": {"type": "integer"},
+                },
+            },
+        },
         "bounds": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
         "center": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
         "minzoom": {"type": "integer", "minimum": 0, "maximum": 30},
         "maxzoom": {"type": "integer", "minimum": 0, "maximum": 30},
-        "name": {"type": "string"}, "description": {"type": "string"}, "attribution": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "attribution": {"type": "string"},
         "scheme": {"enum": ["xyz", "tms"]},
     },
 }
@@ -70,15 +81,25 @@ def frame_for(layer_id: str, rows: list[dict], geometries: list) -> gpd.GeoDataF
 
 
 def repair(permit_id: str, network: str, start: str, end: str | None = None) -> dict:
-    return {"permit_id": permit_id, "network": network, "work_kind": "planned", "status": "active",
-            "address": "ул. Ленина, 1", "start_time": start, "end_time": end,
-            "contractor_phone": "+7 3952 000000", "notes": "only for staff"}
+    return {
+        "permit_id": permit_id,
+        "network": network,
+        "work_kind": "planned",
+        "status": "active",
+        "address": "ул. Ленина, 1",
+        "start_time": start,
+        "end_time": end,
+        "contractor_phone": "+7 3952 000000",
+        "notes": "only for staff",
+    }
 
 
 def publish_repairs(folder: Path, network_of_a: str = "heat") -> None:
     rng = np.random.default_rng(7)
-    rows = [repair("R-1", network_of_a, "2025-01-10T08:00:00Z", "2025-01-20T18:00:00Z"),
-            repair("R-2", "water", "2025-02-01T00:00:00Z")]
+    rows = [
+        repair("R-1", network_of_a, "2025-01-10T08:00:00Z", "2025-01-20T18:00:00Z"),
+        repair("R-2", "water", "2025-02-01T00:00:00Z"),
+    ]
     points = [shapely.Point(POINT_A), shapely.Point(POINT_B)]
     west, south, east, north = CLUSTER
     rows += [repair(f"D-{n}", "gas", "2025-01-01T00:00:00Z") for n in range(CLUSTER_SIZE)]
@@ -90,18 +111,30 @@ def publish_repairs(folder: Path, network_of_a: str = "heat") -> None:
 def published(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("published")
     publish_repairs(folder)
-    closure = {"closure_id": "C-1", "road_name": "ул. Ленина", "closure_type": "partial", "feed": "municipal",
-               "start_time": "2025-01-01T00:00:00Z", "end_time": "2025-03-01T00:00:00Z", "has_detour": True}
+    closure = {
+        "closure_id": "C-1",
+        "road_name": "ул. Ленина",
+        "closure_type": "partial",
+        "feed": "municipal",
+        "start_time": "2025-01-01T00:00:00Z",
+        "end_time": "2025-03-01T00:00:00Z",
+        "has_detour": True,
+    }
     line = shapely.LineString([(104.270, 52.285), (104.2805, 52.2901), (104.290, 52.295)])
-    publish_geopackage(frame_for("road_closures", [closure], [line]), CATALOG["road_closures"],
-                       folder / "road_closures.gpkg")
+    publish_geopackage(
+        frame_for("road_closures", [closure], [line]), CATALOG["road_closures"], folder / "road_closures.gpkg"
+    )
     district = {"district_no": 7, "name": "Округ №7"}
     zone = shapely.MultiPolygon([shapely.box(104.20, 52.25, 104.32, 52.33)])
-    publish_geopackage(frame_for("election_districts", [district], [zone]), CATALOG["election_districts"],
-                       folder / "election_districts.gpkg")
+    publish_geopackage(
+        frame_for("election_districts", [district], [zone]),
+        CATALOG["election_districts"],
+        folder / "election_districts.gpkg",
+    )
     address = {"address_id": "A-1", "street": "ул. Ленина", "house": "1"}
-    publish_geopackage(frame_for("addresses", [address], [shapely.Point(POINT_A)]), CATALOG["addresses"],
-                       folder / "addresses.gpkg")
+    publish_geopackage(
+        frame_for("addresses", [address], [shapely.Point(POINT_A)]), CATALOG["addresses"], folder / "addresses.gpkg"
+    )
     return folder
 
 
@@ -128,14 +161,22 @@ FID_A, FID_B = stable_fid("repairs", "R-1"), stable_fid("repairs", "R-2")
 def test_z16_tile_holds_the_repair_with_its_public_attributes_and_fid(tiles):
     t = tile_of(POINT_A, 16)
     feature = features_by_id(tiles.tile(t.z, t.x, t.y).body, "repairs")[FID_A]
-    assert feature["properties"] == {"permit_id": "R-1", "network": "heat", "work_kind": "planned",
-                                     "status": "active", "address": "ул. Ленина, 1",
-                                     "start_time": "2025-01-10T08:00:00.000Z", "end_time": "2025-01-20T18:00:00.000Z"}
+    assert feature["properties"] == {
+        "permit_id": "R-1",
+        "network": "heat",
+        "work_kind": "planned",
+        "status": "active",
+        "address": "ул. Ленина, 1",
+        "start_time": "2025-01-10T08:00:00.000Z",
+        "end_time": "2025-01-20T18:00:00.000Z",
+    }
     # where the point is: its Web Mercator position in tile units (4096 per tile, y down)
     bounds = TMS.xy_bounds(t)
     x, y = TMS.xy(*POINT_A)
-    expected = ((x - bounds.left) / (bounds.right - bounds.left) * 4096,
-                (bounds.top - y) / (bounds.top - bounds.bottom) * 4096)
+    expected = (
+        (x - bounds.left) / (bounds.right - bounds.left) * 4096,
+        (bounds.top - y) / (bounds.top - bounds.bottom) * 4096,
+    )
     assert feature["geometry"]["coordinates"] == pytest.approx(expected, abs=1)
 
 
@@ -168,22 +209,27 @@ def test_explicit_field_list_narrows_attributes_but_never_widens_them(tiles):
     t = tile_of(POINT_A, 16)
     body = tiles.tile(t.z, t.x, t.y, ["repairs"], fields=["network", "start_time"]).body
     assert features_by_id(body, "repairs")[FID_A]["properties"] == {
-        "network": "heat", "start_time": "2025-01-10T08:00:00.000Z"}
+        "network": "heat",
+        "start_time": "2025-01-10T08:00:00.000Z",
+    }
     with pytest.raises(TileRequestError):
         tiles.tile(t.z, t.x, t.y, ["repairs"], fields=["notes"])  # internal: unknown to the public
 
 
-@pytest.mark.parametrize(("moment", "expected"), [
-    ("2025-01-15T12:00:00Z", {FID_A}),
-    ("2025-01-15", {FID_A}),
-    ("2025-01-21", {FID_A}),  # a date is the city's day (Irkutsk, UTC+8): A ends 02:00 local on the 21st
-    ("2025-01", {FID_A}),
-    ("2025-02-10T00:00:00+08:00", {FID_B}),
-    ("2025-01-15/2025-02-05", {FID_A, FID_B}),
-    ("2025-01-20T18:00:00Z/..", {FID_A, FID_B}),  # A ends exactly then: still active
-    ("../2025-01-05", set()),
-    (None, {FID_A, FID_B}),
-])
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        ("2025-01-15T12:00:00Z", {FID_A}),
+        ("2025-01-15", {FID_A}),
+        ("2025-01-21", {FID_A}),  # a date is the city's day (Irkutsk, UTC+8): A ends 02:00 local on the 21st
+        ("2025-01", {FID_A}),
+        ("2025-02-10T00:00:00+08:00", {FID_B}),
+        ("2025-01-15/2025-02-05", {FID_A, FID_B}),
+        ("2025-01-20T18:00:00Z/..", {FID_A, FID_B}),  # A ends exactly then: still active
+        ("../2025-01-05", set()),
+        (None, {FID_A, FID_B}),
+    ],
+)
 def test_datetime_filter_keeps_features_active_in_the_instant_or_interval(tiles, moment, expected):
     t = tile_of(POINT_A, 16)
     found = set(features_by_id(tiles.tile(t.z, t.x, t.y, ["repairs"], datetime=moment).body, "repairs"))
@@ -224,8 +270,11 @@ def test_size_budget_coarsens_thinned_tiles(published):
     t = tile_of(CLUSTER[:2], 13)
     sizes = {}
     for budget in (10**9, 8_000):
-        service = VectorTiles(CATALOG, lambda layer_id: published / f"{layer_id}.gpkg",
-                              policy=TilePolicy(thin_cell_px=fine.thin_cell_px, budget_bytes=budget))
+        service = VectorTiles(
+            CATALOG,
+            lambda layer_id: published / f"{layer_id}.gpkg",
+            policy=TilePolicy(thin_cell_px=fine.thin_cell_px, budget_bytes=budget),
+        )
         sizes[budget] = len(service.tile(t.z, t.x, t.y, ["repairs"]).body)
     assert sizes[10**9] > 8_000 >= sizes[8_000]
 
@@ -250,7 +299,7 @@ def test_gzip_headers_and_validators(tiles):
     assert packed.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
     assert gzip.decompress(packed.body) == plain.body and len(packed.body) < len(plain.body)
     assert plain.headers["Content-Type"] == "application/vnd.mapbox-vector-tile"
-    assert plain.etag != packed.etag and etag_matches(f"W/{plain.etag}, \"other\"", plain.etag)
+    assert plain.etag != packed.etag and etag_matches(f'W/{plain.etag}, "other"', plain.etag)
     assert accepts_gzip("br, gzip;q=0.8") and not accepts_gzip("identity") and not accepts_gzip(None)
 
 
@@ -275,7 +324,10 @@ def test_xyz_folder_opens_in_gdal_mvt_reader(tiles, tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(tiles.tile(t.z, t.x, t.y).body)
     assert {name for name, _ in pyogrio.list_layers(f"MVT:{tmp_path / '14'}")} == {
-        "repairs", "road_closures", "election_districts"}
+        "repairs",
+        "road_closures",
+        "election_districts",
+    }
     repairs = pyogrio.read_dataframe(f"MVT:{tmp_path / '14'}", layer="repairs")
     a = repairs[repairs["mvt_id"] == FID_A].to_crs(4326)
     assert a["network"].tolist() == ["heat"]
@@ -298,8 +350,12 @@ def test_tilejson_validates_and_describes_the_public_layers(tiles):
 
 def test_ogc_tileset_metadata_links_the_templated_tiles(tiles):
     href = "https://maps.example/collections/repairs/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt"
-    document = tiles.ogc_tileset("repairs", title="Repairs", tiles_href=href,
-                                 tiling_scheme_href="https://maps.example/TileMatrixSets/WebMercatorQuad")
+    document = tiles.ogc_tileset(
+        "repairs",
+        title="Repairs",
+        tiles_href=href,
+        tiling_scheme_href="https://maps.example/TileMatrixSets/WebMercatorQuad",
+    )
     assert document["tileMatrixSetURI"] == "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
     assert document["dataType"] == "vector"
     item = next(link for link in document["links"] if link["rel"] == "item")
@@ -399,15 +455,23 @@ def test_qgis_reads_the_xyz_template_as_a_vector_tile_layer_with_our_style(tiles
     x, y = TMS.xy(*POINT_A)
     box = [x - 60, y - 60, x + 60, y + 60]  # around repair R-1 and the partial closure C-1 beside it
     arguments = json.dumps([template, str(style), box, str(tmp_path / "qgis.png")])
-    run = subprocess.run(["/usr/bin/python3", "-c", QGIS_VECTOR_TILES, arguments], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    run = subprocess.run(
+        ["/usr/bin/python3", "-c", QGIS_VECTOR_TILES, arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["valid"] and report["converted"]
     # The partial closure in its amber: QGIS 3.22 translates our colour `match` for lines and fills (its
     # converter has no data-driven circle colours, so points keep the layer colour: the QML covers those).
-    amber = [c for c in report["colours"] if int(c[1:3], 16) > 0xD0 and 0x70 < int(c[3:5], 16) < 0xC0
-             and int(c[5:7], 16) < 0x70]  # #f59e0b, blended by the line's 0.8 opacity
+    amber = [
+        c
+        for c in report["colours"]
+        if int(c[1:3], 16) > 0xD0 and 0x70 < int(c[3:5], 16) < 0xC0 and int(c[5:7], 16) < 0x70
+    ]  # #f59e0b, blended by the line's 0.8 opacity
     assert amber, report["colours"]
 
 
