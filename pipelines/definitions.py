@@ -25,6 +25,9 @@ def build_definitions() -> dg.Definitions:
         schedules=domain_schedules(jobs, catalog.city.timezone),
         sensors=[inbox_sensor],
         resources={"geoportal": GeoportalResource()},
+        # Every run in one process: a process per step imports geopandas and dagster again for each layer,
+        # seconds of two small cores that a delivery or a scheduled run would wait for.
+        executor=dg.in_process_executor,
     )
     return dg.Definitions.merge(layers, raster_definitions(catalog), rules_definitions(catalog))
 

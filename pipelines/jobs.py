@@ -47,9 +47,6 @@ def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
             INBOX_JOB,
             selection=dg.AssetSelection.groups(*domains),
             description="Republish the layers a delivered file feeds (started by the inbox sensor)",
-            # One process: a process per step would import geopandas and dagster again for each layer,
-            # seconds that every delivery would wait for on a small machine.
-            executor_def=dg.in_process_executor,
         )
     )
     return jobs

@@ -80,7 +80,9 @@ def test_schedules_run_by_default_and_the_sensor_targets_the_in_process_inbox_jo
     assert sensor.job_name == "inbox_job"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds <= 5
+    assert {job.name: defs.resolve_job_def(job.name).executor_def.name for job in defs.jobs} == {
+        job.name: "in_process" for job in defs.jobs
+    }
     job = defs.resolve_job_def("inbox_job")
-    assert job.executor_def.name == "in_process"
     read_from_files = {spec.id for spec in CATALOG.values() if spec.sources}  # conflicts: their own sensor
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == read_from_files
