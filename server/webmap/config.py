@@ -62,6 +62,21 @@ def time_range(layers: list[LayerSpec], published) -> tuple[dt.datetime, dt.date
     return min(starts), max(ends)
 
 
+def city_bounds(catalog: Catalog, layers: list[LayerSpec], published) -> list[list[float]]:
+    """Where the city's published features are (within its extent): the map opens on them, not on the whole
+    extent allowed, where the city would be a speck on a phone. The extent itself until anything is published."""
+    west, south, east, north = catalog.city.extent
+    boxes = []
+    for spec in layers:
+        path = published(spec.id)
+        bbox = read_extent(path, spec).bbox if path.exists() else None
+        boxes += [bbox] if bbox else []
+    if boxes:
+        west, south = max(west, min(b[0] for b in boxes)), max(south, min(b[1] for b in boxes))
+        east, north = min(east, max(b[2] for b in boxes)), min(north, max(b[3] for b in boxes))
+    return [[west, south], [east, north]]
+
+
 def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, staff: bool) -> dict[str, Any]:
     layers = visible_layers(catalog, staff)
     begin, end = time_range(layers, published)
@@ -69,7 +84,7 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
     config: dict[str, Any] = {
         "title": catalog.city.name.model_dump(),
         "timezone": catalog.city.timezone,
-        "bounds": [[catalog.city.extent[0], catalog.city.extent[1]], [catalog.city.extent[2], catalog.city.extent[3]]],
+        "bounds": city_bounds(catalog, layers, published),
         "style": f"{base_url}/map/style.json",
         "collections": f"{base_url}/collections",  # the page asks the features API where the events are
         "domains": [{"id": domain, "title": title} for domain, title in DOMAIN_TITLES.items()],

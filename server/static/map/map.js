@@ -12,6 +12,10 @@ const UI = {
     legend: "Легенда", map: "Карта", analytics: "Аналитика", yes: "да", no: "нет",
     latest: "Сейчас событий нет: показан последний момент с событиями",
     next: "Сейчас событий нет: показан ближайший момент с событиями",
+    search: "Найти", searchHint: "Адрес: ул. Ленина, 5А", searchLabel: "Что происходит у дома", sheet: "Слои и легенда",
+    noMatch: "Адрес не найден в адресном реестре", didYouMean: "Возможно, вы имели в виду:", nothingNear: "Рядом ничего не происходит",
+    whoAnswers: "Кто отвечает за адрес", active: "идёт", upcoming: "запланировано", openEnd: "без даты окончания",
+    here: "прямо здесь", metres: "м",
   },
   en: {
     page: "Geoportal — current situation", portal: "geoportal", showAt: "Show the moment:",
@@ -19,6 +23,10 @@ const UI = {
     legend: "Legend", map: "Map", analytics: "Analysis", yes: "yes", no: "no",
     latest: "Nothing is going on now: showing the latest moment with events",
     next: "Nothing is going on now: showing the next moment with events",
+    search: "Search", searchHint: "Address: ul. Lenina, 5A", searchLabel: "What affects an address", sheet: "Layers and legend",
+    noMatch: "The address is not in the address register", didYouMean: "Did you mean:", nothingNear: "Nothing is going on nearby",
+    whoAnswers: "Who answers for this address", active: "active", upcoming: "upcoming", openEnd: "no end date",
+    here: "right here", metres: "m",
   },
 };
 
@@ -87,6 +95,7 @@ function translatePage() {
   document.title = T.page;
   for (const element of document.querySelectorAll("[data-text]")) element.textContent = T[element.dataset.text];
   for (const element of document.querySelectorAll("[data-label]")) element.setAttribute("aria-label", T[element.dataset.label]);
+  for (const element of document.querySelectorAll("[data-placeholder]")) element.placeholder = T[element.dataset.placeholder];
 }
 
 async function firstEvent(config, layer, datetime, sortby) {
@@ -119,15 +128,37 @@ async function openingMoment(config, nowMs) {
   return Number.isFinite(next) ? { ms: next, note: T.next } : { ms: nowMs, note: null };
 }
 
+const NARROW = window.matchMedia("(max-width: 600px)");
+
+function setupSheet() {
+  // On a phone the panel is a bottom sheet: folded at first so the map (and the city) fill the screen.
+  const panel = document.getElementById("panel");
+  const toggle = document.getElementById("sheet-toggle");
+  const setOpen = (open) => {
+    panel.classList.toggle("collapsed", !open);
+    toggle.setAttribute("aria-expanded", String(open));
+  };
+  toggle.addEventListener("click", () => setOpen(panel.classList.contains("collapsed")));
+  setOpen(!NARROW.matches);
+  return setOpen;
+}
+
+function mapPadding() {
+  // what of the map the sheet leaves visible on a phone; a margin on a desktop
+  const sheet = NARROW.matches ? document.getElementById("panel").offsetHeight : 0;
+  return { top: 20, left: 20, right: 20, bottom: 20 + sheet };
+}
+
 async function start() {
   translatePage();
+  const setSheetOpen = setupSheet();
   const config = await (await fetch("config.json")).json();
   const layersById = Object.fromEntries(config.layers.map((l) => [l.id, l]));
   document.getElementById("city-title").textContent = text(config.title);
   document.title = `${text(config.title)} — ${T.portal}`;
 
   const map = new maplibregl.Map({ container: "map", style: config.style, bounds: config.bounds,
-                                   fitBoundsOptions: { padding: 20 }, attributionControl: { compact: true } });
+                                   fitBoundsOptions: { padding: mapPadding() }, attributionControl: { compact: true } });
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
   const api = { map, config, time: null, language: LANG, opening: null };
@@ -235,8 +266,92 @@ async function start() {
     map.on("mouseenter", id, () => { map.getCanvas().style.cursor = "pointer"; });
     map.on("mouseleave", id, () => { map.getCanvas().style.cursor = ""; });
   }
+  setupSearch(map, api, layersById, setSheetOpen);
   api.ready = true;
   document.body.dataset.ready = "true";
+}
+
+function timeWindow(event) {
+  const end = event.end ? moment(Date.parse(event.end)) : T.openEnd;
+  return `${moment(Date.parse(event.start))} – ${end}`;
+}
+
+function resultHtml(answer, layersById) {
+  // The /affects answer in the panel: the building, events by domain with their windows, the zones' people.
+  if (!answer.matched) {
+    const candidates = answer.candidates.map((c) =>
+      `<button type="button" class="candidate" data-address="${escapeHtml(c.address)}">${escapeHtml(c.address)}</button>`).join("");
+    return `<h3 id="search-miss">${T.noMatch}</h3>${candidates ? `<p>${T.didYouMean}</p>${candidates}` : ""}`;
+  }
+  const parts = [`<h3 id="search-building">${escapeHtml(answer.building ? answer.building.properties.address : "")}</h3>`];
+  if (!answer.domains.length) parts.push(`<p>${T.nothingNear}</p>`);
+  for (const domain of answer.domains) {
+    parts.push(`<h4>${escapeHtml(domain.title)}</h4><ul>` + domain.events.map((e) =>
+      `<li class="affecting" data-layer="${escapeHtml(e.layer)}" data-id="${escapeHtml(e.id)}">` +
+      `<span class="state ${e.state}">${T[e.state]}</span> ${escapeHtml(e.layer_title)}: ${escapeHtml(timeWindow(e))}, ` +
+      `${e.covers ? T.here : `${Math.round(e.distance_m)} ${T.metres}`}</li>`).join("") + "</ul>");
+  }
+  if (answer.zones.length) {
+    parts.push(`<h4>${T.whoAnswers}</h4>`);
+    for (const zone of answer.zones) {
+      const layer = layersById[zone.layer];
+      const rows = (layer ? layer.fields : []).filter((f) => zone.properties[f.name] !== undefined && zone.properties[f.name] !== null)
+        .map((f) => `<tr><th>${escapeHtml(text(f.title))}</th><td>${escapeHtml(formatValue(f, zone.properties[f.name]))}</td></tr>`);
+      parts.push(`<div class="zone" data-layer="${escapeHtml(zone.layer)}"><strong>${escapeHtml(zone.layer_title)}</strong>` +
+        `<table>${rows.join("")}</table></div>`);
+    }
+  }
+  return parts.join("");
+}
+
+function setupSearch(map, api, layersById, setSheetOpen) {
+  // The address search box: asks /affects at the moment the map shows, lists the answer, highlights it on the map.
+  map.addSource("affects", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
+  map.addLayer({ id: "affects-event-lines", type: "line", source: "affects", filter: ["all", ["==", ["get", "kind"], "event"],
+    ["!=", ["geometry-type"], "Point"]], paint: { "line-color": "#f43f5e", "line-width": 8, "line-opacity": 0.55 } });
+  map.addLayer({ id: "affects-event-points", type: "circle", source: "affects", filter: ["all", ["==", ["get", "kind"], "event"],
+    ["==", ["geometry-type"], "Point"]], paint: { "circle-radius": 11, "circle-color": "rgba(0,0,0,0)",
+    "circle-stroke-color": "#f43f5e", "circle-stroke-width": 3 } });
+  map.addLayer({ id: "affects-building", type: "circle", source: "affects", filter: ["==", ["get", "kind"], "building"],
+    paint: { "circle-radius": 9, "circle-color": "#111827", "circle-stroke-color": "#fde047", "circle-stroke-width": 4 } });
+  const form = document.getElementById("search");
+  const input = document.getElementById("search-input");
+  const result = document.getElementById("search-result");
+
+  async function search(address) {
+    document.body.dataset.search = "pending";
+    const params = new URLSearchParams({ address, f: "json", lang: LANG });
+    if (api.time) params.set("at", api.time.from);
+    const response = await fetch(new URL(`../affects?${params}`, window.location.href), { headers: { Accept: "application/json" } });
+    const answer = await response.json();
+    api.answer = answer;
+    result.hidden = false;
+    if (!response.ok) {
+      result.textContent = answer.description;
+      document.body.dataset.search = "error";
+      return answer;
+    }
+    result.innerHTML = resultHtml(answer, layersById);
+    for (const button of result.querySelectorAll("button.candidate")) {
+      button.addEventListener("click", () => { input.value = button.dataset.address; search(button.dataset.address); });
+    }
+    const features = answer.domains.flatMap((d) => d.events).map((e) =>
+      ({ type: "Feature", geometry: e.geometry, properties: { kind: "event", layer: e.layer, id: e.id } }));
+    if (answer.building) features.push({ ...answer.building, properties: { kind: "building" } });
+    map.getSource("affects").setData({ type: "FeatureCollection", features });
+    if (answer.building) {
+      if (NARROW.matches) setSheetOpen(true);
+      map.jumpTo({ center: answer.building.geometry.coordinates, zoom: 16, padding: mapPadding() });
+    }
+    document.body.dataset.search = answer.matched ? "found" : "candidates";
+    return answer;
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value.trim()) search(input.value.trim()).catch((error) => { console.error(error); document.body.dataset.search = "error"; });
+  });
+  api.search = search;
 }
 
 start().catch((error) => {
