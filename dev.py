@@ -37,6 +37,10 @@ TEST_DEBIAN_PACKAGES = {
     "gdal-bin": "/usr/bin/ogrinfo",
     "python3-qgis": "/usr/lib/python3/dist-packages/qgis/core/__init__.py",
     "qgis-providers": "/usr/lib/qgis/plugins/libprovider_delimitedtext.so",
+    # PostgreSQL with PostGIS for the second store and Dagster's PostgreSQL storage: the tests start a
+    # throw-away cluster of their own (tests/pg.py); the system service is never used.
+    "postgresql": "/usr/lib/postgresql/15/bin/initdb",
+    "postgresql-15-postgis-3": "/usr/share/postgresql/15/extension/postgis.control",
 }
 
 
