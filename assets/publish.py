@@ -89,8 +89,8 @@ def remove_stale_parts(directory: Path, stem: str, started: float) -> list[Path]
         if not match or match["stem"] != stem:
             continue
         pid = int(match["pid"]) if match["pid"] else None
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue
+        if pid is not None and _alive(pid):
+            continue  # still being written (this process removes its own files itself, in `finally`)
         try:
             if path.stat().st_mtime >= started:
                 continue
