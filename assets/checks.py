@@ -181,10 +181,11 @@ def volume(
     )
 
 
-def all_rejected(layer_id: str, published: int, rejects: list[Reject], listed: int = 3) -> str | None:
+def all_rejected(layer_id: str, read: int, published: int, rejects: list[Reject], listed: int = 3) -> str | None:
     """One line when records were read and every one was rejected, else None: naming the files and the
-    commonest reasons, because publishing an empty layer would wipe the map for a file-wide mistake."""
-    if published or not rejects:
+    commonest reasons, because publishing an empty layer would wipe the map for a file-wide mistake.
+    An empty source is not this (its joined table's unmatched rows are rejects, yet nothing was read)."""
+    if published or not read or not rejects:
         return None
     first: dict[tuple[str, str], Reject] = {}
     for reject in rejects:

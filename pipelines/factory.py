@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.changes import record_changes
 from assets.checks import (
     CheckOutcome,
     MetadataTable,
@@ -128,7 +129,7 @@ def layer_asset(spec: LayerSpec, upstream: set[str] | None = None) -> dg.AssetsD
             raise _failure(f"{spec.id}: {error}") from None
         for warning in build.warnings:
             context.log.warning(warning)
-        nothing_left = all_rejected(spec.id, build.counts.published, build.rejects)
+        nothing_left = all_rejected(spec.id, build.counts.read, build.counts.published, build.rejects)
         if nothing_left:
             # a file-wide mistake (wrong date format, wrong CRS): staff get the list, the map keeps its layer
             try:
@@ -157,10 +158,11 @@ def layer_asset(spec: LayerSpec, upstream: set[str] | None = None) -> dg.AssetsD
             )
         try:
             path = publish_layer(build, paths)
+            changes = record_changes(paths, build.spec, build.frame, context.run_id)
         except PublicationError as error:
             raise _failure(f"{spec.id}: {error}") from None
         context.log.info(f"{spec.id}: published {build.counts.published}, rejected {build.counts.rejected} → {path}")
-        yield dg.MaterializeResult(metadata=_metadata(build, path))
+        yield dg.MaterializeResult(metadata={**_metadata(build, path), **changes})
 
     return _layer
 

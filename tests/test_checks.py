@@ -88,21 +88,23 @@ def test_all_rejected_names_the_file_and_the_commonest_reasons():
     rejects = [Reject(PERMITS, f"line {n}", "start_time", "not a date/time in the form %d.%m.%Y") for n in range(38)]
     rejects += [Reject(PERMITS, f"line {n}", "network", "not one of the allowed values") for n in range(38, 40)]
     rejects.append(Reject(PERMITS, "line 0", "network", "a second problem of the same record"))
-    assert all_rejected("repairs", 0, rejects) == (
+    assert all_rejected("repairs", 40, 0, rejects) == (
         'repairs: all 40 records of repairs/permits.csv rejected: 38× "not a date/time in the form %d.%m.%Y" '
         '(start_time), 2× "not one of the allowed values" (network)'
     )
-    assert all_rejected("repairs", 1, rejects) is None
-    assert all_rejected("repairs", 0, []) is None  # an empty source: an empty layer, not a failure
+    assert all_rejected("repairs", 41, 1, rejects) is None
+    assert all_rejected("repairs", 0, 0, []) is None  # an empty source: an empty layer, not a failure
+    # an empty district file whose joined deputies table has rows: those are rejects, nothing was read
+    assert all_rejected("repairs", 0, 0, rejects) is None
 
 
 def test_all_rejected_over_several_files_counts_each():
     rejects = [Reject(PERMITS, f"line {n}", "geometry", f"outside the city extent {n}") for n in range(5)]
     rejects += [Reject(WORKS, "row 2", "start_time", "x" * 80)]
-    message = all_rejected("repairs", 0, rejects, listed=2)
+    message = all_rejected("repairs", 6, 0, rejects, listed=2)
     assert message.startswith(f"repairs: all 6 records of {PERMITS} (5), {WORKS} (1) rejected: 1× ")
     assert message.endswith(", 4× other reasons")
-    assert f'1× "{"x" * 59}…" (start_time)' in all_rejected("repairs", 0, rejects, listed=6)  # long reasons cut
+    assert f'1× "{"x" * 59}…" (start_time)' in all_rejected("repairs", 6, 0, rejects, listed=6)  # long reasons cut
 
 
 # ---------------------------------------------------------------- zone topology
