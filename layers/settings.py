@@ -27,6 +27,7 @@ class PathSettings(BaseSettings):
     inbox_dir: Path = Path("data/inbox")
     archive_dir: Path = Path("data/archive")
     quarantine_dir: Path = Path("data/quarantine")
+    reports_dir: Path = Path("data/reports")  # the daily summaries, one folder per date (staff only)
 
     @model_validator(mode="after")
     def _absolute(self) -> PathSettings:
@@ -56,13 +57,12 @@ class PathSettings(BaseSettings):
     def raster_path(self, product: str) -> Path:
         return self.published_dir / f"{product}.tif"
 
+    def changes_path(self) -> Path:
+        """The change log of every publication, beside the files it describes (assets/changes.py)."""
+        return self.published_dir / "_changes.sqlite"
+
     def rejects_path(self, layer_id: str) -> Path:
         return self.rejects_dir / f"{layer_id}.csv"
-
-    def topology_path(self, layer_id: str) -> Path:
-        """A zone set's gaps and overlaps for staff (QGIS): beside the rejects, where the server never
-        looks, so it can never be listed as a public layer whatever the catalog holds."""
-        return self.rejects_dir / f"{layer_id}_topology.gpkg"
 
     def topology_path(self, layer_id: str) -> Path:
         """A zone set's gaps and overlaps for staff (QGIS): beside the rejects, where the server never

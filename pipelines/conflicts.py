@@ -5,6 +5,7 @@ import geopandas as gpd
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
+from assets.changes import record_changes
 from assets.conflicts import find_conflicts
 from assets.publish import PublicationError, publish_geopackage, stable_fid
 from layers.catalog import Catalog, LayerSpec
@@ -74,6 +75,7 @@ def rules_asset(spec: LayerSpec, catalog: Catalog) -> dg.AssetsDefinition:
         target = paths.published_path(spec.id)
         try:
             publish_geopackage(frame, layer, target)
+            changes = record_changes(paths, layer, frame, context.run_id)  # new conflicts: the alert sensor reads them
         except PublicationError as error:
             raise dg.Failure(description=f"{spec.id}: {error}", allow_retries=False) from None
         total = sum(found.counts.values())
@@ -96,6 +98,7 @@ def rules_asset(spec: LayerSpec, catalog: Catalog) -> dg.AssetsDefinition:
                 "skipped_rules": dg.MetadataValue.json(found.skipped),
                 "not_published": dg.MetadataValue.json(notes),
                 "path": dg.MetadataValue.path(str(target)),
+                **changes,
             }
         )
 

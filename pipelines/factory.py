@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.changes import record_changes
 from assets.checks import (
     CheckOutcome,
     MetadataTable,
@@ -157,10 +158,11 @@ def layer_asset(spec: LayerSpec, upstream: set[str] | None = None) -> dg.AssetsD
             )
         try:
             path = publish_layer(build, paths)
+            changes = record_changes(paths, build.spec, build.frame, context.run_id)
         except PublicationError as error:
             raise _failure(f"{spec.id}: {error}") from None
         context.log.info(f"{spec.id}: published {build.counts.published}, rejected {build.counts.rejected} → {path}")
-        yield dg.MaterializeResult(metadata=_metadata(build, path))
+        yield dg.MaterializeResult(metadata={**_metadata(build, path), **changes})
 
     return _layer
 

@@ -20,6 +20,7 @@ class GeoportalResource(dg.ConfigurableResource):
     inbox_dir: str | None = None
     archive_dir: str | None = None
     quarantine_dir: str | None = None
+    reports_dir: str | None = None
 
     @classmethod
     def of(cls, paths: PathSettings) -> GeoportalResource:

@@ -24,6 +24,7 @@ from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.access import Level, layer_in_path, refusal
 from server.affects.routes import affects_routes
+from server.changes.routes import change_routes
 from server.auth import LiveKeyRing, presented_key
 from server.errors import (
     GeoportalError,
@@ -198,6 +199,7 @@ def create_app(
             *style_routes(),
             *map_routes(),
             *affects_routes(),
+            *change_routes(),
             *api_routes(),
         ],
         middleware=[

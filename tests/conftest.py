@@ -28,12 +28,13 @@ def city_paths(base: Path) -> PathSettings:
         inbox_dir=base / "inbox",
         archive_dir=base / "archive",
         quarantine_dir=base / "quarantine",
+        reports_dir=base / "reports",
     )
 
 
 def path_environment(paths: PathSettings) -> dict[str, str]:
     """The GEOPORTAL_* variables that make a subprocess (the server) see the same folders."""
-    names = ["published_dir", "rejects_dir", "live_dir", "inbox_dir", "archive_dir", "quarantine_dir"]
+    names = ["published_dir", "rejects_dir", "live_dir", "inbox_dir", "archive_dir", "quarantine_dir", "reports_dir"]
     return {f"GEOPORTAL_{name.upper()}": str(getattr(paths, name)) for name in names}
 
 
