@@ -24,8 +24,8 @@ from layers.catalog import Catalog, load_catalog
 from layers.settings import PathSettings, get_paths
 from server.access import Level, layer_in_path, refusal
 from server.affects.routes import affects_routes
-from server.changes.routes import change_routes
 from server.auth import LiveKeyRing, presented_key
+from server.changes.routes import change_routes
 from server.errors import (
     GeoportalError,
     NotAuthorized,
