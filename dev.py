@@ -90,13 +90,16 @@ def ensure_debian_packages() -> None:
 
 def environment() -> dict[str, str]:
     """The instance lives in $DAGSTER_HOME (default .dagster/ here, git-ignored); without a dagster.yaml of
-    its own it gets this repository's, linked, so its storage resolves inside that home."""
+    its own it gets this repository's, linked, so its storage resolves inside that home; with DAGSTER_POSTGRES_URL
+    set it gets the PostgreSQL profile (dagster.postgres.yaml) instead."""
     home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    on_postgres = bool(os.environ.get("DAGSTER_POSTGRES_URL"))
     if not config.exists():
-        config.symlink_to(ROOT / "dagster.yaml")
-    return {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        config.symlink_to(ROOT / ("dagster.postgres.yaml" if on_postgres else "dagster.yaml"))
+    limits = {"DAGSTER_MAX_CONCURRENT_RUNS": os.environ.get("DAGSTER_MAX_CONCURRENT_RUNS", "2")} if on_postgres else {}
+    return {**os.environ, **limits, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
 
 
 def live_services(env: dict[str, str]) -> dict[str, list[str]]:
