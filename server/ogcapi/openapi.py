@@ -6,6 +6,7 @@ from typing import Any
 
 from pygeoapi.openapi import get_oas
 
+from server.affects.openapi import affects_path
 from server.ogcapi.config import GPKG_MEDIA_TYPE
 
 LIMIT_REF = {"$ref": "#/components/parameters/limit"}
@@ -110,6 +111,7 @@ def openapi_document(config: dict[str, Any], filters: bool) -> dict[str, Any]:
         operation["parameters"] = parameters
         title = resource["title"]["en"] if isinstance(resource["title"], dict) else resource["title"]
         document["paths"][f"/downloads/{layer_id}.gpkg"] = download_path(layer_id, title)
+    document["paths"]["/affects"] = affects_path()
     components["securitySchemes"] = {
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         "bearer": {"type": "http", "scheme": "bearer"},
