@@ -54,6 +54,7 @@ class Change:
     kind: str
     public: bool  # whether the public sees this change (an internal-field edit is staff-only)
     properties: dict  # the feature's fields after the change (before it, for `ended`)
+    run_id: str | None = None  # the Dagster run that published it
 
 
 def _plain(value: object) -> object:
@@ -192,7 +193,7 @@ def read_changes(
     try:
         marks = ",".join("?" * len(wanted))
         rows = db.execute(
-            f"SELECT seq, at, layer, id, kind, public, public_json, full_json FROM changes "  # noqa: S608 - marks only
+            f"SELECT seq, at, layer, id, kind, public, public_json, full_json, run_id FROM changes "  # noqa: S608 - marks only
             f"WHERE layer IN ({marks}) AND at >= ? AND seq > ? {'AND public = 1' if public else ''} "
             "ORDER BY seq LIMIT ?",
             (*wanted, since, after_seq, limit),
@@ -202,8 +203,8 @@ def read_changes(
     finally:
         db.close()
     return [
-        Change(seq, at, layer, key, kind, bool(shown), json.loads(public_json if public else full_json))
-        for seq, at, layer, key, kind, shown, public_json, full_json in rows
+        Change(seq, at, layer, key, kind, bool(shown), json.loads(public_json if public else full_json), run_id)
+        for seq, at, layer, key, kind, shown, public_json, full_json, run_id in rows
     ]
 
 

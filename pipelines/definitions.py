@@ -8,6 +8,7 @@ import dagster as dg
 
 from layers.catalog import CatalogError, load_catalog
 from layers.settings import get_paths
+from pipelines.alerts import alert_definitions
 from pipelines.conflicts import rules_definitions
 from pipelines.factory import layer_assets
 from pipelines.jobs import domain_jobs, domain_schedules
@@ -29,7 +30,9 @@ def build_definitions() -> dg.Definitions:
         # seconds of two small cores that a delivery or a scheduled run would wait for.
         executor=dg.in_process_executor,
     )
-    return dg.Definitions.merge(layers, raster_definitions(catalog), rules_definitions(catalog))
+    return dg.Definitions.merge(
+        layers, raster_definitions(catalog), rules_definitions(catalog), alert_definitions(catalog)
+    )
 
 
 try:
