@@ -41,6 +41,7 @@ TEST_DEBIAN_PACKAGES = {
     # throw-away cluster of their own (tests/pg.py); the system service is never used.
     "postgresql": "/usr/lib/postgresql/15/bin/initdb",
     "postgresql-15-postgis-3": "/usr/share/postgresql/15/extension/postgis.control",
+    "poppler-utils": "/usr/bin/pdftoppm",  # the daily summary's PDF turned into an image and text
 }
 
 
