@@ -205,6 +205,10 @@ def publish_geopackage(
             layer_metadata={BY_SOURCE_KEY: json.dumps(by_source or {}, ensure_ascii=False)},
         )
         _index_query_fields(temporary, spec)
+        # PostGIS (GEOPORTAL_STORE_URL) before the rename: if the store refuses, neither copy changes
+        from assets.stores import publish_to_store  # imports this module
+
+        publish_to_store(frame, spec, by_source)
     return target
 
 

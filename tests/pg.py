@@ -137,3 +137,30 @@ _databases = iter(range(1, 1_000_000))
 def postgres_url(postgres_cluster: Cluster) -> str:
     """A fresh PostGIS database on the session's cluster, per test."""
     return postgres_cluster.create_database(f"geoportal_test_{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def published_city_postgis(postgres_cluster: Cluster, tmp_path_factory) -> tuple[object, str]:
+    """The sample city published as `published_city` is, with GEOPORTAL_STORE_URL naming a fresh PostGIS database:
+    (its PathSettings, the database URL). The variable is set only while the pipeline runs."""
+    import dagster as dg
+
+    from layers.catalog import load_catalog
+    from pipelines.conflicts import rules_definitions
+    from pipelines.factory import layer_assets
+    from pipelines.raster import PRODUCT, disruption_load_asset
+    from tests.conftest import SAMPLE_MOMENT, city_paths, resource_for
+
+    url = postgres_cluster.create_database("geoportal_city")
+    paths = city_paths(tmp_path_factory.mktemp("city_postgis"))
+    catalog = load_catalog()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEOPORTAL_STORE_URL", url)
+        result = dg.materialize(
+            [*layer_assets(catalog), disruption_load_asset(catalog), *rules_definitions(catalog).assets],
+            resources={"geoportal": resource_for(paths)},
+            raise_on_error=False,
+            run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}},
+        )
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return paths, url
