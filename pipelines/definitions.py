@@ -15,6 +15,7 @@ from pipelines.jobs import domain_jobs, domain_schedules
 from pipelines.raster import raster_definitions
 from pipelines.resources import GeoportalResource
 from pipelines.sensors import inbox_sensor
+from pipelines.summary import summary_definitions
 
 
 def build_definitions() -> dg.Definitions:
@@ -31,7 +32,11 @@ def build_definitions() -> dg.Definitions:
         executor=dg.in_process_executor,
     )
     return dg.Definitions.merge(
-        layers, raster_definitions(catalog), rules_definitions(catalog), alert_definitions(catalog)
+        layers,
+        raster_definitions(catalog),
+        rules_definitions(catalog),
+        alert_definitions(catalog),
+        summary_definitions(catalog),
     )
 
 

@@ -54,6 +54,14 @@ def layer_in_path(path: str) -> str | None:
     return next((name for name in match.groups() if name), None) if match else None
 
 
+def staff_refusal(level: Level, keyed: bool, what: str) -> GeoportalError | None:
+    """Staff-only resources that are not layers (the daily reports), refused like an internal layer: absent
+    without a key, forbidden to a valid key below the internal level."""
+    if sees_internal(level):
+        return None
+    return Forbidden(f"the API key does not give access to {what}") if keyed else NotFound(f"no resource {what}")
+
+
 def refusal(catalog: Catalog, layer_id: str, level: Level, keyed: bool) -> GeoportalError | None:
     """None when the caller may see the layer (or it is not a layer at all: the route answers that). Without a
     key an internal layer does not exist (404); a valid key learns that it exists but is above it (403)."""

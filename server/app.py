@@ -41,7 +41,8 @@ from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
 from server.ogcapi.routes import api_routes, patch_pygeoapi
 from server.ogcapi.site import VIEW, LiveSite, build_site, view_of
-from server.published.store import GeoPackageStore
+from server.published.store import open_store
+from server.reports.routes import report_routes
 from server.settings import ServerSettings, get_server_settings
 from server.styles.routes import style_routes
 from server.tiles.routes import tile_routes
@@ -187,7 +188,7 @@ def create_app(
         keyring = LiveKeyRing(settings.api_keys_file, secret)
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
-    store = GeoPackageStore(catalog, paths)
+    store = open_store(catalog, paths, settings.cache_path)
     live = LiveSite(lambda: build_site(catalog, store, settings), store.signature)
     app = Starlette(
         lifespan=lifespan,
@@ -200,6 +201,7 @@ def create_app(
             *map_routes(),
             *affects_routes(),
             *change_routes(),
+            *report_routes(),
             *api_routes(),
         ],
         middleware=[

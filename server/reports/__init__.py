@@ -1,0 +1,1 @@
+"""The daily summaries for staff: `/reports/` lists the days, `/reports/<date>/summary.{html,pdf,png,json}`."""
