@@ -14,7 +14,7 @@ def test_every_catalog_layer_is_an_asset_in_its_domain_group():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert (
-        keys - {"disruption_load"}
+        keys - {"disruption_load", "daily_summary"}
         == set(CATALOG)
         == {
             "addresses",
@@ -63,11 +63,22 @@ def test_jobs_schedules_and_sensor():
         "disruption_load_job",
         "inbox_job",
         "rules_job",
+        "daily_summary_job",
     }
     cron = {s.name: s.cron_schedule for s in defs.schedules}
     assert cron["closures_schedule"] == cron["outages_schedule"] == "*/10 * * * *"
     assert cron["zones_schedule"] == "0 3 * * *"
-    assert sorted(s.name for s in defs.sensors) == ["disruption_load_automation", "inbox_sensor", "rules_automation"]
+    assert cron["daily_summary_schedule"] == "0 7 * * *"
+    assert sorted(s.name for s in defs.sensors) == [
+        "conflict_alerts",
+        "disruption_load_automation",
+        "freshness_alerts",
+        "inbox_sensor",
+        "publication_failure_alerts",
+        "rules_automation",
+    ]
+    alerts = [s for s in defs.sensors if s.name.endswith("_alerts")]
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in alerts)
     assert defs.resolve_job_def("zones_job") is not None
 
 
