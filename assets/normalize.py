@@ -44,7 +44,7 @@ def _raw_text(values: dict) -> str:
 def check_columns(table: SourceTable, spec: SourceSpec) -> None:
     """Every column the catalog maps must be in the file's header, once; one message names them all."""
     missing = [col for col in spec.used_columns if col not in table.columns]
-    if missing:
+    if missing and not table.columns_open:
         raise SourceError(table.source, f"column(s) {missing} not found; the file has {table.columns}")
     # two columns of one name: which one holds the id? Taking either publishes a guess
     twice = [col for col in spec.used_columns if table.columns.count(col) > 1]
@@ -60,7 +60,7 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     # a list per column and one object per distinct string: a million small dicts and their
     # repeated values ("Теплосеть", dates) cost gigabytes otherwise. The placeholder test runs once
     # per distinct string, when it first enters this table, so it costs nothing per cell.
-    columns = list(dict.fromkeys([*table.columns, BUILDING]))
+    columns = list(dict.fromkeys([*table.columns, *(spec.used_columns if table.columns_open else []), BUILDING]))
     data: dict[str, list] = {column: [] for column in columns}
     same: dict[str, dict] = {column: {} for column in columns}
     words = {word.strip().casefold() for word in nulls}

@@ -37,6 +37,9 @@ class SourceTable:
     records: Iterator[RawRecord]
     close: Callable[[], None] = lambda: None  # for a reader that stops before the last record
     crs: str | None = None  # the CRS the file itself states (WKT), None when it states none
+    # GeoJSON has no header: its columns are read off its features, so one without features has
+    # every column the catalog asks for, and no record in any of them (valid and empty: the map clears)
+    columns_open: bool = False
 
     def __enter__(self) -> SourceTable:
         return self

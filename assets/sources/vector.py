@@ -35,7 +35,10 @@ def read_vector(path: Path, source: str, encoding: str, driver: str, layer: str 
         raise SourceError(source, f"cannot open as {driver}: {exc}") from None
     columns = list(collection.schema["properties"]) if collection.schema else []
     records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
-    return SourceTable(source, columns, records, close=collection.close, crs=stated_crs(collection, driver, path))
+    featureless = driver == "GeoJSON" and not columns and len(collection) == 0
+    return SourceTable(
+        source, columns, records, close=collection.close, crs=stated_crs(collection, driver, path), columns_open=featureless
+    )
 
 
 def _layers(path: Path, source: str) -> list[str]:
