@@ -37,7 +37,12 @@ def read_vector(path: Path, source: str, encoding: str, driver: str, layer: str 
     records = _by_index(collection, source) if driver == "ESRI Shapefile" else _in_order(collection, source)
     featureless = driver == "GeoJSON" and not columns and len(collection) == 0
     return SourceTable(
-        source, columns, records, close=collection.close, crs=stated_crs(collection, driver, path), columns_open=featureless
+        source,
+        columns,
+        records,
+        close=collection.close,
+        crs=stated_crs(collection, driver, path),
+        columns_open=featureless,
     )
 
 
