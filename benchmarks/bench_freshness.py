@@ -11,8 +11,8 @@ and polls until that closure is served. Each delivery is split by step from the 
 - launch:  run created → run started (queue, run worker process start-up and imports)
 - build:   step start → last publication check (read, validate, normalise the layer)
 - publish: last check → materialization (the GeoPackage written and swapped in)
-- finish:  materialization → run finished
-- server:  run finished → the closure served in /items (polling every 0.1 s)
+- finish:  materialization → run finished (in parallel with the next two)
+- server:  materialization → the closure served in /items (polling every 0.1 s)
 - tile:    served in /items → in the vector tile of its z14 tile
 
 Results: table on stdout and benchmarks/out/bench_freshness.json.
@@ -131,7 +131,7 @@ def sensor_run(instance: dg.DagsterInstance, since: float):
 
 
 def run_steps(instance: dg.DagsterInstance, record) -> tuple[dict[str, float], float]:
-    """The run split by step; and when it finished."""
+    """The run split by step; and when the layer was materialized (published)."""
     times: dict[str, float] = {}
     checks = []
     for entry in instance.all_logs(record.dagster_run.run_id):
@@ -153,7 +153,7 @@ def run_steps(instance: dg.DagsterInstance, record) -> tuple[dict[str, float], f
         "publish": times["materialized"] - checked,
         "finish": record.end_time - times["materialized"],
     }
-    return steps, record.end_time
+    return steps, times["materialized"]
 
 
 def main() -> int:
@@ -185,11 +185,15 @@ def main() -> int:
                 poll(f"{closure_id} in a tile", lambda f=feature, cid=closure_id: in_tile(server, f, cid), supervisor)
                 at_tile = time.time()
                 record = poll("the sensor's run", lambda d=delivered: sensor_run(instance, d), supervisor)
-                steps, ended = run_steps(instance, record)
-                steps |= {"detect": steps["detect"] - delivered, "server": at_items - ended, "tile": at_tile - at_items}
+                steps, published = run_steps(instance, record)
+                steps |= {
+                    "detect": steps["detect"] - delivered,
+                    "server": at_items - published,
+                    "tile": at_tile - at_items,
+                }
                 row = {"closure": closure_id, **steps, "to_items": at_items - delivered, "to_tile": at_tile - delivered}
                 # a scheduled run reading the live copy may publish it before the sensor's run ends: not measured
-                row["by_schedule"] = ended > at_items
+                row["by_schedule"] = published > at_items
                 rows.append(row)
                 print(
                     f"{closure_id}: items {row['to_items']:5.1f} s, tile {row['to_tile']:5.1f} s   "
