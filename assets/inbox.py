@@ -30,11 +30,14 @@ MAX_REASON_CHARS = 500
 
 
 class InboxSettings(BaseSettings):
-    """How long the inbox waits for the rest of a Shapefile before quarantining what came."""
+    """How long the inbox waits for the rest of a Shapefile, and before requesting a failed run again."""
 
     model_config = SettingsConfigDict(env_prefix="GEOPORTAL_INBOX_", frozen=True)
 
     shapefile_grace_seconds: float = 300.0
+    # A run that failed before it started is requested again after this long (the daemon reloads the code
+    # location every minute, so a fixed code error is picked up by then).
+    retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 
 import dagster as dg
@@ -21,6 +22,7 @@ from pipelines.resources import GeoportalResource
 INTERVAL_SECONDS = 1
 DELIVERY_TAG_PREFIX = "geoportal/inbox-"
 MAX_LISTED_CHARS = 2000
+CANCELED = dg.DagsterRunStatus.CANCELED  # an operator's decision: the delivery is not requested again
 
 
 def downstream_layers(layers: set[str], catalog: Catalog) -> set[str]:
@@ -38,12 +40,13 @@ class Accepted:
     label: str
     key: str
     layers: frozenset[str]
+    attempt: int = 0  # earlier runs for this delivery that failed before they started
 
 
 def run_request(accepted: list[Accepted]) -> dg.RunRequest:
     """One run for every delivery a tick accepted: the run worker's start-up (seconds of imports) is paid once.
     Its key derives from the deliveries' keys, so a request that is retried for the same files is one run."""
-    keys = sorted(a.key for a in accepted)
+    keys = sorted(f"{a.key}#{a.attempt}" for a in accepted)
     layers = sorted(set().union(*(a.layers for a in accepted)))
     return dg.RunRequest(
         run_key="inbox:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32],
@@ -74,23 +77,31 @@ class _Tick:
         # run, while going back to an older version (A, B, A) still republishes.
         self.live: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         self.loaded = _loaded_layers(context)
+        self.settings = InboxSettings()
 
-    def _run_for(self, key: str) -> dg.DagsterRun | None:
-        runs = self.context.instance.get_runs(filters=dg.RunsFilter(tags={delivery_tag(key): "1"}), limit=1)
-        return runs[0] if runs else None
+    def _runs_for(self, key: str) -> list[dg.RunRecord]:
+        return list(self.context.instance.get_run_records(filters=dg.RunsFilter(tags={delivery_tag(key): "1"})))
 
     def decide(self, delivery: Delivery) -> Accepted | None:
         log, label = self.context.log, f"{delivery.domain}/{delivery.name}"
         digest = delivery.digest()
         key = delivery.run_key(digest)
-        # The file leaves the inbox only once the run that publishes it exists (requested on an earlier
-        # tick): a request that failed leaves it here, to be requested again under the same key.
-        run = self._run_for(key)
-        if run is not None:
+        # The file leaves the inbox only once a run that publishes it has started (requested on an earlier
+        # tick): a request that failed leaves it here, to be requested again under the same key; a run that
+        # failed before it started (its process could not load the code) is requested again a minute later.
+        records = self._runs_for(key)
+        started = [r for r in records if r.start_time is not None or r.dagster_run.status == CANCELED]
+        if started:
             archive(delivery, self.paths.archive_dir / delivery.domain, digest, self.now)
             self.live[delivery.live_name] = digest
-            log.info(f"{label}: archived, published by run {run.run_id}")
+            log.info(f"{label}: archived, published by run {started[0].dagster_run.run_id}")
             return None
+        if any(not r.dagster_run.is_finished for r in records):
+            return None  # queued or starting
+        if records and time.time() - max(r.end_time or 0 for r in records) < self.settings.retry_seconds:
+            return None
+        if records:
+            log.warning(f"{label}: run {records[0].dagster_run.run_id} failed before it started; requested again")
         if self.live.get(delivery.live_name) == digest:
             archive(
                 delivery,
@@ -115,7 +126,7 @@ class _Tick:
             )
             return None
         stage(delivery, self.paths)
-        return Accepted(label, key, frozenset(layers))
+        return Accepted(label, key, frozenset(layers), attempt=len(records))
 
 
 @dg.sensor(
@@ -129,9 +140,8 @@ class _Tick:
 def inbox_sensor(context: dg.SensorEvaluationContext, geoportal: GeoportalResource):
     paths, catalog = geoportal.paths(), geoportal.catalog()
     tick = _Tick(context, paths, catalog)
-    grace = InboxSettings().shapefile_grace_seconds
     accepted = []
-    for delivery in find_deliveries(paths.inbox_dir, catalog, grace):
+    for delivery in find_deliveries(paths.inbox_dir, catalog, tick.settings.shapefile_grace_seconds):
         try:
             decision = tick.decide(delivery)
         except Exception as error:  # noqa: BLE001 - one delivery's trouble (a vanished file, a full disk) never ends the tick

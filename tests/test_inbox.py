@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -220,3 +221,26 @@ def test_what_cannot_be_used_is_quarantined_with_its_reason_and_files_being_writ
     assert "works.csv: the file is empty" in reasons(paths, "repairs")
     assert "no source of domain 'repairs' is called 'unknown.csv'" in reasons(paths, "repairs")
     assert names(paths.inbox_dir / "repairs") == ["still-writing.csv.part"]
+
+
+def test_a_run_that_failed_before_it_started_is_requested_again(tmp_path, instance, monkeypatch):
+    """The run's process could not load the code (a code error, since fixed): archiving the delivery then would
+    leave it unpublished until the next scheduled run."""
+    paths = works_city(tmp_path, [])
+    deliver(
+        paths, "repairs", "works.csv", "\n".join([HEADER, f"W-9;Водопровод;05.11.2026;;{GOOD_POINT}"]).encode("cp1251")
+    )
+    [first], cursor = tick(paths, instance)
+    run = dg.DagsterRun(
+        job_name="inbox_job", run_id=str(uuid.uuid4()), tags={**first.tags, "dagster/run_key": first.run_key}
+    )
+    instance.add_run(run)
+    assert tick(paths, instance, cursor)[0] == []  # queued: its run may still start
+    instance.report_run_failed(run, "the run's process could not load the code location")
+
+    assert tick(paths, instance, cursor)[0] == []  # within the retry delay
+    monkeypatch.setenv("GEOPORTAL_INBOX_RETRY_SECONDS", "0")
+    [again], cursor = tick(paths, instance, cursor)
+    assert again.run_key != first.run_key
+    assert again.asset_selection == first.asset_selection
+    assert names(paths.inbox_dir / "repairs") == ["works.csv"]
