@@ -206,3 +206,19 @@ def test_internal_only_edit_is_staff_only_and_a_restart_keeps_the_log(tmp_path: 
     assert all("notes" not in c.properties for c in read_changes(log, ["repairs"], "", public=True))
     empty = gpd.GeoDataFrame({name: [] for name in names}, geometry=[], crs="EPSG:4326")
     assert record_publication(log, spec, empty) == {"appeared": 0, "changed": 0, "ended": 1}
+
+
+def test_a_change_log_that_cannot_be_written_fails_the_layer_in_one_line(published_city, tmp_path: Path):
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    paths.changes_path().unlink()
+    paths.changes_path().mkdir()  # SQLite cannot open a folder
+    result = dg.materialize(
+        [layer_asset(load_catalog()["detours"], set())],
+        resources={"geoportal": resource_for(paths)},
+        raise_on_error=False,
+    )
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith(f"detours: cannot record the changes in {paths.changes_path()}: ")
+    assert "\n" not in description
