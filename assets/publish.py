@@ -180,11 +180,16 @@ def _written_aside(target: Path, doing: str, suffix: str = ".gpkg") -> Iterator[
 
 
 def publish_geopackage(
-    frame: gpd.GeoDataFrame, spec: LayerSpec, target: Path, by_source: dict[str, int] | None = None
+    frame: gpd.GeoDataFrame,
+    spec: LayerSpec,
+    target: Path,
+    by_source: dict[str, int] | None = None,
+    to_store: bool = True,
 ) -> Path:
     """Publish `frame` (layer fields + geometry in EPSG:4326 + `fid`) as `target`. Readers that have
     the old file open keep reading it; a failure leaves the old file untouched and raises
-    PublicationError naming `target` and the operating system's error."""
+    PublicationError naming `target` and the operating system's error. `to_store=False`: the file only
+    (the server's local copy of a PostGIS layer)."""
     with _written_aside(target, "publish") as temporary, fast_sqlite():
         pyogrio.write_arrow(
             arrow_stream(frame, spec),  # in batches and fid order: ~10x faster than feature by feature
@@ -208,7 +213,8 @@ def publish_geopackage(
         # PostGIS (GEOPORTAL_STORE_URL) before the rename: if the store refuses, neither copy changes
         from assets.stores import publish_to_store  # imports this module
 
-        publish_to_store(frame, spec, by_source)
+        if to_store:
+            publish_to_store(frame, spec, by_source)
     return target
 
 

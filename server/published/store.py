@@ -88,3 +88,15 @@ class GeoPackageStore:
 
     def raster_path(self, product: str) -> Path:
         return self.paths.raster_path(product)
+
+
+def open_store(catalog: Catalog, paths: PathSettings, cache_dir: Path) -> PublishedStore:
+    """The one choice of store: PostGIS when GEOPORTAL_STORE_URL is set, else the GeoPackage files."""
+    from layers.store import store_url
+
+    url = store_url()
+    if not url:
+        return GeoPackageStore(catalog, paths)
+    from server.published.postgis_store import PostGISStore  # psycopg only where a store is configured
+
+    return PostGISStore(catalog, paths, url, cache_dir)

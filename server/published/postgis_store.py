@@ -1,0 +1,146 @@
+"""The PostGIS publication store (GEOPORTAL_STORE_URL): the registry's versions are the signature, and each served
+version is read once into a local GeoPackage that every reader of the seam (features, tiles, downloads) then uses.
+
+Why a local copy: it gives the server the same semantics as the embedded store by construction (bbox, datetime,
+CQL2, CRSs, keyset paging, access levels, generalised tiles are the GeoPackage code), and lets N API servers on
+N machines share nothing but the database. The copy is made when a new version is first seen, off the event loop,
+while the previous one keeps being served (docs/contracts.md, "The store seam").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import shapely
+from psycopg import sql
+
+from layers.catalog import Catalog, LayerSpec
+from layers.settings import PathSettings
+from server.published.extents import LayerExtent, read_extent
+from server.published.files import Signature, file_identity
+from server.published.store import GEOPACKAGE_PROVIDER
+
+LOGGER = logging.getLogger(__name__)
+SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
+VERSIONS_QUERY = f"SELECT layer_id, version FROM {SCHEMA}.publications WHERE slot = 'current' ORDER BY layer_id"
+
+
+class PostGISStore:
+    """Layers in PostGIS (published by assets/stores/postgis.py); raster products stay files in the published folder."""
+
+    def __init__(self, catalog: Catalog, paths: PathSettings, url: str, cache_dir: Path):
+        self.catalog = catalog
+        self.paths = paths
+        self.url = url
+        self.copies = cache_dir / "postgis"
+        self._local = threading.local()  # one connection per thread: psycopg connections are not shared
+        self._sync = threading.Lock()
+        self._copied: dict[str, int] = {}  # layer -> version of its local copy
+        self._last: tuple[tuple[str, int], ...] = ()
+
+    def _connection(self) -> psycopg.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._local.connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        return connection
+
+    def versions(self) -> tuple[tuple[str, int], ...]:
+        """(layer, version) of every served layer of the catalog; the last known ones while the database is away."""
+        try:
+            rows = self._connection().execute(VERSIONS_QUERY).fetchall()
+        except psycopg.errors.UndefinedTable:
+            rows = []  # nothing published yet
+        except psycopg.Error as error:
+            LOGGER.error("PostGIS store %s unreachable, serving the last known versions: %s", self.url, error)
+            self._local.connection = None
+            return self._last
+        self._last = tuple((layer, version) for layer, version in rows if layer in self.catalog)
+        return self._last
+
+    def signature(self) -> Signature:
+        rasters = tuple(file_identity(self.raster_path(p)) for p in _raster_products())
+        return (("postgis", *self.versions()), *rasters)  # type: ignore[return-value]
+
+    def extents(self) -> dict[str, LayerExtent]:
+        """Brings the local copies up to the registry's versions first (runs in the rebuild, off the event loop)."""
+        extents = {}
+        for layer_id in self.sync():
+            try:
+                extents[layer_id] = read_extent(self.layer_path(layer_id), self.catalog[layer_id])
+            except (OSError, ValueError) as exc:
+                LOGGER.error("%s: local copy cannot be read, the layer is not served: %s", layer_id, exc)
+        return extents
+
+    def sync(self) -> list[str]:
+        """Copy every layer whose version changed; the layers that have a current local copy."""
+        with self._sync:
+            served = []
+            for layer_id, version in self.versions():
+                if self._copied.get(layer_id) != version or not self.layer_path(layer_id).exists():
+                    try:
+                        self._copy(self.catalog[layer_id], version)
+                    except (psycopg.Error, OSError) as error:
+                        LOGGER.error("%s: version %s cannot be read from PostGIS: %s", layer_id, version, error)
+                        if not self.layer_path(layer_id).exists():
+                            continue
+                served.append(layer_id)
+            return served
+
+    def _copy(self, spec: LayerSpec, version: int) -> None:
+        from assets.publish import publish_geopackage  # the one writer of the GeoPackage contract
+
+        names = [f.name for f in spec.fields]
+        # columns qualified: a layer field may be named like a registry column (description)
+        query = sql.SQL("SELECT t.fid, {}, ST_AsBinary(t.geom), p.by_source FROM {}.{} t, {}.publications p").format(
+            sql.SQL(", ").join(sql.Identifier("t", n) for n in names) if names else sql.SQL("NULL"),
+            sql.Identifier(SCHEMA),
+            sql.Identifier(spec.id),
+            sql.Identifier(SCHEMA),
+        )
+        query = sql.SQL("{} WHERE p.layer_id = %s AND p.slot = 'current' AND p.version = %s").format(query)
+        with psycopg.connect(self.url) as connection:  # one snapshot: rows and registry of the same version
+            rows = connection.execute(query, (spec.id, version)).fetchall()
+            if not rows:
+                (count,) = connection.execute(
+                    sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(spec.id))
+                ).fetchone()
+                if count:
+                    raise psycopg.DataError(f"version {version} was replaced while being read")
+                by_source = connection.execute(
+                    f"SELECT by_source FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'",
+                    (spec.id,),
+                ).fetchone()
+                by_source = by_source[0] if by_source else {}
+            else:
+                by_source = rows[0][-1]
+        frame = pd.DataFrame([row[: len(names) + 1] for row in rows], columns=["fid", *names])
+        geometry = shapely.from_wkb([None if row[-2] is None else bytes(row[-2]) for row in rows])
+        layer = gpd.GeoDataFrame(frame, geometry=list(geometry) if rows else [], crs="EPSG:4326")
+        self.copies.mkdir(parents=True, exist_ok=True)
+        publish_geopackage(layer, spec, self.layer_path(spec.id), by_source, to_store=False)
+        self._copied[spec.id] = version
+
+    def feature_provider(self, layer_id: str) -> dict[str, Any]:
+        return {"name": GEOPACKAGE_PROVIDER, "data": str(self.layer_path(layer_id)), "table": layer_id}
+
+    def download_source(self, layer_id: str) -> Path:
+        return self.layer_path(layer_id)
+
+    def layer_path(self, layer_id: str) -> Path:
+        # `<folder>/<layer>.gpkg` like the published folder: readers that take a folder (affects) work unchanged
+        return self.copies / f"{layer_id}.gpkg"
+
+    def raster_path(self, product: str) -> Path:
+        return self.paths.raster_path(product)
+
+
+def _raster_products() -> list[str]:
+    from layers.rasters import RASTER_PRODUCTS
+
+    return list(RASTER_PRODUCTS)

@@ -1,0 +1,140 @@
+"""The server over the PostGIS store (GEOPORTAL_STORE_URL) answers as it does over the GeoPackage files: the same
+run of the pipeline published both, one server reads the files, the other only the database (its published
+folder holds no GeoPackage), and the answers are compared request by request."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mapbox_vector_tile
+import morecantile
+import pytest
+
+from assets.stores.postgis import publish_postgis
+from layers.catalog import load_catalog
+from tests import pg
+from tests.conftest import SAMPLE_MOMENT, city_paths
+from tests.server_fixtures import STAFF_KEY, RunningServer, start_server, stop_server
+from tests.test_postgis_publish import small_frame
+
+postgres_cluster, postgres_url, published_city_postgis = pg.postgres_cluster, pg.postgres_url, pg.published_city_postgis
+
+CATALOG = load_catalog()
+DEADLINE_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def both_servers(published_city_postgis, tmp_path_factory) -> Iterator[dict[str, RunningServer]]:
+    paths, url = published_city_postgis
+    folder = tmp_path_factory.mktemp("postgis_server")
+    database_only = city_paths(folder / "city")
+    database_only.published_dir.mkdir(parents=True)
+    for raster in paths.published_dir.glob("*.tif"):  # raster products stay files (README, "Deployment")
+        shutil.copy(raster, database_only.published_dir)
+    servers = {
+        "geopackage": start_server(paths, folder / "gpkg.log"),
+        "postgis": start_server(database_only, folder / "pg.log", {"GEOPORTAL_STORE_URL": url}),
+    }
+    yield servers
+    for server in servers.values():
+        stop_server(server)
+    assert not list(database_only.published_dir.glob("*.gpkg")), "the PostGIS server wrote no published file"
+
+
+def features(server: RunningServer, path: str, key: str | None = None, **params) -> tuple[int, object]:
+    with server.client(key) as client:
+        response = client.get(path, params={"f": "json", **params})
+    if response.status_code != 200:
+        return response.status_code, response.text
+    body = response.json()
+    for volatile in ("links", "timeStamp"):
+        body.pop(volatile, None)
+    return 200, body
+
+
+QUERIES = [
+    ("/collections/repairs/items", {"limit": 1000}),
+    ("/collections/repairs/items", {"bbox": "104.25,52.25,104.30,52.30", "limit": 1000}),
+    ("/collections/road_closures/items", {"datetime": f"{SAMPLE_MOMENT[:19]}Z", "limit": 1000}),
+    (
+        "/collections/outages/items",
+        {
+            "filter": "resource = 'heating' AND start_time > TIMESTAMP('2026-01-01T00:00:00Z')",
+            "filter-lang": "cql2-text",
+            "limit": 1000,
+        },
+    ),
+    ("/collections/repairs/items", {"crs": "http://www.opengis.net/def/crs/EPSG/0/3857", "limit": 50}),
+    ("/collections/addresses/items", {"limit": 10, "sortby": "-address_id"}),  # internal: staff key below
+    ("/collections/election_districts/items", {"limit": 1000}),
+    ("/collections/detours/items", {"limit": 1000}),  # a field named like a registry column (description)
+    ("/collections/repairs/items", {"filter": "no_such_field = 1", "filter-lang": "cql2-text"}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), QUERIES, ids=[f"{p}?{sorted(q)}" for p, q in QUERIES])
+def test_features_are_the_same_from_either_store(both_servers, path: str, params: dict) -> None:
+    files = features(both_servers["geopackage"], path, STAFF_KEY, **params)
+    database = features(both_servers["postgis"], path, STAFF_KEY, **params)
+    assert database[0] == files[0] == (400 if "no_such_field" in str(params) else 200), (files, database)
+    if files[0] == 200:
+        assert files[1]["features"], "the query selects something"
+    assert database == files
+
+
+def test_staff_fields_and_public_levels_are_the_same(both_servers) -> None:
+    path = "/collections/police_precincts/items"
+    assert features(both_servers["postgis"], path, STAFF_KEY) == features(both_servers["geopackage"], path, STAFF_KEY)
+    assert features(both_servers["postgis"], path) == features(both_servers["geopackage"], path)
+    with both_servers["postgis"].client() as client:
+        assert client.get("/collections/conflicts", params={"f": "json"}).status_code == 404  # internal layer
+
+
+def test_an_item_a_tile_and_a_download_are_the_same(both_servers, tmp_path: Path) -> None:
+    _, page = features(both_servers["geopackage"], "/collections/repairs/items", limit=1)
+    fid = page["features"][0]["id"]
+    lon, lat = page["features"][0]["geometry"]["coordinates"][:2]
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 14)
+    item = f"/collections/repairs/items/{fid}"
+    assert features(both_servers["postgis"], item) == features(both_servers["geopackage"], item)
+    tiles = {}
+    id_field = CATALOG["repairs"].id_field
+    for name, server in both_servers.items():
+        with server.client() as client:
+            tiles[name] = client.get(f"/tiles/{tile.z}/{tile.x}/{tile.y}.pbf").content
+            download = client.get("/downloads/repairs.gpkg")
+        assert download.status_code == 200
+        (tmp_path / f"{name}.gpkg").write_bytes(download.content)
+        with sqlite3.connect(tmp_path / f"{name}.gpkg") as db:
+            tiles[name + " rows"] = db.execute(f"SELECT fid, {id_field} FROM repairs ORDER BY fid").fetchall()
+    decoded = {name: mapbox_vector_tile.decode(tiles[name]) for name in both_servers}
+    assert decoded["postgis"] == decoded["geopackage"] and "repairs" in decoded["postgis"]  # a tile with the feature
+    assert tiles["postgis rows"] == tiles["geopackage rows"] and tiles["postgis rows"]
+
+
+def test_a_new_publication_in_postgis_is_served_without_a_restart(postgres_url: str, tmp_path: Path) -> None:
+    spec = CATALOG["addresses"]
+    publish_postgis(small_frame(spec, ["first"]), spec, postgres_url)
+    paths = city_paths(tmp_path / "city")
+    server = start_server(paths, tmp_path / "server.log", {"GEOPORTAL_STORE_URL": postgres_url})
+    try:
+        status, body = features(server, "/collections/addresses/items", STAFF_KEY)
+        assert status == 200, (body, server.log_text()[-3000:])
+        assert [f["properties"][spec.id_field] for f in body["features"]] == ["first"]
+
+        publish_postgis(small_frame(spec, ["second", "third"]), spec, postgres_url)
+
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            _, body = features(server, "/collections/addresses/items", STAFF_KEY)
+            ids = sorted(f["properties"][spec.id_field] for f in body["features"])
+            if ids == ["second", "third"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # polling interval
+        assert ids == ["second", "third"]
+    finally:
+        stop_server(server)
