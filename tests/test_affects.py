@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pandas as pd
 import pyogrio
 import pyproj
@@ -221,3 +222,53 @@ def test_no_key_no_internal_layer_field_or_value_in_the_bytes(anonymous, staff, 
         assert not [v for v in secrets if v in body], params
     # the staff key does see the internal fields of the same events: the check above can fail
     assert "contractor_phone" in json.dumps(full, ensure_ascii=False)
+
+
+def execute(client, inputs) -> httpx.Response:
+    return client.post("/processes/affects/execution", json={"inputs": inputs})
+
+
+def test_the_same_answer_as_an_ogc_api_process(anonymous, staff):  # noqa: F811
+    listed = anonymous.get("/processes").json()["processes"]
+    assert [p["id"] for p in listed] == ["affects"]
+    described = anonymous.get("/processes/affects").json()
+    assert {"address", "lon", "lat", "at", "radius"} <= set(described["inputs"])
+    conformance = anonymous.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core" in conformance
+
+    inputs = {"address": "ул. Ленина, 5А", "at": SAMPLE_MOMENT, "radius": 400}
+    executed = execute(anonymous, inputs)
+    assert executed.status_code == 200, executed.text
+    direct = get(anonymous, **inputs)
+    assert executed.json()["building"] == direct["building"]
+    assert answered_events(executed.json()) == answered_events(direct)
+    assert not [w for w in internal_words() if w in executed.text]
+    # the process runs at the caller's level: the staff key's configuration carries the internal fields
+    assert "contractor_phone" in execute(staff, inputs).text
+
+    point = execute(anonymous, {"lon": CONTROL["lon"], "lat": CONTROL["lat"], "at": SAMPLE_MOMENT})
+    assert point.status_code == 200
+    assert point.json()["building"]["properties"]["address"] == direct["building"]["properties"]["address"]
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [{}, {"address": ""}, {"radius": "x", "address": "Ленина 5"}, {"address": ["Ленина 5"]}, {"city": "Иркутск"}],
+)
+def test_process_refuses_bad_inputs_with_a_400(anonymous, inputs):  # noqa: F811
+    response = execute(anonymous, inputs)
+    assert response.status_code == 400, response.text
+    assert response.json()["description"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b"null", b'"x"', b"not json", b'{"inputs": {}, "subscriber": {"successUri": "http://127.0.0.1:9/"}}',
+     b'{"inputs": {"address": "Lenina 5"}, "response": "x"}', b'{"inputs": {"address": "Lenina 5"}, "outputs": 1}'],
+)  # fmt: skip
+def test_process_refuses_malformed_execute_requests_with_a_400(anonymous, server, body):  # noqa: F811
+    response = anonymous.post(
+        "/processes/affects/execution", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "Traceback" not in server.log_text()

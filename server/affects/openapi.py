@@ -43,3 +43,35 @@ def affects_path() -> dict[str, Any]:
             },
         }
     }
+
+
+def execution_body() -> dict[str, Any]:
+    """The execute request of the `affects` process, inputs by name (what pygeoapi's document only references)."""
+    from server.affects.process import PROCESS_METADATA
+
+    inputs = {name: spec["schema"] for name, spec in PROCESS_METADATA["inputs"].items()}
+    schema = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {"inputs": {"type": "object", "properties": inputs, "additionalProperties": False}},
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def self_contained_processes(paths: dict[str, Any], process_id: str) -> None:
+    """pygeoapi's process operations reference the OGC API Processes schemas online; ours are answered
+    synchronously (no 201), refuse bad inputs with a 400, and are described here in full, in place."""
+    listing = paths.get("/processes", {}).get("get")
+    if listing is not None:
+        listing["responses"]["200"] = {
+            "description": "The processes offered",
+            "content": {"application/json": {"schema": {"type": "object", "required": ["processes"]}}},
+        }
+    execution = paths.get(f"/processes/{process_id}/execution", {}).get("post")
+    if execution is not None:
+        execution["requestBody"] = execution_body()
+        execution["responses"] = {
+            "200": {"description": "The answer, as GET /affects?f=json gives it"},
+            "400": {"description": "Inputs that cannot be read"},
+            "404": {"description": "No such process"},
+        }

@@ -14,6 +14,8 @@ from layers.catalog import Catalog, LayerSpec
 from layers.domains import DOMAINS
 from layers.rasters import RASTER_PRODUCTS
 from server.access import LEVELS, Level, exposed_fields, visible_layers
+from server.affects.process import process_resource
+from server.affects.register import REGISTER_LAYER
 from server.features.crs import CRS84, EPSG_URI, city_crs_uri
 from server.published.extents import LayerExtent
 from server.published.store import PublishedStore
@@ -187,6 +189,8 @@ def render_config(
                 if spec.id in extents
             },
             **raster_collections(store),
+            # what affects an address, as an OGC API Process (the GeoPackages it reads are where tiles are read)
+            **process_resource(catalog, store.layer_path(REGISTER_LAYER).parent, level, base_url),
         },
     }
 

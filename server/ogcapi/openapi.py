@@ -6,7 +6,8 @@ from typing import Any
 
 from pygeoapi.openapi import get_oas
 
-from server.affects.openapi import affects_path
+from server.affects.openapi import affects_path, self_contained_processes
+from server.affects.process import PROCESS_ID
 from server.ogcapi.config import GPKG_MEDIA_TYPE
 
 LIMIT_REF = {"$ref": "#/components/parameters/limit"}
@@ -112,6 +113,7 @@ def openapi_document(config: dict[str, Any], filters: bool) -> dict[str, Any]:
         title = resource["title"]["en"] if isinstance(resource["title"], dict) else resource["title"]
         document["paths"][f"/downloads/{layer_id}.gpkg"] = download_path(layer_id, title)
     document["paths"]["/affects"] = affects_path()
+    self_contained_processes(document["paths"], PROCESS_ID)
     components["securitySchemes"] = {
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         "bearer": {"type": "http", "scheme": "bearer"},

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from server.affects.process import PROCESS_ID, check_execute_request
 from server.features.filter_parse import parse_filter_json, parse_filter_text
 from server.ogcapi import params
 from server.ogcapi.site import view_of
@@ -179,7 +180,7 @@ async def coverage(request: Request) -> Response:
     """OGC API Coverages: the raster product, through pygeoapi's rasterio provider."""
     collection_id = request.path_params["collection_id"]
     resource = view_of(request).api.config["resources"].get(collection_id)
-    if resource is not None and any(p["type"] == "coverage" for p in resource["providers"]):
+    if resource is not None and any(p["type"] == "coverage" for p in resource.get("providers", [])):
         extent = resource["extents"]["spatial"]["bbox"]
         request = _with_params(request, params.coverage_bbox(request.query_params, extent))
     return await call(request, coverages_api.get_collection_coverage, collection_id, check_format=False)
@@ -193,6 +194,17 @@ async def tile_matrix_sets(request: Request) -> Response:
 
 async def processes(request: Request) -> Response:
     return await call(request, processes_api.describe_processes, None)
+
+
+async def process(request: Request) -> Response:
+    return await call(request, processes_api.describe_processes, request.path_params["process_id"])
+
+
+async def execution(request: Request) -> Response:
+    """Synchronous execution (pygeoapi's Dummy manager): the answer, or a 400 saying why the inputs failed."""
+    if request.path_params["process_id"] == PROCESS_ID:
+        check_execute_request(await request.body(), request.app.state.catalog)
+    return await call(request, processes_api.execute_process, request.path_params["process_id"])
 
 
 async def jobs(request: Request) -> Response:
@@ -214,7 +226,9 @@ def api_routes() -> list[BaseRoute]:
         Route("/collections/{collection_id}/coverage", coverage),
         Route("/TileMatrixSets", tile_matrix_sets),
         Route("/TileMatrixSets/{tile_matrix_set_id}", tile_matrix_sets),
-        # the landing page links these two; we publish no processes, so they list nothing
+        # the one process is /affects (server/affects/process.py); jobs are synchronous and not kept
         Route("/processes", processes),
+        Route("/processes/{process_id}", process),
+        Route("/processes/{process_id}/execution", execution, methods=["POST"]),
         Route("/jobs", jobs),
     ]

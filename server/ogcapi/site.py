@@ -13,6 +13,7 @@ from typing import Any
 import pygeoapi.api as core_api
 import pygeoapi.api.coverages as coverages_api
 import pygeoapi.api.itemtypes as itemtypes_api
+import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 from pygeoapi.api import API
 from pygeoapi.plugin import load_plugin
@@ -77,7 +78,7 @@ def filter_classes(config: dict[str, Any]) -> tuple[str, ...]:
     """Part 3 classes every feature provider of `config` declares it really implements (none if one does not)."""
     declared: set[str] | None = None
     for resource in config["resources"].values():
-        for provider in resource["providers"]:
+        for provider in resource.get("providers", []):  # a process has none
             if provider["type"] == "feature":
                 default = GEOPACKAGE_FILTERS if provider["name"] == GEOPACKAGE_PROVIDER else ()
                 classes = set(getattr(load_plugin("provider", provider), "FILTER_CONFORMANCE", default))
@@ -86,7 +87,7 @@ def filter_classes(config: dict[str, Any]) -> tuple[str, ...]:
 
 
 def conformance_classes(config: dict[str, Any], filters: tuple[str, ...]) -> tuple[str, ...]:
-    types = {p["type"] for r in config["resources"].values() for p in r["providers"]}
+    types = {p["type"] for r in config["resources"].values() for p in r.get("providers", [])}
     classes = set(COMMON_CLASSES)
     if "feature" in types:
         classes |= set(itemtypes_api.CONFORMANCE_CLASSES_FEATURES) - READ_ONLY_EXCLUDED
@@ -95,12 +96,17 @@ def conformance_classes(config: dict[str, Any], filters: tuple[str, ...]) -> tup
     classes |= set(tiles_api.CONFORMANCE_CLASSES)
     if "coverage" in types:
         classes |= set(coverages_api.CONFORMANCE_CLASSES)
+    if any(r.get("type") == "process" for r in config["resources"].values()):
+        # synchronous execution only: no callbacks (subscribers) are sent
+        classes |= {c for c in processes_api.CONFORMANCE_CLASSES if not c.endswith("/callback")}
     return tuple(sorted(classes))
 
 
 def _without_temporal_extents(config: dict[str, Any]) -> dict[str, Any]:
     resources = {
         layer_id: {**resource, "extents": {k: v for k, v in resource["extents"].items() if k != "temporal"}}
+        if "extents" in resource
+        else resource
         for layer_id, resource in config["resources"].items()
     }
     return {**config, "resources": resources}
