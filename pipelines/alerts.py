@@ -7,13 +7,14 @@ import time
 
 import dagster as dg
 
-from assets.changes import read_changes
+from assets.changes import BASELINE, read_changes
 from layers.catalog import Catalog
 from pipelines.notify import Alert, AlertSettings, deliver
 from pipelines.resources import GeoportalResource
 
 HELD = ": held, not published:"  # pipelines.factory words a hold so
 MAX_LISTED_CONFLICTS = 20
+WATCHED = ("appeared", BASELINE)
 
 
 def _send(context, alerts: list[Alert]) -> None:
@@ -90,9 +91,14 @@ def freshness_alerts_sensor(catalog: Catalog) -> dg.SensorDefinition:
 def conflict_alerts(catalog: Catalog, paths, after_seq: int) -> tuple[list[Alert], int]:
     """One alert per rules layer listing the conflicts that appeared in the change log after `after_seq`."""
     layers = [spec.id for spec in catalog.values() if spec.rules]
-    found = read_changes(paths.changes_path(), layers, "", public=False, after_seq=after_seq)
+    found = read_changes(paths.changes_path(), layers, "", public=False, after_seq=after_seq, kinds=WATCHED)
     settings, alerts = AlertSettings(), []
     for layer in layers:
+        for first in (change for change in found if change.layer == layer and change.kind == BASELINE):
+            count = first.properties.get("features", 0)
+            if count:  # the first computation: its conflicts are all new to the operators
+                reason = f"{count} conflicts at the first computation; see the {layer} layer"
+                alerts.append(Alert("conflict", layer, reason, settings.run_url(first.run_id)))
         new = [change for change in found if change.layer == layer and change.kind == "appeared"]
         if not new:
             continue

@@ -5,7 +5,7 @@ import geopandas as gpd
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from assets.changes import record_changes
+from assets.changes import recording_changes
 from assets.conflicts import find_conflicts
 from assets.publish import PublicationError, publish_geopackage, stable_fid
 from layers.catalog import Catalog, LayerSpec
@@ -74,8 +74,9 @@ def rules_asset(spec: LayerSpec, catalog: Catalog) -> dg.AssetsDefinition:
         frame.insert(0, "fid", [stable_fid(spec.id, value) for value in frame["conflict_id"]])
         target = paths.published_path(spec.id)
         try:
-            publish_geopackage(frame, layer, target)
-            changes = record_changes(paths, layer, frame, context.run_id)  # new conflicts: the alert sensor reads them
+            # new conflicts: the alert sensor reads them in the change log
+            with recording_changes(paths.changes_path(), layer, frame, target, context.run_id) as changes:
+                publish_geopackage(frame, layer, target)
         except PublicationError as error:
             raise dg.Failure(description=f"{spec.id}: {error}", allow_retries=False) from None
         total = sum(found.counts.values())

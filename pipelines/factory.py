@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.changes import record_changes
+from assets.changes import recording_changes
 from assets.checks import (
     CheckOutcome,
     MetadataTable,
@@ -157,8 +157,10 @@ def layer_asset(spec: LayerSpec, upstream: set[str] | None = None) -> dg.AssetsD
                 "the previous GeoPackage stays in place"
             )
         try:
-            path = publish_layer(build, paths)
-            changes = record_changes(paths, build.spec, build.frame, context.run_id)
+            # the change log commits with the publication, and reads the file it replaces for what ended
+            target = paths.published_path(spec.id)
+            with recording_changes(paths.changes_path(), build.spec, build.frame, target, context.run_id) as changes:
+                path = publish_layer(build, paths)
         except PublicationError as error:
             raise _failure(f"{spec.id}: {error}") from None
         context.log.info(f"{spec.id}: published {build.counts.published}, rejected {build.counts.rejected} → {path}")

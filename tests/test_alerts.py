@@ -169,9 +169,11 @@ def test_new_conflict_reaches_mail_and_webhook(city, sinks):
     resources = {"geoportal": resource_for(city)}
     with dg.instance_for_test() as instance:
         first = dg.build_sensor_context(instance=instance, resources=resources)
-        sensor(first)  # the sample's conflicts, told once as one alert
+        sensor(first)  # the sample's conflicts at their first computation, told once as one alert
         sinks.wait(mails=1, posts=1)
-        assert sinks.posts[0]["layer"] == "conflicts" and sinks.posts[0]["reason"].startswith("54 new")
+        assert sinks.posts[0]["layer"] == "conflicts" and sinks.posts[0]["reason"].startswith(
+            "54 conflicts at the first computation"
+        )
         deliver(city, "closures/municipal_closures.csv", long_closure_file())
         result = dg.materialize(
             [layer_asset(catalog["road_closures"], set()), *rules_definitions(catalog).assets],
