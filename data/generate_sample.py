@@ -22,6 +22,7 @@ import _sample_geometry as geo  # noqa: E402
 import fiona  # noqa: E402
 import shapely  # noqa: E402
 from shapely.geometry import MultiPolygon, Point, mapping  # noqa: E402
+from shapely.geometry import shape as from_geojson  # noqa: E402
 from shapely.geometry.polygon import orient  # noqa: E402
 from shapely.ops import substring  # noqa: E402
 
@@ -107,6 +108,22 @@ def planted_cases(city: geo.City) -> dict:
         "outage_buildings": {"ВК-2001": len(lonely), "ВК-2002": 1},
     }
     return {"permits": permits, "closures": [closure], "notices": notices, "expected": expected}
+
+
+def planted_zones(planted: dict) -> dict:
+    """The zones each planted permit and closure touches, from the zone files as written (in МСК): what the
+    pipeline's responsibility fields must say after reading, reprojecting and intersecting them."""
+    with fiona.open(OUT / "zones/election_districts.shp") as src:
+        districts = [(str(f["properties"]["OKRUG_NO"]), from_geojson(f["geometry"])) for f in src]
+    police = json.loads((OUT / "zones/police_precincts.geojson").read_text(encoding="utf-8"))["features"]
+    companies = json.loads((OUT / "zones/management_companies.geojson").read_text(encoding="utf-8"))["features"]
+    sets = {"district_no": sorted(districts, key=lambda zone: int(zone[0])),
+            "precinct_id": sorted((f["properties"]["uchastok"], from_geojson(f["geometry"])) for f in police),
+            "company_id": sorted((f["properties"]["id"], geo.to_msk(from_geojson(f["geometry"]))) for f in companies)}
+    events = {row[0]: shapely.from_wkt(row[10]) for row in planted["permits"]}
+    events |= {row[0]: shapely.from_wkt(row[9]) for row in planted["closures"]}
+    return {event: {field: ", ".join(code for code, zone in zones if zone.intersects(geom))
+                    for field, zones in sets.items()} for event, geom in events.items()}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -543,7 +560,9 @@ Appended after the generated rows, all in 2027: permits ЗР-2026-0901 and ЗР-
 20-25 January (overlapping_excavations); municipal closure ПД-2026-201, 102 days (long_closure); permit ЗР-2026-0903
 on that closure's line after it ended (works_without_closure); outage notice ВК-2001 in March on ул. Лермонтова, with
 no works within 150 m then (outage_without_works); notice ВК-2002 beside ЗР-2026-0901 while it runs (answered, no
-conflict). `expected.json` → `conflicts`; the generated records produce conflicts of their own too.
+conflict). `expected.json` → `conflicts`; the generated records produce conflicts of their own too. The zones
+each planted permit and closure touches (intersected in МСК from the zone files) are `expected.json` →
+`responsibility`; ПД-2026-201 crosses two police precincts.
 
 ## What the layers should publish
 | layer | features | rejects |
@@ -593,6 +612,7 @@ def main() -> None:
     counts["emergency_works_rows"] = counts["emergency_works"]["rows"]
     # conflicts layers/conflicts.yaml must find among them (other, generated ones too); "answered": must not
     counts["conflicts"] = planted["expected"]
+    counts["responsibility"] = planted_zones(planted)  # the planted events' zones, for the responsibility fields
     counts["files"] = {str(f.relative_to(OUT)): f.stat().st_size for f in sorted(OUT.rglob("*")) if f.is_file()}
     write_readme(counts)
     (OUT / "expected.json").write_text(json.dumps(counts, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -176,6 +176,18 @@ def test_sample_events_carry_the_zones_their_geometry_touches(published_city, ev
     assert frame["district_no"].notna().all() and frame["district_deputy_name"].notna().all()
 
 
+def test_planted_events_carry_the_zones_the_generator_drew_them_in(published_city):
+    """expected.json holds the zones of the planted events, intersected by the generator in МСК."""
+    published = {
+        layer: pyogrio.read_dataframe(published_city.published_path(layer), read_geometry=False).set_index(key)
+        for layer, key in (("repairs", "permit_id"), ("road_closures", "closure_id"))
+    }
+    for event, zones in EXPECTED["responsibility"].items():
+        row = published["road_closures" if event.startswith("ПД") else "repairs"].loc[event]
+        assert {field: row[field] for field in zones} == zones, event
+    assert ", " in EXPECTED["responsibility"]["ПД-2026-201"]["precinct_id"], "the planted closure crosses precincts"
+
+
 def test_planted_events_name_their_people(published_city):
     repairs = pyogrio.read_dataframe(published_city.published_path("repairs")).set_index("permit_id")
     deputies = pyogrio.read_dataframe(published_city.published_path("election_districts"), read_geometry=False)
