@@ -16,7 +16,7 @@ from shapely.geometry import Point
 from layers.catalog import load_catalog
 from layers.settings import REPO_ROOT
 from tests.conftest import SAMPLE_MOMENT
-from tests.server_fixtures import STAFF_KEY, anonymous, server, staff  # noqa: F401 - fixtures
+from tests.server_fixtures import anonymous, private_server, server, staff  # noqa: F401 - fixtures
 
 EXPECTED = json.loads((REPO_ROOT / "data/sample/irkutsk/expected.json").read_text(encoding="utf-8"))
 CONTROL = EXPECTED["control_point"]  # ул. Ленина 5А, a register building at a surveyed point
@@ -272,3 +272,18 @@ def test_process_refuses_malformed_execute_requests_with_a_400(anonymous, server
     )
     assert response.status_code == 400, response.text
     assert "Traceback" not in server.log_text()
+
+
+def test_an_unreadable_layer_is_left_out_and_named(private_server):  # noqa: F811
+    """A published file that cannot be read costs its own events, named in the answer and one log line."""
+    path = private_server.paths.published_path("repairs")
+    broken = path.with_suffix(".part")
+    broken.write_bytes(b"not a GeoPackage " * 100)
+    broken.replace(path)  # a new inode, as a publication makes
+    with private_server.client() as client:
+        answer = get(client, address="ул. Ленина, 5А", at=SAMPLE_MOMENT, radius=400)
+        page = client.get("/affects", params={"address": "ул. Ленина, 5А", "at": SAMPLE_MOMENT, "f": "html"})
+    assert answer["unavailable"] == ["repairs"]
+    assert "repairs" not in {d["id"] for d in answer["domains"]} and answer["domains"] and answer["zones"]
+    assert page.status_code == 200 and 'id="unavailable"' in page.text
+    assert "/affects: repairs left out" in private_server.log_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from server.affects.register import REGISTER_LAYER, Building, Match, Register, l
 from server.errors import NotFound
 from server.published.layer import LayerFileError
 
+LOGGER = logging.getLogger(__name__)
 
-def _text(value: Any, language: str) -> Any:
+
+def catalog_text(value: Any, language: str) -> Any:
     """A catalog text {ru, en} in the language asked, else the other one."""
     if value is None or isinstance(value, str):
         return value
@@ -44,10 +47,14 @@ def _candidate(building: Building, base_url: str) -> dict:
 
 
 def _register(layer_path: Callable[[str], Path]) -> Register | None:
+    """The register, or None when it is not published or cannot be read (logged: a point still gets events)."""
     path = layer_path(REGISTER_LAYER)
+    if not path.exists():
+        return None
     try:
         return load_register(path)
-    except LayerFileError:
+    except LayerFileError as error:
+        LOGGER.error("/affects: the address register is left out: %s", error)
         return None
 
 
@@ -57,11 +64,13 @@ def build_answer(
     """The answer as a JSON-able dict, in the query's language. Without a match, no events: a guess at the
     building would put someone else's works on the resident's door."""
     register = _register(layer_path)
-    answer: dict[str, Any] = {"query": query.echo(), "at": query.at, "matched": False, "building": None,
-                              "reason": None, "candidates": [], "domains": [], "zones": []}  # fmt: skip
+    answer: dict[str, Any] = {
+        **{"query": query.echo(), "at": query.at, "matched": False, "building": None, "reason": None},
+        **{"candidates": [], "domains": [], "zones": [], "unavailable": []},
+    }
     if query.address is not None:
         if register is None:
-            raise NotFound("the address register is not published yet: ask by lon and lat")
+            raise NotFound("the address register cannot be read now (not published yet?): ask by lon and lat")
         match: Match = register.match(query.address)
         answer["candidates"] = [_candidate(b, base_url) for b in match.candidates]
         if match.building is None:
@@ -76,7 +85,8 @@ def build_answer(
         answer["matched"] = True
         nearest, distance = register.nearest(*place) if register else (None, 0.0)
         answer["building"] = _building(nearest, distance) if nearest else None
-    events = events_near(catalog, layer_path, level, place, query.at, query.radius_m)
+    unreadable: list[str] = []
+    events = events_near(catalog, layer_path, level, place, query.at, query.radius_m, unreadable)
     by_domain: dict[str, list] = {}
     for event in events:
         by_domain.setdefault(event.layer.domain, []).append(
@@ -84,7 +94,7 @@ def build_answer(
                 "type": "Feature",
                 "id": event.id,
                 "layer": event.layer.id,
-                "layer_title": _text(event.layer.title, query.language),
+                "layer_title": catalog_text(event.layer.title, query.language),
                 "state": event.state,
                 "start": event.start,
                 "end": event.end,
@@ -95,17 +105,19 @@ def build_answer(
             }
         )
     answer["domains"] = [
-        {"id": domain, "title": _text(DOMAINS[domain]["title"], query.language), "events": by_domain[domain]}
+        {"id": domain, "title": catalog_text(DOMAINS[domain]["title"], query.language), "events": by_domain[domain]}
         for domain in DOMAINS
         if domain in by_domain
     ]
     answer["zones"] = [
         {
             "layer": zone.layer.id,
-            "layer_title": _text(zone.layer.title, query.language),
+            "layer_title": catalog_text(zone.layer.title, query.language),
             "id": zone.id,
             "properties": zone.properties,
         }
-        for zone in zones_at(catalog, layer_path, level, place)
+        for zone in zones_at(catalog, layer_path, level, place, unreadable)
     ]
+    # layers whose published file could not be read now: their events and zones are missing from this answer
+    answer["unavailable"] = unreadable
     return answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 from collections.abc import Callable
@@ -19,9 +20,10 @@ from layers.catalog import Catalog, LayerSpec
 from layers.timewindow import active_clauses, as_date_text, zone
 from server.access import Level, sees, visible_fields
 from server.published import gpkg
-from server.published.layer import LayerFileError, LayerMeta, current_meta, open_version, read_meta
+from server.published.layer import LayerFileError, LayerMeta, open_version, read_meta
 from server.published.sql import column, quote_identifier
 
+LOGGER = logging.getLogger(__name__)
 # domains whose layers are not events (zones answer for events, the register places them, conflicts pair them)
 NOT_EVENTS = {"zones", "reference", "coordination"}
 METRES_PER_DEGREE = 111_320.0
@@ -81,6 +83,11 @@ def _value(kind: str, value: Any) -> Any:
     return bool(value) if kind == "boolean" and value is not None else value
 
 
+def _unreadable(spec: LayerSpec, error: LayerFileError) -> str:
+    LOGGER.error("/affects: %s left out: %s", spec.id, error)
+    return spec.id
+
+
 Where = Callable[[LayerMeta], list[tuple[str, Any]]]
 
 
@@ -122,9 +129,11 @@ def events_near(
     place: tuple[float, float],
     at: str,
     radius_m: float,
+    unreadable: list[str],
 ) -> list[Event]:
     """Events of every event layer this level sees that have not ended at `at` (stored UTC text) and lie within
-    `radius_m` of `place`, nearest first within each start time. Fields are those the level sees."""
+    `radius_m` of `place`, nearest first within each start time. Fields are those the level sees. A layer whose
+    file cannot be read is left out and named in `unreadable` (the answer says so)."""
     lon, lat = place
     to_metres = _to_metres(lon, lat)
     local = zone(catalog.city.timezone)
@@ -135,14 +144,20 @@ def events_near(
         if path is None or spec.temporal is None:
             continue
         start, end = spec.temporal.start, spec.temporal.end
-        # a date-typed layer stores local days: "not ended" compares with the day of `at` in the city
-        first = as_date_text(at, local) if _is_date(path, spec, start) else at
 
-        def not_ended(meta: LayerMeta, start=start, end=end, first=first) -> list[tuple[str, Any]]:
-            # the features API's own "active in the window", with the window open towards the future
+        # a date-typed layer stores local days: "not ended" compares with the day of `at` in the city
+        def not_ended(meta: LayerMeta, start=start, end=end) -> list[tuple[str, Any]]:
+            # the features API's own "active in the window", with the window open towards the future; a
+            # date-typed layer stores local days, compared with the day of `at` in the city
+            first = as_date_text(at, local) if meta.columns.get(start) == "date" else at
             return active_clauses(column("t", start), end and column("t", end), first, None)
 
-        meta, rows = _rows(path, spec, box, not_ended)
+        try:
+            meta, rows = _rows(path, spec, box, not_ended)
+        except LayerFileError as error:
+            unreadable.append(_unreadable(spec, error))
+            continue
+        first = as_date_text(at, local) if meta.columns.get(start) == "date" else at
         shown = [f.name for f in visible_fields(spec, level) if f.name in meta.columns]
         names = list(meta.columns)
         for _fid, blob, *values in rows:
@@ -169,21 +184,22 @@ def events_near(
     return sorted(found, key=lambda e: (e.state != "active", e.start or "", e.distance_m))
 
 
-def _is_date(path: Path, spec: LayerSpec, start: str) -> bool:
-    return current_meta(str(path), spec.id).columns.get(start) == "date"
-
-
 def zones_at(
-    catalog: Catalog, layer_path: Callable[[str], Path], level: Level, place: tuple[float, float]
+    catalog: Catalog, layer_path: Callable[[str], Path], level: Level, place: tuple[float, float], unreadable: list[str]
 ) -> list[Zone]:
-    """The zones of every zone layer this level sees that contain `place`, with the fields the level sees."""
+    """The zones of every zone layer this level sees that contain `place`, with the fields the level sees; a layer
+    whose file cannot be read is named in `unreadable`."""
     point = Point(place)
     found = []
     for spec in zone_layers(catalog, level):
         path = _published(spec, layer_path)
         if path is None:
             continue
-        meta, rows = _rows(path, spec, (*place, *place), lambda meta: [])
+        try:
+            meta, rows = _rows(path, spec, (*place, *place), lambda meta: [])
+        except LayerFileError as error:
+            unreadable.append(_unreadable(spec, error))
+            continue
         shown = [f.name for f in visible_fields(spec, level) if f.name in meta.columns]
         names = list(meta.columns)
         for _fid, blob, *values in rows:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from layers.catalog import Catalog
 from layers.timewindow import zone
+from server.affects.answer import catalog_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXTS = {
@@ -20,6 +20,7 @@ TEXTS = {
         "also": "Адрес назвал и другие дома", "events": "События рядом", "no_events": "Рядом ничего не происходит",
         "active": "идёт", "upcoming": "запланировано", "open_end": "без даты окончания", "covers": "прямо здесь",
         "zones": "Кто отвечает за этот адрес", "yes": "да", "no": "нет",
+        "unavailable": "Сейчас не удалось прочитать слои (их событий нет в ответе)",
     },
     "en": {
         "title": "What affects my address", "address": "Address", "placeholder": "ul. Lenina, 5A",
@@ -28,18 +29,12 @@ TEXTS = {
         "also": "The address also names", "events": "Events nearby", "no_events": "Nothing is going on nearby",
         "active": "active", "upcoming": "upcoming", "open_end": "no end date", "covers": "right here",
         "zones": "Who answers for this address", "yes": "yes", "no": "no",
+        "unavailable": "Layers that could not be read now (their events are missing here)",
     },
 }  # fmt: skip
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
 )
-
-
-def _text(value: Any, language: str) -> str:
-    if value is None or isinstance(value, str):
-        return value or ""
-    data = value.model_dump() if hasattr(value, "model_dump") else dict(value)
-    return data.get(language) or next((v for v in data.values() if v), "")
 
 
 def render_page(answer: dict, catalog: Catalog, language: str, base_url: str) -> str:
@@ -67,8 +62,8 @@ def render_page(answer: dict, catalog: Catalog, language: str, base_url: str) ->
             elif field.type == "boolean":
                 value = texts["yes"] if value else texts["no"]
             elif field.labels and str(value) in field.labels:
-                value = _text(field.labels[str(value)], language)
-            shown.append((field.name, _text(field.title, language), str(value)))
+                value = catalog_text(field.labels[str(value)], language) or ""
+            shown.append((field.name, catalog_text(field.title, language) or "", str(value)))
         return shown
 
     heading = answer["building"]["properties"]["address"] if answer.get("building") else answer["query"].get("address")
