@@ -15,7 +15,7 @@ const UI = {
     search: "Найти", searchHint: "Адрес: ул. Ленина, 5А", searchLabel: "Что происходит у дома", sheet: "Слои и легенда",
     noMatch: "Адрес не найден в адресном реестре", didYouMean: "Возможно, вы имели в виду:", nothingNear: "Рядом ничего не происходит",
     whoAnswers: "Кто отвечает за адрес", active: "идёт", upcoming: "запланировано", openEnd: "без даты окончания",
-    here: "прямо здесь", metres: "м",
+    here: "прямо здесь", metres: "м", unavailable: "Сейчас не удалось прочитать",
   },
   en: {
     page: "Geoportal — current situation", portal: "geoportal", showAt: "Show the moment:",
@@ -26,7 +26,7 @@ const UI = {
     search: "Search", searchHint: "Address: ul. Lenina, 5A", searchLabel: "What affects an address", sheet: "Layers and legend",
     noMatch: "The address is not in the address register", didYouMean: "Did you mean:", nothingNear: "Nothing is going on nearby",
     whoAnswers: "Who answers for this address", active: "active", upcoming: "upcoming", openEnd: "no end date",
-    here: "right here", metres: "m",
+    here: "right here", metres: "m", unavailable: "Could not be read now",
   },
 };
 
@@ -284,6 +284,10 @@ function resultHtml(answer, layersById) {
     return `<h3 id="search-miss">${T.noMatch}</h3>${candidates ? `<p>${T.didYouMean}</p>${candidates}` : ""}`;
   }
   const parts = [`<h3 id="search-building">${escapeHtml(answer.building ? answer.building.properties.address : "")}</h3>`];
+  if (answer.unavailable && answer.unavailable.length) {
+    const titles = answer.unavailable.map((id) => (layersById[id] ? text(layersById[id].title) : id));
+    parts.push(`<p class="unavailable">${T.unavailable}: ${escapeHtml(titles.join(", "))}</p>`);
+  }
   if (!answer.domains.length) parts.push(`<p>${T.nothingNear}</p>`);
   for (const domain of answer.domains) {
     parts.push(`<h4>${escapeHtml(domain.title)}</h4><ul>` + domain.events.map((e) =>
