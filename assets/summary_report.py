@@ -31,6 +31,9 @@ def draw_map(summary: DailySummary, catalog, axes) -> None:
     if summary.districts is not None and len(summary.districts):
         summary.districts.boundary.plot(ax=axes, color="#64748b", linewidth=0.6)
         summary.districts.plot(ax=axes, color="#f1f5f9", edgecolor="none", zorder=0)
+        label = summary.districts.columns[0]  # the district number the tables count by
+        for number, point in zip(summary.districts[label], summary.districts.representative_point(), strict=True):
+            axes.annotate(str(number), (point.x, point.y), fontsize=7, color="#64748b", ha="center", va="center")
     for layer_id, frame in summary.active_frames.items():
         if not len(frame):
             continue
