@@ -81,3 +81,25 @@ def test_cli_prints_an_entry_that_loads(capsys):
     entry = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("GEOPORTAL_SERVER_API_KEYS"))
     ring = KeyRing(parse_entries(entry.split(": ", 1)[1]))
     assert ring.lookup("my-key").level == "public"
+
+
+def test_the_live_key_ring_follows_its_file_and_keeps_the_last_good_one(tmp_path):
+    import os
+
+    from server.auth import LiveKeyRing
+
+    path = tmp_path / "keys.yaml"
+
+    def write(text: str) -> None:
+        staged = tmp_path / "keys.new"
+        staged.write_text(text, encoding="utf-8")
+        os.replace(staged, path)  # as a secrets manager does: a new inode, so a new stat even within a tick
+
+    write(yaml.safe_dump([{"name": "a", "level": "internal", "hash": hash_key("first")}]))
+    live = LiveKeyRing(path, None)
+    assert live.current().lookup("first").name == "a"
+    write(yaml.safe_dump([{"name": "b", "level": "public", "hash": hash_key("second")}]))
+    assert live.current().lookup("second").level == "public"
+    assert live.current().lookup("first") is None  # revoked
+    write("keys: [this is not a key list")  # a broken edit keeps the keys that worked, and says so in the log
+    assert live.current().lookup("second").name == "b"
