@@ -17,3 +17,14 @@ class StoreSettings(BaseSettings):
 def store_url() -> str | None:
     """Read on every call, never at import: tests and the daemon set the variable before asking."""
     return StoreSettings().store_url or None
+
+
+def where(url: str) -> str:
+    """host:port/dbname of a store URL, for messages and logs: never the password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+    except ValueError:
+        return "the store"

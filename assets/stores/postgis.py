@@ -15,6 +15,7 @@ from psycopg import sql
 from assets.arrow_stream import GEOMETRY, arrow_schema, record_batches
 from assets.publish import PublicationError
 from layers.catalog import LayerSpec
+from layers.store import where
 
 SCHEMA = "geoportal"
 REGISTRY = "publications"
@@ -59,15 +60,6 @@ class StorePublicationError(PublicationError):
         Exception.__init__(self, message)
         self.path = None
         self.error = None
-
-
-def where(url: str) -> str:
-    """host:port/dbname of a URL, for messages."""
-    try:
-        parts = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "the store"
-    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
 def _first_line(error: BaseException) -> str:

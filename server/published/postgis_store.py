@@ -22,6 +22,7 @@ from psycopg import sql
 
 from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
+from layers.store import where
 from server.published.extents import LayerExtent, read_extent
 from server.published.files import Signature, file_identity
 from server.published.store import GEOPACKAGE_PROVIDER
@@ -43,6 +44,7 @@ class PostGISStore:
         self._sync = threading.Lock()
         self._copied: dict[str, int] = {}  # layer -> version of its local copy
         self._last: tuple[tuple[str, int], ...] = ()
+        self._away = False
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -57,9 +59,16 @@ class PostGISStore:
         except psycopg.errors.UndefinedTable:
             rows = []  # nothing published yet
         except psycopg.Error as error:
-            LOGGER.error("PostGIS store %s unreachable, serving the last known versions: %s", self.url, error)
+            if not self._away:  # once per outage, not once per request
+                LOGGER.error(
+                    "PostGIS store %s unreachable, serving the last known versions: %s", where(self.url), error
+                )
+            self._away = True
             self._local.connection = None
             return self._last
+        if self._away:
+            LOGGER.warning("PostGIS store %s reachable again", where(self.url))
+        self._away = False
         self._last = tuple((layer, version) for layer, version in rows if layer in self.catalog)
         return self._last
 
@@ -86,7 +95,13 @@ class PostGISStore:
                     try:
                         self._copy(self.catalog[layer_id], version)
                     except (psycopg.Error, OSError) as error:
-                        LOGGER.error("%s: version %s cannot be read from PostGIS: %s", layer_id, version, error)
+                        LOGGER.error(
+                            "%s: version %s cannot be read from PostGIS %s: %s",
+                            layer_id,
+                            version,
+                            where(self.url),
+                            error,
+                        )
                         if not self.layer_path(layer_id).exists():
                             continue
                 served.append(layer_id)
