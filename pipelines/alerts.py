@@ -48,7 +48,8 @@ def failure_alerts(context: dg.RunFailureSensorContext) -> list[Alert]:
     name="publication_failure_alerts",
     description="Tells operators (webhook, e-mail) which layer failed or was held, why, with the run's link",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=False,
+    # also the runs of `python -m pipelines` (in-process, recorded in the same instance)
+    monitor_all_code_locations=True,
 )
 def publication_failure_alerts(context: dg.RunFailureSensorContext) -> None:
     _send(context, failure_alerts(context))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pyogrio
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from assets.changes import Change, public_fields, read_changes, stamp
 from layers.timewindow import TimeQueryError, zone
-from server.access import refusal, sees, visible_fields, visible_layers
+from server.access import refusal, sees, sees_internal, visible_fields, visible_layers
 from server.auth import presented_key
 from server.caller import base_url
 from server.changes.atom import atom_feed
@@ -82,7 +83,7 @@ async def changes(request: Request) -> Response:
         specs = [spec]
     else:
         specs = visible_layers(state.catalog, level)
-    public = level == "public"
+    public = not sees_internal(level)  # staff also see the changes of internal-only fields
     found = await run_in_threadpool(
         read_changes, state.paths.changes_path(), [s.id for s in specs], since, public, limit, after
     )
@@ -93,7 +94,9 @@ async def changes(request: Request) -> Response:
         "changes": [_as_json(change, fields[change.layer]) for change in found],
     }
     if len(found) == limit:
-        query = f"since={since}&limit={limit}&after={found[-1].seq}" + (f"&layer={layer_id}" if layer_id else "")
+        query = urlencode(
+            {"since": since, "limit": limit, "after": found[-1].seq, **({"layer": layer_id} if layer_id else {})}
+        )
         body["links"] = [{"rel": "next", "type": "application/json", "href": f"{base_url(request)}/changes?{query}"}]
     return JSONResponse(body, headers={"Vary": "X-API-Key, Authorization"})
 
