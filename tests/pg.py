@@ -164,3 +164,19 @@ def published_city_postgis(postgres_cluster: Cluster, tmp_path_factory) -> tuple
         )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return paths, url
+
+
+def database_only_server(published_city_postgis: tuple, folder: Path):
+    """`python -m server` over the PostGIS store alone (its published folder holds only the raster products, which
+    stay files), with `.paths` set to the same run's GeoPackages for the suites that check answers against them."""
+    from tests.conftest import city_paths
+    from tests.server_fixtures import start_server
+
+    paths, url = published_city_postgis
+    database_only = city_paths(folder / "city")
+    database_only.published_dir.mkdir(parents=True)
+    for raster in paths.published_dir.glob("*.tif"):
+        shutil.copy(raster, database_only.published_dir)
+    running = start_server(database_only, folder / "server.log", {"GEOPORTAL_STORE_URL": url})
+    running.paths = paths
+    return running
