@@ -12,6 +12,7 @@ import pyproj
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layers.catalog_yaml import CatalogError, read_yaml
+from layers.domains import DOMAINS
 
 CATALOG_DIR = Path(__file__).resolve().parent
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -19,7 +20,7 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 GeometryType = Literal["Point", "LineString", "MultiLineString", "MultiPolygon"]
 # coordination: layers derived from the others by rules (conflicts), not read from files
-Domain = Literal["repairs", "closures", "outages", "zones", "reference", "coordination"]
+Domain = Literal[tuple(DOMAINS)]  # declared once, in layers/domains.py
 SourceFormat = Literal["csv", "xlsx", "shapefile", "geojson", "geopackage", "json", "wzdx", "notices"]
 GLOB_CHARACTERS = frozenset("*?[")
 # Cells that only say "no value" in the registers cities export; a city replaces the list with
@@ -224,12 +225,20 @@ class LayerSpec(Strict):
     max_loss: float = Field(default=0.5, ge=0, le=1)
     severity: Severity | None = None  # counted in the disruption-load raster while active
     freshness_minutes: int | None = None
-    schedule: str | None = None  # cron; by default the domain's cadence
+    schedule: str | None = None  # cron in city time; by default the domain's cadence (layers/domains.py)
     # a zone layer that answers for events: each event layer carries these fields of the zones it touches
     responsibility: Responsibility | None = None
     # a layer derived from the event layers by these rules (conflicts) instead of read from files
     rules: list[ConflictRule] = Field(default_factory=list)
     parties: dict[str, str] = Field(default_factory=dict)  # rules: {layer: field naming its responsible organisation}
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        # five fields of digits and */,- : a typo fails when the catalog loads, not when Dagster loads the code
+        if value is not None and not re.fullmatch(r"[\d*/,\-]+( [\d*/,\-]+){4}", " ".join(value.split())):
+            raise ValueError(f"{value!r} is not a cron expression of five fields (minute hour day month weekday)")
+        return None if value is None else " ".join(value.split())
 
     @model_validator(mode="after")
     def _consistent(self) -> LayerSpec:

@@ -24,7 +24,7 @@ def build_definitions() -> dg.Definitions:
     layers = dg.Definitions(
         assets=layer_assets(catalog),
         jobs=jobs,
-        schedules=domain_schedules(jobs, catalog.city.timezone),
+        schedules=domain_schedules(jobs, catalog),
         sensors=[inbox_sensor],
         resources={"geoportal": GeoportalResource()},
         # Every run in one process: a process per step imports geopandas and dagster again for each layer,

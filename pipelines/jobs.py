@@ -6,26 +6,35 @@ import dagster as dg
 
 from layers.catalog import Catalog
 from layers.coordination import downstream_ingested
+from layers.domains import DOMAINS
 
-# Closures and outages change within the hour; zones change with elections and reorganisations.
-DOMAIN_CRON = {
-    "closures": "*/10 * * * *",
-    "outages": "*/10 * * * *",
-    "repairs": "0 * * * *",
-    "zones": "0 3 * * *",
-    "reference": "0 2 * * *",
-}
+# How often each domain's sources change (layers/domains.py); derived domains have no cadence.
+DOMAIN_CRON = {name: domain["cron"] for name, domain in DOMAINS.items() if domain["cron"]}
 ALL_LAYERS_JOB = "all_layers"
 INBOX_JOB = "inbox_job"
+LAYER_JOB_SUFFIX = "_layer_job"  # a layer whose YAML sets its own `schedule:` runs in a job of its own
 
 
 def layers_of(catalog: Catalog, domain: str) -> set[str]:
-    return {spec.id for spec in catalog.values() if spec.domain == domain and spec.sources}
+    """The domain's ingested layers that follow the domain's cadence (not those with a schedule of their own)."""
+    return {spec.id for spec in catalog.values() if spec.domain == domain and spec.sources and not spec.schedule}
+
+
+def own_schedule_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
+    return [
+        dg.define_asset_job(
+            f"{spec.id}{LAYER_JOB_SUFFIX}",
+            selection=dg.AssetSelection.assets(*sorted(downstream_ingested({spec.id}, catalog))),
+            description=f"Ingest and publish {spec.id} (and the layers built on it) on its own schedule",
+        )
+        for spec in catalog.values()
+        if spec.sources and spec.schedule
+    ]
 
 
 def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
     domains = sorted({spec.domain for spec in catalog.values() if spec.sources})  # derived layers: own jobs
-    jobs = [
+    jobs = own_schedule_jobs(catalog) + [
         dg.define_asset_job(
             f"{domain}_job",
             # and the layers built on them: new zones re-tag the events, a new register re-geocodes
@@ -52,15 +61,21 @@ def domain_jobs(catalog: Catalog) -> list[dg.UnresolvedAssetJobDefinition]:
     return jobs
 
 
-def domain_schedules(jobs: list[dg.UnresolvedAssetJobDefinition], timezone: str) -> list[dg.ScheduleDefinition]:
-    return [
-        dg.ScheduleDefinition(
-            name=f"{job.name.removesuffix('_job')}_schedule",
-            job=job,
-            cron_schedule=DOMAIN_CRON[job.name.removesuffix("_job")],
-            execution_timezone=timezone,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-        )
-        for job in jobs
-        if job.name.removesuffix("_job") in DOMAIN_CRON
-    ]
+def domain_schedules(jobs: list[dg.UnresolvedAssetJobDefinition], catalog: Catalog) -> list[dg.ScheduleDefinition]:
+    """Each domain job at its domain's cadence, each layer job at its layer's `schedule:`, in city time."""
+    cron = dict(DOMAIN_CRON)
+    cron.update({spec.id + LAYER_JOB_SUFFIX: spec.schedule for spec in catalog.values() if spec.schedule})
+    schedules = []
+    for job in jobs:
+        key = job.name if job.name.endswith(LAYER_JOB_SUFFIX) else job.name.removesuffix("_job")
+        if key in cron and (job.name.endswith(LAYER_JOB_SUFFIX) or layers_of(catalog, key)):
+            schedules.append(
+                dg.ScheduleDefinition(
+                    name=f"{key.removesuffix(LAYER_JOB_SUFFIX)}_schedule",
+                    job=job,
+                    cron_schedule=cron[key],
+                    execution_timezone=catalog.city.timezone,
+                    default_status=dg.DefaultScheduleStatus.RUNNING,
+                )
+            )
+    return schedules

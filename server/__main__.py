@@ -39,7 +39,7 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
         f"Vector tiles (XYZ)       {base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf   TileJSON {base_url}/tiles/tilejson.json",
         f"Styles                   {base_url}/styles/geoportal.json (MapLibre), {base_url}/styles/<layer>.qml (QGIS)",
         f"Raster (OGC Coverages)   {base_url}/collections/disruption_load/coverage",
-        "Dagster UI (pipeline runs):  python3 dev.py ui",
+        "Dagster UI (runs, checks)  http://127.0.0.1:3000 with `python3 dev.py run` (or `python3 dev.py ui`)",
         "",
     ]
     return "\n".join(lines)
