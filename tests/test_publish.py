@@ -240,3 +240,28 @@ def test_zone_topology_findings_are_a_staff_geopackage_the_server_never_serves(t
     assert sorted(findings.area_m2.round(-1)) == [750, 10000]
     assert paths.topology_path("zones").parent == paths.rejects_dir != paths.published_dir
     assert not [p.name for p in paths.published_dir.iterdir() if "topology" in p.name]
+
+
+def test_an_empty_layer_is_served_empty_and_its_tiles_too(tmp_path):
+    """The map clears: an empty layer answers /items with no feature and a tile with nothing, not 404/500."""
+    from tests.server_fixtures import start_server, stop_server
+
+    paths = city_paths(tmp_path)
+    live = paths.live_dir / "closures"
+    live.mkdir(parents=True)
+    feed = json.loads((paths.sample_dir / "closures/wzdx_feed.geojson").read_text(encoding="utf-8"))
+    (live / "wzdx_feed.geojson").write_text(json.dumps({**feed, "features": []}), encoding="utf-8")
+    header = (paths.sample_dir / "closures/municipal_closures.csv").read_bytes().splitlines()[0]
+    (live / "municipal_closures.csv").write_bytes(header + b"\r\n")
+    result = materialize(paths, "road_closures")
+    assert result.success, failure_line(result)
+    server = start_server(paths, tmp_path / "server.log")
+    try:
+        with server.client() as client:
+            items = client.get("/collections/road_closures/items", params={"f": "json"})
+            assert items.status_code == 200, items.text
+            assert items.json()["features"] == [] and items.json()["numberMatched"] == 0
+            tile = client.get("/tiles/road_closures/12/3234/1352.pbf")  # central Irkutsk (104.28 E, 52.28 N)
+            assert tile.status_code in (200, 204) and len(tile.content) < 100
+    finally:
+        stop_server(server)
