@@ -111,32 +111,26 @@ class PostGISStore:
         from assets.publish import publish_geopackage  # the one writer of the GeoPackage contract
 
         names = [f.name for f in spec.fields]
-        # columns qualified: a layer field may be named like a registry column (description)
-        query = sql.SQL("SELECT t.fid, {}, ST_AsBinary(t.geom), p.by_source FROM {}.{} t, {}.publications p").format(
-            sql.SQL(", ").join(sql.Identifier("t", n) for n in names) if names else sql.SQL("NULL"),
+        query = sql.SQL("SELECT fid, {} ST_AsBinary(geom) FROM {}.{}").format(
+            sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for n in names),
             sql.Identifier(SCHEMA),
             sql.Identifier(spec.id),
-            sql.Identifier(SCHEMA),
         )
-        query = sql.SQL("{} WHERE p.layer_id = %s AND p.slot = 'current' AND p.version = %s").format(query)
-        with psycopg.connect(self.url) as connection:  # one snapshot: rows and registry of the same version
-            rows = connection.execute(query, (spec.id, version)).fetchall()
-            if not rows:
-                (count,) = connection.execute(
-                    sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(spec.id))
-                ).fetchone()
-                if count:
-                    raise psycopg.DataError(f"version {version} was replaced while being read")
-                by_source = connection.execute(
-                    f"SELECT by_source FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'",
-                    (spec.id,),
-                ).fetchone()
-                by_source = by_source[0] if by_source else {}
-            else:
-                by_source = rows[0][-1]
-        frame = pd.DataFrame([row[: len(names) + 1] for row in rows], columns=["fid", *names])
-        geometry = shapely.from_wkb([None if row[-2] is None else bytes(row[-2]) for row in rows])
-        layer = gpd.GeoDataFrame(frame, geometry=list(geometry) if rows else [], crs="EPSG:4326")
+        with psycopg.connect(self.url) as connection:
+            # one snapshot: the registry row and the rows of the same version
+            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            current = connection.execute(
+                f"SELECT version, by_source FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'",
+                (spec.id,),
+            ).fetchone()
+            if current is None:
+                raise psycopg.DataError(f"{spec.id} is no longer published")
+            version, by_source = current  # a newer one than asked for is as good
+            rows = connection.execute(query).fetchall()
+        geometry = shapely.from_wkb([None if row[-1] is None else bytes(row[-1]) for row in rows])
+        frame = pd.DataFrame([row[:-1] for row in rows], columns=["fid", *names])
+        del rows
+        layer = gpd.GeoDataFrame(frame, geometry=list(geometry), crs="EPSG:4326")
         self.copies.mkdir(parents=True, exist_ok=True)
         publish_geopackage(layer, spec, self.layer_path(spec.id), by_source, to_store=False)
         self._copied[spec.id] = version
