@@ -8,6 +8,7 @@ packages are not installed (`python3 dev.py test` installs them as root).
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -15,8 +16,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,11 +109,12 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
+# Each test module imports the fixtures, which makes a session fixture per module: they share one cluster and one
+# published city per process instead, stopped when the process exits.
+_shared: dict[str, Any] = {}
+
+
+def _started_cluster() -> Cluster:
     cluster = Cluster()
     try:
         cluster.start()
@@ -120,14 +122,25 @@ def postgres_cluster() -> Iterator[Cluster]:
         while True:  # pg_ctl -w waited for the socket; make sure TCP answers too
             try:
                 socket.create_connection(("127.0.0.1", cluster.port), timeout=1).close()
-                break
+                return cluster
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
-        yield cluster
-    finally:
+                time.sleep(0.1)  # polling interval while the postmaster opens its port
+    except BaseException:
         cluster.stop()
+        raise
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Cluster:
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    if "cluster" not in _shared:
+        _shared["cluster"] = _started_cluster()
+        atexit.register(_shared["cluster"].stop)
+    return _shared["cluster"]
 
 
 _databases = iter(range(1, 1_000_000))
@@ -143,6 +156,8 @@ def postgres_url(postgres_cluster: Cluster) -> str:
 def published_city_postgis(postgres_cluster: Cluster, tmp_path_factory) -> tuple[object, str]:
     """The sample city published as `published_city` is, with GEOPORTAL_STORE_URL naming a fresh PostGIS database:
     (its PathSettings, the database URL). The variable is set only while the pipeline runs."""
+    if "city" in _shared:
+        return _shared["city"]
     import dagster as dg
 
     from layers.catalog import load_catalog
@@ -163,6 +178,7 @@ def published_city_postgis(postgres_cluster: Cluster, tmp_path_factory) -> tuple
             run_config={"ops": {PRODUCT: {"config": {"at": SAMPLE_MOMENT}}}},
         )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    _shared["city"] = paths, url
     return paths, url
 
 
