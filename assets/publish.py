@@ -36,12 +36,15 @@ REJECT_COLUMNS = ["source_file", "record", "field", "reason", "raw"]
 
 
 class PublicationError(Exception):
-    """The file system refused a publication: one line naming the file and the operating system's error."""
+    """The file system refused a publication: one line naming the file and the operating system's error.
+    GDAL and SQLite say it in words of their own ("unable to open database file", "database or disk is
+    full"): for those, the folder is probed for the operating system's error, which is named instead."""
 
     def __init__(self, path: Path, error: BaseException, doing: str = "publish"):
-        super().__init__(f"cannot {doing} {path}: {describe(error)}")
+        cause = error if isinstance(error, OSError) else (_probe(path.parent) or error)
+        super().__init__(f"cannot {doing} {path}: {describe(cause)}")
         self.path = path
-        self.error = error
+        self.error = cause
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,7 @@ def _os_errors(target: Path, doing: str = "publish") -> Iterator[None]:
     except PublicationError:
         raise
     except (OSError, sqlite3.Error, DataSourceError, DataLayerError, RuntimeError) as error:
-        cause = error if isinstance(error, OSError) else (_probe(target.parent) or error)
-        raise PublicationError(target, cause, doing) from error
+        raise PublicationError(target, error, doing) from error
 
 
 def _discard(path: Path, error: BaseException | None) -> None:
