@@ -262,13 +262,19 @@ def test_deliveries_reach_items_and_tiles_and_bad_ones_end_in_quarantine(portal:
     assert inbox(paths, "zones") == ["districts.7.geojson"]
     assert "layers ['districts'] are not loaded yet" in portal.log_text()
 
-    with portal.instance() as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "inbox_sensor"}))
-        assert {run.job_name for run in runs} == {"inbox_job"}
-        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [(r.run_id, r.status) for r in runs]
-        assert [run.tags["geoportal/deliveries"] for run in runs] == [
-            "closures/municipal_closures.csv, zones/police_precincts.geojson"
-        ]
+    def inbox_runs_finished():
+        # the layers are served as soon as they are published; the run itself still re-tags the layers built on
+        # them (conflicts, change log) before it ends
+        with portal.instance() as instance:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "inbox_sensor"}))
+            return runs if runs and all(run.is_finished for run in runs) else None
+
+    runs = wait_for("the inbox runs finished", inbox_runs_finished, portal)
+    assert {run.job_name for run in runs} == {"inbox_job"}
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [(r.run_id, r.status) for r in runs]
+    assert [run.tags["geoportal/deliveries"] for run in runs] == [
+        "closures/municipal_closures.csv, zones/police_precincts.geojson"
+    ]
     assert "lacking a specified target" not in portal.log_text()
     # the instance is the copied dagster.yaml's home, not the working directory's
     assert (portal.home / "history" / "runs.db").is_file()
