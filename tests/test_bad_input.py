@@ -3,8 +3,6 @@ never a traceback, and the good records still publish."""
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -68,20 +66,10 @@ sources:
 
 
 def make_city(tmp_path: Path, layers: dict[str, str]) -> PathSettings:
-    catalog = tmp_path / "layers"
-    catalog.mkdir()
-    shutil.copy(REPO_ROOT / "layers" / "_city.yaml", catalog / "_city.yaml")
-    for name, text in layers.items():
-        (catalog / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-    (tmp_path / "sources").mkdir()
-    return PathSettings(
-        root=tmp_path,
-        catalog_dir=catalog,
-        sample_dir=tmp_path / "sources",
-        live_dir=tmp_path / "live",
-        published_dir=tmp_path / "published",
-        rejects_dir=tmp_path / "rejects",
-    )
+    """A temporary city with Irkutsk's city file and these layers (tests.any_city.make_city)."""
+    from tests.any_city import make_city as city_with
+
+    return city_with(tmp_path, (REPO_ROOT / "layers" / "_city.yaml").read_text(encoding="utf-8"), layers)
 
 
 def works_city(tmp_path: Path, rows: list[str], encoding: str = "cp1251", crs: str = "msk38-3") -> PathSettings:
