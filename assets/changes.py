@@ -111,6 +111,8 @@ def _properties(frame: pd.DataFrame, spec: LayerSpec, positions: Iterable[int]) 
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab"):  # SQLite says only "unable to open database file"; the OS names its error
+        pass
     db = sqlite3.connect(path, timeout=300, isolation_level=None)  # a big layer's publication holds the lock
     db.execute("PRAGMA journal_mode=WAL")  # the server reads while a publication writes
     db.executescript(SCHEMA)
