@@ -16,6 +16,7 @@ from assets.records import RawRecord, SourceError, SourceTable
 # open quote is a broken row, and the reader resynchronises on the next physical line.
 MAX_LINES_PER_RECORD = 20
 FALLBACK_ENCODINGS = ("utf-8-sig", "cp1251")
+BATCH = 256  # records judged together (one csv.reader for their quoted rows); small enough to die young for the GC
 
 
 HEAD_BYTES = 256 * 1024  # holds the header line of any real register
@@ -74,7 +75,18 @@ def _logical_records(lines: Iterable[str]) -> Iterator[tuple[int, str | None, st
         return True
 
     number = 1
-    while pending or pull():
+    while True:
+        if not pending:
+            for line in source:  # balanced lines, nearly all of them, go straight through
+                line = line.rstrip("\r\n")
+                if line.count('"') % 2 == 0:
+                    yield number, line, line
+                    number += 1
+                else:
+                    pending.append(line)
+                    break
+            else:
+                return
         chunk, used = pending[0], 1
         while chunk.count('"') % 2 and used <= MAX_LINES_PER_RECORD and (used < len(pending) or pull()):
             chunk += "\n" + pending[used]
@@ -123,7 +135,35 @@ def _csv_rows(
 ) -> Iterator[RawRecord]:
     if warning:
         yield RawRecord(source, "file", {}, error=warning, error_field="encoding")
-    for line_no, text, raw in records:
+    batch: list[tuple[int, str | None, str]] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == BATCH:
+            yield from _judged(batch, header, source, delimiter, encoding)
+            batch = []
+    yield from _judged(batch, header, source, delimiter, encoding)
+
+
+def _judged(
+    batch: list[tuple[int, str | None, str]], header: list[str], source: str, delimiter: str, encoding: str
+) -> Iterator[RawRecord]:
+    """The batch's records or rejects, in order; the cells as one `csv.reader` per record gives them."""
+    padding = delimiter + " \t"
+    limit = csv.field_size_limit()
+    cells: list[list[str] | csv.Error | None] = [None] * len(batch)
+    shared = []  # single-line records with quotes: one reader for all of them
+    for position, (_, text, raw) in enumerate(batch):
+        if UNDECODABLE in raw or text is None or not text.strip() or not text.strip(padding):
+            continue
+        if '"' not in text and "\0" not in text and len(text) <= limit:
+            cells[position] = text.split(delimiter)  # no quote: the reader would split it the same way
+        elif "\n" in text:
+            cells[position] = _row(text, delimiter)
+        else:
+            shared.append(position)
+    for position, row in zip(shared, _rows([batch[p][1] for p in shared], delimiter), strict=True):
+        cells[position] = row
+    for (line_no, text, raw), row in zip(batch, cells, strict=True):
         number = f"line {line_no}"
         if UNDECODABLE in raw:
             yield RawRecord(source, number, {"_raw": raw}, error=f"bytes that are not {encoding} text in this row")
@@ -133,22 +173,49 @@ def _csv_rows(
                 source, number, {"_raw": raw}, error="unbalanced quotes: the row is cut or a quote is not closed"
             )
             continue
-        if not text.strip() or not text.strip(delimiter + " \t"):
+        if row is None:
             continue  # blank rows and rows of empty cells are padding, not records
-        try:
-            cells = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
-        except csv.Error as exc:
-            yield RawRecord(source, number, {"_raw": raw}, error=f"malformed CSV row: {exc}")
+        if isinstance(row, csv.Error):
+            yield RawRecord(source, number, {"_raw": raw}, error=f"malformed CSV row: {row}")
             continue
-        if len(cells) != len(header):
+        if len(row) != len(header):
             yield RawRecord(
                 source,
                 number,
                 {"_raw": raw},
-                error=f"expected {len(header)} columns, found {len(cells)} (a stray delimiter or quote?)",
+                error=f"expected {len(header)} columns, found {len(row)} (a stray delimiter or quote?)",
             )
             continue
-        yield RawRecord(source, number, dict(zip(header, cells, strict=True)))
+        yield RawRecord(source, number, dict(zip(header, row, strict=True)))
+
+
+def _row(text: str, delimiter: str) -> list[str] | csv.Error:
+    try:
+        return next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return exc
+
+
+def _rows(texts: list[str], delimiter: str) -> list[list[str] | csv.Error]:
+    """Each single-line text's cells (or error), read by one `csv.reader` over all of them: a reader per
+    row costs more than the row. CPython's reader starts afresh on each next(), also after an error."""
+    out: list[list[str] | csv.Error] = []
+    while len(out) < len(texts):
+        start = len(out)
+        reader = csv.reader((texts[i] for i in range(start, len(texts))), delimiter=delimiter, strict=True)
+        while len(out) < len(texts):
+            before = reader.line_num
+            try:
+                row: list[str] | csv.Error = next(reader)
+            except csv.Error as exc:
+                row = exc
+            if reader.line_num - before != 1:
+                # an open quote ran on into the next text; read alone, the text ends there: a fresh
+                # reader for it, and another for the texts after it
+                out.append(_row(texts[len(out)], delimiter))
+                break
+            out.append(row)
+    return out
 
 
 def read_xlsx(path: Path, source: str, sheet: str | None) -> SourceTable:
