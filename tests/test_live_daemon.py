@@ -14,9 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -127,6 +129,20 @@ def inbox(paths: PathSettings, domain: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
+# What the operators' webhook received while the portal ran (the alert sensors run in the daemon).
+ALERTS: list[dict] = []
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        ALERTS.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 def portal_environment(base: Path) -> tuple[PathSettings, Path, dict[str, str]]:
     catalog = base / "layers"
     shutil.copytree(REPO_ROOT / "layers", catalog, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
@@ -170,6 +186,9 @@ def portal(tmp_path_factory) -> Iterator[Portal]:
         [sys.executable, "-m", "pipelines"], cwd=base, env=env, capture_output=True, text=True, timeout=300
     )
     assert published.returncode == 0, published.stdout + published.stderr
+    webhook = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=webhook.serve_forever, daemon=True).start()
+    env["GEOPORTAL_ALERTS_WEBHOOK_URL"] = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
     log = base / "portal.log"
     with open(log, "wb") as handle:
         supervisor = subprocess.Popen(
@@ -197,6 +216,7 @@ def portal(tmp_path_factory) -> Iterator[Portal]:
     try:
         yield running
     finally:
+        webhook.shutdown()
         if supervisor.poll() is None:
             supervisor.send_signal(signal.SIGTERM)
             try:
@@ -290,6 +310,16 @@ def executing_sensor_run(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, i
             if found:
                 return run, int(found.group(1))
     return None
+
+
+def test_operators_are_told_by_the_sensors_the_daemon_runs(portal: Portal):
+    """The alert sensors are on by default and run in the daemon: the conflicts found when the portal's layers
+    were first published reach the operators' webhook, with the layer and the reason."""
+    told = wait_for(
+        "a conflict alert at the webhook", lambda: [a for a in ALERTS if a.get("kind") == "conflict"], portal
+    )
+    assert told[0]["layer"] == "conflicts"
+    assert "conflict" in told[0]["reason"] and told[0]["subject"].startswith("[geoportal] conflicts")
 
 
 def test_a_run_killed_under_the_daemon_is_marked_failed(portal: Portal):
