@@ -1,4 +1,5 @@
-"""CQL2 filters (pygeofilter ASTs) compiled to parameterised SQLite over the exposed columns.
+"""CQL2 filters (pygeofilter ASTs) compiled to parameterised SQL (SQLite, or PostgreSQL through a dialect) over the
+exposed columns.
 
 pygeofilter's own SQL backend pastes values into the SQL text, so we compile the AST ourselves:
 identifiers through `quote_identifier` (done by the caller when it builds the queryables), values
@@ -19,12 +20,10 @@ from pygeofilter import ast, values
 
 from layers.timewindow import TimeQueryError, as_date_text, bound, day_end, day_start, stored_text
 from server.features.crs import lonlat_from
-from server.features.filter_parse import FilterError, envelope_box, like_glob, transpose_de9im
+from server.features.dialect import SQLITE, SqlDialect
+from server.features.filter_parse import FilterError, envelope_box, transpose_de9im
 from server.published.sql import (
-    ACCENT_FOLD,
-    CASEFOLD,
     FALSE,
-    SPATIAL_TEST,
     TRUE,
     Fragment,
     accent_fold,
@@ -99,8 +98,9 @@ def compile_filter(
     geometry_sql: str,
     geometry_names: set[str],
     local: tzinfo,
+    dialect: SqlDialect = SQLITE,
 ) -> CompiledFilter:
-    compiler = _Compiler(queryables, geometry_sql, geometry_names, local)
+    compiler = _Compiler(queryables, geometry_sql, geometry_names, local, dialect)
     spatial: list[SpatialTest] = []
     rest: list[Fragment] = []
     for conjunct in _conjuncts(node):
@@ -119,7 +119,15 @@ def _conjuncts(node: ast.Node) -> list[ast.Node]:
 
 
 class _Compiler:
-    def __init__(self, queryables: Mapping[str, Queryable], geometry_sql: str, geometry_names: set[str], local):
+    def __init__(
+        self,
+        queryables: Mapping[str, Queryable],
+        geometry_sql: str,
+        geometry_names: set[str],
+        local,
+        dialect: SqlDialect = SQLITE,
+    ):
+        self.dialect = dialect
         self.queryables = queryables
         self.geometry_sql = geometry_sql
         self.geometry_names = geometry_names
@@ -173,9 +181,7 @@ class _Compiler:
         test = self.spatial_test(node)
         if test is not None:
             # not at the top level (under OR/NOT): no R-tree help, the exact test on every row
-            return Fragment(
-                f"{SPATIAL_TEST}({self.geometry_sql}, ?, ?)", (test.operation, shapely.to_wkb(test.geometry))
-            )
+            return self.dialect.spatial_test(self.geometry_sql, test.operation, test.geometry)
         if isinstance(node, (ast.SpatialDistancePredicate, ast.ArrayPredicate)):
             raise FilterError(f"{type(node).__name__} is not supported by this server")
         if isinstance(node, bool):
@@ -183,7 +189,9 @@ class _Compiler:
         raise FilterError(f"unsupported filter expression {type(node).__name__}")
 
     def like(self, node: ast.Like) -> Fragment:
-        subject = self.sql_of(self.operand(node.lhs))
+        operand = self.operand(node.lhs)
+        kind = operand.kind if isinstance(operand, _Sql) else "string"
+        subject = self.sql_of(operand)
         pattern = node.pattern
         if isinstance(pattern, ast.Function):  # CASEI('%ЛЕНИНА%'): folded here, the property is folded in SQL
             folded = self.function(pattern)
@@ -191,14 +199,13 @@ class _Compiler:
         if not isinstance(pattern, str):
             raise FilterError("LIKE needs a text pattern")
         if node.nocase:
-            subject = Fragment(f"{CASEFOLD}({subject.sql})", subject.params)
+            subject = Fragment(self.dialect.casefold(subject.sql, kind), subject.params)
             pattern = pattern.casefold()
-        # GLOB, not LIKE: SQLite's LIKE ignores ASCII case only, CQL2 LIKE is case-sensitive.
         # CQL2 fixes the wildcards as % and _ with \ escaping; pygeofilter reports "." as the single
-        # character wildcard, which would make "ул. Ленина" match "улX Ленина", so _ it is.
-        glob = like_glob(pattern, wildcard=node.wildcard or "%", single="_", escape=node.escapechar or "\\")
-        word = "NOT GLOB" if node.not_ else "GLOB"
-        return Fragment(f"{subject.sql} {word} ?", subject.params + (glob,))
+        # character wildcard, which would make "ул. Ленина" match "улX Ленина", so _ it is (in the dialect).
+        return self.dialect.like(
+            subject, kind, pattern, negated=node.not_, wildcard=node.wildcard or "%", escape=node.escapechar or "\\"
+        )
 
     def temporal(self, node: ast.TemporalPredicate) -> Fragment:
         subject = self.operand(node.lhs)
@@ -336,11 +343,12 @@ class _Compiler:
         if name in ("lower", "casei", "accenti"):
             if len(node.arguments) != 1:
                 raise FilterError(f"{node.name} takes one argument")
-            folder = {"accenti": ACCENT_FOLD}.get(name, CASEFOLD)
+            folder = self.dialect.accent_fold if name == "accenti" else self.dialect.casefold
             argument = self.operand(node.arguments[0])
             if isinstance(argument, _Value):
                 return _Value(accent_fold(argument.value) if name == "accenti" else casefold(argument.value))
-            return _Sql(Fragment(f"{folder}({argument.fragment.sql})", argument.fragment.params), argument.kind)
+            folded = folder(argument.fragment.sql, argument.kind)
+            return _Sql(Fragment(folded, argument.fragment.params), argument.kind)
         return _Value(self.function_value(node))
 
     def function_value(self, node: ast.Function) -> date | datetime:
@@ -364,7 +372,7 @@ class _Compiler:
         if isinstance(operand, _Sql):
             return operand.fragment
         value = self.storage_value(operand.value, kind)
-        return Fragment("NULL") if value is None else Fragment("?", (value,))
+        return Fragment("NULL") if value is None else Fragment("?", (self.dialect.literal(value, kind),))
 
     def storage_value(self, value: Any, kind: str | None) -> Any:  # noqa: C901 - a type table
         if value is None:

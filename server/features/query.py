@@ -4,17 +4,18 @@ fragments over the exposed columns, the R-tree in front of spatial tests, and ke
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
 import shapely
 
 from layers.timewindow import TimeQueryError, active_clauses, bound, parse_datetime_parameter
+from server.features.dialect import SQLITE, SqlDialect
 from server.features.filter_sql import CompiledFilter, Queryable, SpatialTest, compile_filter
 from server.published.layer import LayerFileError, LayerMeta
 from server.published.sql import (
-    CASEFOLD,
+    FALSE,
     SPATIAL_TEST,
     TRUE,
     Fragment,
@@ -58,10 +59,15 @@ class Conditions:
 @dataclass(frozen=True)
 class Ordering:
     expressions: tuple[tuple[str, bool], ...]  # (SQL expression, descending), the fid last
+    dialect: SqlDialect = field(default=SQLITE, compare=False)
 
     @property
     def sql(self) -> str:
-        return ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in self.expressions)
+        last = len(self.expressions) - 1
+        return ", ".join(
+            self.dialect.order_term(expr, desc, nullable=index != last)
+            for index, (expr, desc) in enumerate(self.expressions)
+        )
 
 
 def queryables(meta: LayerMeta, exposed: Sequence[str]) -> dict[str, Queryable]:
@@ -85,6 +91,7 @@ def conditions(
     q: str | None,
     filterq: Any,
     local: tzinfo,
+    dialect: SqlDialect = SQLITE,
 ) -> Conditions:
     parts: list[Fragment] = []
     spatial: list[SpatialTest] = []
@@ -96,19 +103,24 @@ def conditions(
         spatial.append(SpatialTest("intersects", shapely.box(minx, miny, maxx, maxy), box=True))
     window = time_window(meta, datetime_, time_fields, local) if datetime_ else None
     if window is not None:
-        parts.append(window.fragment)
+        parts.append(window.fragment_in(dialect))
     for name, value in properties:
-        parts.append(equals(fields, name, value, local))
+        parts.append(equals(fields, name, value, local, dialect))
     if q:
-        parts.append(free_text(fields, q))
+        parts.append(free_text(fields, q, dialect))
     if filterq is not None:
         compiled: CompiledFilter = compile_filter(
-            filterq, fields, column(ALIAS, meta.geometry_column), GEOMETRY_NAMES | {meta.geometry_column}, local
+            filterq,
+            fields,
+            column(ALIAS, meta.geometry_column),
+            GEOMETRY_NAMES | {meta.geometry_column},
+            local,
+            dialect,
         )
         parts.append(compiled.where)
         spatial.extend(compiled.spatial)
     where = all_of(parts)
-    alone = window is not None and where == window.fragment and not spatial
+    alone = window is not None and where == window.fragment_in(dialect) and not spatial
     return Conditions(where, tuple(spatial), window if alone else None)
 
 
@@ -124,12 +136,15 @@ class TimeWindow:
 
     @property
     def fragment(self) -> Fragment:
+        return self.fragment_in(SQLITE)
+
+    def fragment_in(self, dialect: SqlDialect) -> Fragment:
         """start <= last AND (end IS NULL OR end >= first); instants: first <= start <= last.
-        The unary + keeps SQLite off the time indexes here: without statistics it takes a range on
+        SQLite's unary + keeps it off the time indexes here: without statistics it takes a range on
         the start index for selective, but "started before the end of this week" is most of the
         table, and half a million index lookups are slower than one scan (see window_counts)."""
-        start = "+" + column(ALIAS, self.start_field)
-        end = "+" + column(ALIAS, self.end_field) if self.end_field else None
+        start = dialect.time_column(column(ALIAS, self.start_field))
+        end = dialect.time_column(column(ALIAS, self.end_field)) if self.end_field else None
         return all_of([Fragment(sql, (value,)) for sql, value in active_clauses(start, end, self.first, self.last)])
 
 
@@ -179,7 +194,7 @@ def window_counts(meta: LayerMeta, window: TimeWindow) -> tuple[list[Fragment], 
     return subtract, check
 
 
-def equals(fields: Mapping[str, Queryable], name: str, value: Any, local) -> Fragment:
+def equals(fields: Mapping[str, Queryable], name: str, value: Any, local, dialect: SqlDialect = SQLITE) -> Fragment:
     """`?name=value` from the query string: the value is text, read as the property's type."""
     field = fields.get(name)
     if field is None:
@@ -201,22 +216,22 @@ def equals(fields: Mapping[str, Queryable], name: str, value: Any, local) -> Fra
             stored = text
     except (ValueError, TimeQueryError):
         raise QueryInputError(f"{name}={text!r} is not a valid {field.kind}") from None
-    return Fragment(f"{field.sql} = ?", (stored,))
+    return Fragment(f"{field.sql} = ?", (dialect.literal(stored, field.kind),))
 
 
-def free_text(fields: Mapping[str, Queryable], q: str) -> Fragment:
+def free_text(fields: Mapping[str, Queryable], q: str, dialect: SqlDialect = SQLITE) -> Fragment:
     """`q`: comma-separated terms, any of which may appear in any text property, ignoring case."""
-    terms = [t.strip().casefold() for t in q.split(",") if t.strip()]
+    terms = [t.strip().casefold().replace("\x1f", "") for t in q.split(",") if t.strip()]
     texts = [f.sql for f in fields.values() if f.kind == "string" and f.sql != "NULL"]
-    if not terms or not texts:
-        return TRUE if not terms else Fragment("0")
-    # one Python call per row, not per column: the text fields joined by a unit separator no term contains
-    joined = " || char(31) || ".join(f"coalesce({expr}, '')" for expr in texts)
-    terms = [t.replace("\x1f", "") for t in terms]
-    return any_of(Fragment(f"instr({CASEFOLD}({joined}), ?) > 0", (term,)) for term in terms)
+    return dialect.free_text(texts, terms)
 
 
-def ordering(fields: Mapping[str, Queryable], meta: LayerMeta, sortby: Sequence[Mapping[str, str]]) -> Ordering:
+def ordering(
+    fields: Mapping[str, Queryable],
+    meta: LayerMeta,
+    sortby: Sequence[Mapping[str, str]],
+    dialect: SqlDialect = SQLITE,
+) -> Ordering:
     expressions = []
     for item in sortby:
         name = item.get("property")
@@ -229,16 +244,17 @@ def ordering(fields: Mapping[str, Queryable], meta: LayerMeta, sortby: Sequence[
         expressions.append((field.sql, order in ("-", "D", "DESC")))
     # the fid last makes the order total, which keyset paging and stable pages both need
     expressions.append((column(ALIAS, meta.fid_column), False))
-    return Ordering(tuple(expressions))
+    return Ordering(tuple(expressions), dialect)
 
 
 def seek_after(order: Ordering, key: tuple) -> Fragment:
-    """Rows strictly after `key` in `order` (SQLite sorts NULL first ascending, last descending)."""
+    """Rows strictly after `key` in `order` (NULL first ascending, last descending: SQLite's order, which the
+    PostgreSQL dialect asks for explicitly)."""
     alternatives = []
     equal_so_far: list[Fragment] = []
     for (expr, desc), value in zip(order.expressions, key, strict=True):
         if value is None:
-            after = Fragment("0") if desc else Fragment(f"{expr} IS NOT NULL")
+            after = FALSE if desc else Fragment(f"{expr} IS NOT NULL")
             same = Fragment(f"{expr} IS NULL")
         else:
             after = Fragment(f"({expr} < ? OR {expr} IS NULL)" if desc else f"{expr} > ?", (value,))

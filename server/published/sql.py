@@ -52,8 +52,9 @@ class Fragment:
             raise ValueError(f"{self.sql.count('?')} placeholders but {len(self.params)} values in {self.sql!r}")
 
 
-TRUE = Fragment("1")
-FALSE = Fragment("0")
+# keywords, not 1/0: PostgreSQL wants a boolean in WHERE (SQLite ≥ 3.23 reads them as 1 and 0)
+TRUE = Fragment("TRUE")
+FALSE = Fragment("FALSE")
 
 
 def all_of(fragments: Iterable[Fragment]) -> Fragment:
