@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +49,21 @@ class RowLayout:
     properties_start: int
 
 
-def render(rows: Sequence[tuple], layout: RowLayout, target_crs: str | None) -> list[dict]:
-    geometries = _geojson_geometries(rows, layout, target_crs)
+GeometryDecoder = Callable[[Sequence[bytes | None]], np.ndarray]
+
+
+def wkb_geometries(wkbs: Sequence[bytes | None]) -> np.ndarray:
+    """Plain WKB (PostGIS's ST_AsBinary) to shapely, an empty geometry as None like an empty GeoPackage blob."""
+    shapes = shapely.from_wkb(np.array(wkbs, dtype=object))
+    shapes[shapely.is_empty(shapes)] = None
+    return shapes
+
+
+def render(
+    rows: Sequence[tuple], layout: RowLayout, target_crs: str | None, decode: GeometryDecoder = gpkg.to_shapely_many
+) -> list[dict]:
+    """`decode` reads the geometry column: GeoPackage blobs by default."""
+    geometries = _geojson_geometries(rows, layout, target_crs, decode)
     names = [name for name, _ in layout.properties]
     # only these need converting; text, numbers and ISO dates pass as they are
     convert = [(name, kind) for name, kind in layout.properties if kind in ("boolean", "integer", "blob")]
@@ -65,10 +78,12 @@ def render(rows: Sequence[tuple], layout: RowLayout, target_crs: str | None) -> 
     return features
 
 
-def _geojson_geometries(rows: Sequence[tuple], layout: RowLayout, target_crs: str | None) -> list[dict | None]:
+def _geojson_geometries(
+    rows: Sequence[tuple], layout: RowLayout, target_crs: str | None, decode: GeometryDecoder
+) -> list[dict | None]:
     if layout.geometry_index is None or not rows:
         return [None] * len(rows)
-    shapes = gpkg.to_shapely_many([row[layout.geometry_index] for row in rows])
+    shapes = decode([row[layout.geometry_index] for row in rows])
     if target_crs is not None and target_crs != CRS84:
         shapes = transform_xy(shapes, CRS84, target_crs)
     present = ~shapely.is_missing(shapes)

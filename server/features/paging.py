@@ -67,6 +67,15 @@ def count(query_key: Hashable, compute: Callable[[], int]) -> int:
     return cached
 
 
+def known_count(query_key: Hashable) -> int | None:
+    """numberMatched if already computed (a provider that can learn it from a short last page asks first)."""
+    return _counts.get(query_key)
+
+
+def remember_count(query_key: Hashable, matched: int) -> None:
+    _counts.put(query_key, matched)
+
+
 def clear() -> None:
     _counts.clear()
     _checkpoints.clear()

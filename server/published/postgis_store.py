@@ -25,10 +25,10 @@ from layers.settings import PathSettings
 from layers.store import where
 from server.published.extents import LayerExtent, read_extent
 from server.published.files import Signature, file_identity
-from server.published.store import GEOPACKAGE_PROVIDER
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
+POSTGIS_PROVIDER = "server.features.postgis_provider.PostGISProvider"
 VERSIONS_QUERY = f"SELECT layer_id, version FROM {SCHEMA}.publications WHERE slot = 'current' ORDER BY layer_id"
 
 
@@ -136,7 +136,16 @@ class PostGISStore:
         self._copied[spec.id] = version
 
     def feature_provider(self, layer_id: str) -> dict[str, Any]:
-        return {"name": GEOPACKAGE_PROVIDER, "data": str(self.layer_path(layer_id)), "table": layer_id}
+        """Features straight from the table (server.features.postgis_provider); `data` names the database without
+        its password, so the URL stays out of pygeoapi's configuration."""
+        from server.features.postgis_provider import register_database
+
+        return {
+            "name": POSTGIS_PROVIDER,
+            "data": register_database(self.url),
+            "table": layer_id,
+            "fallback": str(self.layer_path(layer_id)),  # served while the database cannot be reached
+        }
 
     def download_source(self, layer_id: str) -> Path:
         return self.layer_path(layer_id)

@@ -1,0 +1,343 @@
+"""`PostGISProvider`: the pygeoapi feature provider over a PostGIS publication table, answering as GeoPackageProvider.
+
+Config: the same keys as `server.features.provider.GeoPackageProvider`; `data` is a database registered with
+`register_database` (a name without the password, so the URL never lands in pygeoapi's configuration) or a URL,
+`table` the layer id (the table `geoportal."<layer>"`, its version in `geoportal.publications`), and optionally
+`fallback`: the store's local GeoPackage copy of the layer, served by GeoPackageProvider while the database cannot
+be reached (the last versions stay served, as the store promises).
+
+The query is the GeoPackage provider's (server.features.query with the PostgreSQL dialect of pg_sql): bbox, datetime,
+CQL2, q, sortby, properties, keyset paging with the shared checkpoints, numberMatched cached per (database, version,
+conditions). Versions are unique across layers and change with every publication, so the caches of several workers
+stay correct without talking to each other. Construction does no I/O; each thread keeps one connection per database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from pygeoapi.provider.base import ProviderConnectionError, ProviderItemNotFoundError
+
+from layers.store import where
+from server.features import paging, pg_sql
+from server.features.crs import bbox_to_lonlat
+from server.features.output import JSON_SCHEMA, RowLayout, render, wkb_geometries
+from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
+from server.features.provider import (
+    FID,
+    GeoPackageProvider,
+    InvalidQueryError,
+    _bad_input,
+    _non_negative,
+    _target_crs,
+)
+from server.features.query import ALIAS, Conditions, Ordering, conditions, ordering, seek_after
+from server.published.layer import LayerMeta, LruCache
+from server.published.sql import Fragment, all_of, column
+
+LOGGER = logging.getLogger(__name__)
+REGISTRY = (
+    "SELECT version, features, min_x, min_y, max_x, max_y, identifier, description"
+    " FROM geoportal.publications WHERE layer_id = %s AND slot = 'current'"
+)
+COLUMNS = (
+    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+)
+CONNECT_SECONDS = 5
+AWAY_SECONDS = 2.0  # after a failed connection, serve the fallback this long before trying the database again
+
+_databases: dict[str, str] = {}  # name -> URL
+_metadata = LruCache(256)  # (URL, layer, version) -> LayerMeta
+_threads = threading.local()
+_away_until: dict[str, float] = {}  # URL -> monotonic time before which the database is not tried
+
+
+class StoreAway(Exception):
+    """The database cannot be reached now; the caller serves the fallback copy."""
+
+
+def register_database(url: str) -> str:
+    """The name a provider's `data` may carry for `url`: host:port/db, never the password."""
+    name = f"postgis://{where(url)}"
+    _databases[name] = url
+    return name
+
+
+def _connection(url: str) -> psycopg.Connection:
+    """This thread's connection to `url` (psycopg connections are not shared between threads)."""
+    pool: dict[str, psycopg.Connection] = _threads.__dict__.setdefault("connections", {})
+    connection = pool.get(url)
+    if connection is None or connection.closed or connection.broken:
+        connection = pool[url] = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS)
+    return connection
+
+
+def _forget_connection(url: str) -> None:
+    pool = _threads.__dict__.get("connections", {})
+    connection = pool.pop(url, None)
+    if connection is not None:
+        with contextlib.suppress(psycopg.Error):
+            connection.close()
+
+
+class PostGISProvider(GeoPackageProvider):
+    """OGC API Features over one PostGIS publication table (docs/contracts.md, "PostGIS store")."""
+
+    def __init__(self, provider_def: Mapping[str, Any]):
+        super().__init__(provider_def)
+        self.url = _databases.get(self.path, self.path)
+        self.definition = dict(provider_def)
+
+    def _fallback(self) -> GeoPackageProvider:
+        copy_path = self.definition.get("fallback")
+        if not copy_path:
+            raise ProviderConnectionError(f"cannot read {self.table}: the store cannot be reached")
+        return GeoPackageProvider({**self.definition, "data": copy_path})
+
+    # ------------------------------------------------------------------ schema
+
+    def get_fields(self) -> dict:
+        try:
+            with self._layer() as (_connection, meta, _version):
+                return {name: copy.deepcopy(JSON_SCHEMA[meta.columns.get(name, "string")]) for name in self.properties}
+        except StoreAway:
+            return self._fallback().get_fields()
+
+    # ------------------------------------------------------------------ queries
+
+    def query(self, **kwargs: Any) -> dict:
+        try:
+            return self._query(**kwargs)
+        except StoreAway:
+            return self._fallback().query(**kwargs)
+
+    def get(self, identifier: Any, **kwargs: Any) -> dict:
+        try:
+            return self._get(identifier, **kwargs)
+        except StoreAway:
+            return self._fallback().get(identifier, **kwargs)
+
+    def _query(
+        self,
+        offset: int = 0,
+        limit: int = 10,
+        resulttype: str = "results",
+        bbox: Sequence[float] | None = None,
+        datetime_: str | None = None,
+        properties: Sequence[tuple[str, Any]] | None = None,
+        sortby: Sequence[Mapping[str, str]] | None = None,
+        select_properties: Sequence[str] | None = None,
+        skip_geometry: bool = False,
+        q: str | None = None,
+        filterq: Any = None,
+        crs_transform_spec: Any = None,
+        **kwargs: Any,
+    ) -> dict:
+        offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
+        with self._layer() as (connection, meta, version), _bad_input():
+            fields = pg_sql.queryables(meta, self.properties)
+            lonlat = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
+            found = conditions(
+                meta,
+                fields,
+                bbox=lonlat,
+                datetime_=datetime_,
+                time_fields=(self.time_field, self.time_end_field),
+                properties=list(properties or []),
+                q=q,
+                filterq=filterq,
+                local=self.local,
+                dialect=POSTGRES,
+            )
+            order = ordering(fields, meta, list(sortby or []), POSTGRES)
+            version_key = ("postgis", self.url, version, self.table)
+            count_key = (version_key, found.signature)
+            matched = paging.known_count(count_key)
+            collection: dict[str, Any] = {"type": "FeatureCollection", "features": []}
+            if resulttype == "hits" or limit == 0 or (matched is not None and offset >= matched):
+                if matched is None:
+                    matched = self._count(connection, meta, found)
+                    paging.remember_count(count_key, matched)
+                collection.update(numberMatched=matched, numberReturned=0)
+                return collection
+            output = self._output_properties(select_properties)
+            features = self._page(
+                connection,
+                meta,
+                found,
+                order,
+                output,
+                offset,
+                limit,
+                skip_geometry,
+                _target_crs(crs_transform_spec),
+                (version_key, found.signature, order.sql),
+            )
+            if matched is None:
+                if 0 < len(features) < limit or (offset == 0 and not features):
+                    matched = offset + len(features)  # the page ended inside the result: no count needed
+                else:
+                    matched = self._count(connection, meta, found)
+                paging.remember_count(count_key, matched)
+            collection.update(features=features, numberMatched=matched, numberReturned=len(features))
+            return collection
+
+    def _get(self, identifier: Any, crs_transform_spec: Any = None, **kwargs: Any) -> dict:
+        with self._layer() as (connection, meta, _version):
+            fields = pg_sql.queryables(meta, self.properties)
+            missing = ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
+            if self.id_field == FID:
+                try:
+                    key: Any = int(str(identifier))
+                except ValueError:
+                    raise missing from None
+                if not -(2**63) <= key < 2**63:  # beyond bigint: no row can have it
+                    raise missing
+                match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
+            else:
+                match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
+            layout, select = self._pg_select(meta, fields, (), self.properties, skip_geometry=False)
+            statement = Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params)
+            rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+            if not rows:
+                raise missing
+            with _bad_input():
+                return render(rows, layout, _target_crs(crs_transform_spec), wkb_geometries)[0]
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _layer(self) -> Iterator[tuple[psycopg.Connection, LayerMeta, int]]:
+        """This thread's connection, the current version of the layer and its metadata (read once per version)."""
+        if _away_until.get(self.url, 0.0) > time.monotonic():
+            raise StoreAway
+        try:
+            connection = _connection(self.url)
+            meta, version = self._current(connection)
+            _away_until.pop(self.url, None)
+            yield connection, meta, version
+        except psycopg.DataError as error:
+            # a literal the column's type cannot read (`floors = 'abc'`): the GeoPackage matches nothing, we say why
+            raise InvalidQueryError(f"filter value does not fit the property: {_first_line(error)}") from None
+        except psycopg.OperationalError as error:
+            _forget_connection(self.url)
+            if self.url not in _away_until:  # once per outage; the store logs it too
+                LOGGER.error(
+                    "PostGIS store %s unreachable, features served from the local copies: %s",
+                    where(self.url),
+                    _first_line(error),
+                )
+            _away_until[self.url] = time.monotonic() + AWAY_SECONDS
+            raise StoreAway from None
+        except psycopg.Error as error:
+            LOGGER.error("%s: reading from PostGIS %s failed: %s", self.table, where(self.url), _first_line(error))
+            raise ProviderConnectionError(f"cannot read {self.table}: {_first_line(error)}") from None
+
+    def _current(self, connection: psycopg.Connection) -> tuple[LayerMeta, int]:
+        row = connection.execute(REGISTRY, (self.table,)).fetchone()
+        if row is None:
+            raise psycopg.errors.UndefinedTable(f"{self.table} is not published in this store")
+        version, features, min_x, min_y, max_x, max_y, identifier, description = row
+        key = (self.url, self.table, version)
+        meta = _metadata.get(key)
+        if meta is None:
+            columns = connection.execute(COLUMNS, (pg_sql.table(self.table),)).fetchall()
+            registry = {
+                "features": features,
+                "min_x": min_x,
+                "min_y": min_y,
+                "max_x": max_x,
+                "max_y": max_y,
+                "identifier": identifier,
+                "description": description,
+            }
+            meta = pg_sql.meta_from_columns(self.table, columns, registry)
+            if meta is None:
+                raise psycopg.errors.UndefinedColumn(f"{pg_sql.table(self.table)} has no geometry column")
+            _metadata.put(key, meta)
+        return meta, version
+
+    def _count(self, connection: psycopg.Connection, meta: LayerMeta, found: Conditions) -> int:
+        if found.empty and meta.feature_count is not None:
+            return meta.feature_count  # the registry row counted the table at publication
+        where = all_of([found.where, *(top_level_spatial(meta, test) for test in found.spatial)])
+        statement = Fragment(
+            f"SELECT count(*) FROM {pg_sql.table(meta.table)} AS {ALIAS} WHERE {where.sql}", where.params
+        )
+        return connection.execute(pyformat(statement), statement.params).fetchone()[0]
+
+    def _pg_select(self, meta: LayerMeta, fields, keys: Sequence[str], output: Sequence[str], skip_geometry: bool):
+        columns = [column(ALIAS, meta.fid_column)]
+        id_index = 0
+        if self.id_field != FID:
+            columns.append(fields[self.id_field].sql)
+            id_index = 1
+        key_indexes = tuple(range(len(columns), len(columns) + len(keys)))
+        columns.extend(keys)
+        geometry_index = None
+        if not skip_geometry:
+            geometry_index = len(columns)
+            columns.append(f"ST_AsBinary({column(ALIAS, meta.geometry_column)})")
+        start = len(columns)
+        columns.extend(output_expression(fields[name]) for name in output)
+        layout = RowLayout(
+            id_index=id_index,
+            key_indexes=key_indexes,
+            geometry_index=geometry_index,
+            properties=tuple((name, meta.columns.get(name, "string")) for name in output),
+            properties_start=start,
+        )
+        return layout, f"SELECT {', '.join(columns)} FROM {pg_sql.table(meta.table)} AS {ALIAS}"
+
+    def _page(
+        self,
+        connection: psycopg.Connection,
+        meta: LayerMeta,
+        found: Conditions,
+        order: Ordering,
+        output: Sequence[str],
+        offset: int,
+        limit: int,
+        skip_geometry: bool,
+        target_crs: str | None,
+        query_key: tuple,
+    ) -> list[dict]:
+        """Keyset paging as the GeoPackage provider does it: seek past the nearest checkpoint, OFFSET the rest."""
+        marks = paging.checkpoints(query_key)
+        known_offset, known_key = marks.nearest(offset)
+        seek = seek_after(order, known_key) if known_key is not None else None
+        skip = offset - known_offset
+        sort_keys = [expr for expr, _ in order.expressions[:-1]]
+        fields = pg_sql.queryables(meta, self.properties)
+        layout, select = self._pg_select(meta, fields, sort_keys, output, skip_geometry)
+        spatial = [top_level_spatial(meta, test) for test in found.spatial]
+        where = all_of([found.where, *spatial, *([seek] if seek else [])])
+        before = 1 if skip > 0 else 0
+        statement = Fragment(
+            f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?",
+            where.params + (limit + before, skip - before),
+        )
+        rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+
+        def key(row: tuple) -> tuple:
+            return tuple(row[i] for i in layout.key_indexes) + (row[0],)
+
+        if before and rows:
+            marks.remember(offset, key(rows[0]))
+            rows = rows[1:]
+        if rows:
+            marks.remember(offset + len(rows), key(rows[-1]))
+        return render(rows, layout, target_crs, wkb_geometries)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
