@@ -221,5 +221,5 @@ def create_app(
     app.router.default = slash_redirect(settings.base_url, app.router)
     app.state.live = live
     app.state.catalog, app.state.paths, app.state.settings, app.state.store = catalog, paths, settings, store
-    app.state.tiles = VectorTiles(catalog, store.layer_path)  # owns the tile cache for the process
+    app.state.tiles = VectorTiles(catalog, backend=store.tile_backend())  # owns the tile cache for the process
     return app

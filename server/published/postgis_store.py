@@ -25,6 +25,7 @@ from layers.settings import PathSettings
 from layers.store import where
 from server.published.extents import LayerExtent, read_extent
 from server.published.files import Signature, file_identity
+from server.tiles.postgis_render import PostGISTiles
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
@@ -156,6 +157,10 @@ class PostGISStore:
 
     def raster_path(self, product: str) -> Path:
         return self.paths.raster_path(product)
+
+    def tile_backend(self) -> PostGISTiles:
+        """Tiles by ST_AsMVT from the served tables, keyed by the versions every request's signature reads."""
+        return PostGISTiles(self.url, self.versions, lambda: self._last)
 
 
 def _raster_products() -> list[str]:

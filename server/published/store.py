@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from layers.catalog import Catalog
 from layers.rasters import RASTER_PRODUCTS
 from layers.settings import PathSettings
 from server.published.extents import LayerExtent, read_extent
 from server.published.files import Signature, published_signature
+
+if TYPE_CHECKING:
+    from server.tiles.backend import TileBackend
 
 LOGGER = logging.getLogger(__name__)
 GEOPACKAGE_PROVIDER = "server.features.provider.GeoPackageProvider"
@@ -41,7 +44,11 @@ class PublishedStore(Protocol):
         ...
 
     def layer_path(self, layer_id: str) -> Path:
-        """The GeoPackage tiles are rendered from (a PostGIS store brings its own renderer instead)."""
+        """A GeoPackage of the layer for the readers that take files (affects, changes feeds)."""
+        ...
+
+    def tile_backend(self) -> TileBackend:
+        """How this store's tiles are rendered (server/tiles/backend.py): versions, boxes, the tile itself."""
         ...
 
     def raster_path(self, product: str) -> Path: ...
@@ -88,6 +95,11 @@ class GeoPackageStore:
 
     def raster_path(self, product: str) -> Path:
         return self.paths.raster_path(product)
+
+    def tile_backend(self) -> TileBackend:
+        from server.tiles.backend import GeoPackageTiles
+
+        return GeoPackageTiles(self.layer_path)
 
 
 def open_store(catalog: Catalog, paths: PathSettings, cache_dir: Path) -> PublishedStore:

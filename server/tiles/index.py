@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyproj import Transformer
+import shapely
 
 from layers.catalog import LayerSpec
+from server.published.gpkg import to_shapely_many
 from server.published.sql import quote_identifier
 from server.tiles.grid import MAX_LATITUDE
 
@@ -62,32 +63,46 @@ def epoch_ms(texts: pd.Series, date_end: bool = False) -> np.ndarray:
     return values
 
 
-def load_index(db: sqlite3.Connection, spec: LayerSpec) -> LayerIndex:
-    """Two sequential scans (the R-tree, then the temporal columns) aligned by fid: a join by rowid would
-    seek once per feature, several times slower on a million rows."""
-    rtree = quote_identifier(f"rtree_{spec.id}_geom")
-    boxes = np.array(db.execute(f"SELECT id, minx, miny, maxx, maxy FROM {rtree}").fetchall(), dtype=np.float64)
-    boxes = boxes.reshape(-1, 5)
-    ids = boxes[:, 0].astype(np.int64)  # fids are < 2**53, exact as doubles
-    mercator = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
-    left, bottom = mercator.transform(boxes[:, 1], np.clip(boxes[:, 2], -MAX_LATITUDE, MAX_LATITUDE))
-    right, top = mercator.transform(boxes[:, 3], np.clip(boxes[:, 4], -MAX_LATITUDE, MAX_LATITUDE))
-    left, bottom, right, top = (np.asarray(a) for a in (left, bottom, right, top))
-    order = np.lexsort((ids, -((right - left) + (top - bottom))))
+def mercator_bounds(west, south, east, north) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lon/lat boxes as Web Mercator boxes, by the spherical formulas PostGIS evaluates too (bit for bit the same
+    as PROJ's EPSG:3857), so both tile renderers put a feature in the same thinning cell."""
+    radius = 6378137.0
+    clip = lambda lat: np.radians(np.clip(lat, -MAX_LATITUDE, MAX_LATITUDE))  # noqa: E731 - the grid's edge
+    return (
+        radius * np.radians(west),
+        radius * np.arcsinh(np.tan(clip(south))),
+        radius * np.radians(east),
+        radius * np.arcsinh(np.tan(clip(north))),
+    )
+
+
+def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) -> LayerIndex:
+    """One sequential scan of the table (fid, geometry, temporal columns) in batches. Boxes are the exact
+    geometry bounds, not the R-tree's (float32, rounded outwards by a few ulps): the size order and cells of
+    points would otherwise follow rounding noise, which the PostGIS renderer cannot reproduce."""
+    names = [spec.temporal.start, *([spec.temporal.end] if spec.temporal.end else [])] if spec.temporal else []
+    columns = "".join(f", {quote_identifier(name)}" for name in names)
+    cursor = db.execute(f"SELECT fid, geom{columns} FROM {quote_identifier(spec.id)}")
+    ids, boxes, times = [], [], [[] for _ in names]
+    while rows := cursor.fetchmany(batch):
+        geometries = to_shapely_many([row[1] for row in rows])
+        present = ~shapely.is_missing(geometries)
+        ids.append(np.fromiter((row[0] for row in rows), np.int64, len(rows))[present])
+        boxes.append(shapely.bounds(geometries[present]))
+        for i, column in enumerate(times):
+            column.extend(row[2 + i] for row, keep in zip(rows, present, strict=True) if keep)
+    ids_all = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    box = np.concatenate(boxes) if boxes else np.empty((0, 4))
+    left, bottom, right, top = mercator_bounds(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
+    order = np.lexsort((ids_all, -((right - left) + (top - bottom))))
     start = end = None
     if spec.temporal:
-        names = [spec.temporal.start, *([spec.temporal.end] if spec.temporal.end else [])]
-        columns = ", ".join(quote_identifier(name) for name in names)
-        rows = db.execute(f"SELECT fid, {columns} FROM {quote_identifier(spec.id)}").fetchall()
-        fids = np.fromiter((row[0] for row in rows), np.int64, len(rows))
-        by_fid = np.arange(len(fids)) if np.all(fids[1:] > fids[:-1]) else np.argsort(fids)  # rowid order: sorted
-        where = by_fid[np.searchsorted(fids[by_fid], ids[order])]
-        start = epoch_ms(pd.Series([row[1] for row in rows], dtype=object))[where]
+        start = epoch_ms(pd.Series(times[0], dtype=object))[order]
         if spec.temporal.end:
             is_date = spec.field(spec.temporal.end).type == "date"
-            end = epoch_ms(pd.Series([row[2] for row in rows], dtype=object), date_end=is_date)[where]
+            end = epoch_ms(pd.Series(times[1], dtype=object), date_end=is_date)[order]
     dates = bool(spec.temporal) and spec.field(spec.temporal.start).type == "date"
-    return LayerIndex(ids[order], left[order], bottom[order], right[order], top[order], start, end, dates)
+    return LayerIndex(ids_all[order], left[order], bottom[order], right[order], top[order], start, end, dates)
 
 
 class IndexCache:

@@ -26,7 +26,7 @@ from server.published import files
 from server.published.gpkg import to_shapely_many
 from server.published.sql import quote_identifier
 from server.tiles.grid import MAX_LATITUDE, TMS, WORLD_HALF
-from server.tiles.index import LayerIndex, load_index
+from server.tiles.index import LayerIndex, load_index, mercator_bounds
 
 _local = threading.local()  # pyproj transformers are not safe to share between threads
 
@@ -46,11 +46,13 @@ class TilePolicy:
 
 @dataclass(frozen=True)
 class LayerSource:
-    """One source-layer of a tile: the catalog layer, its published file and the attributes to carry."""
+    """One source-layer of a tile: the catalog layer, its published file (None where a store renders it from its
+    own tables) and the attributes to carry."""
 
     spec: LayerSpec
-    path: Path
+    path: Path | None
     fields: tuple[FieldSpec, ...]
+    version: object = None  # the store's version of the layer the tile is keyed by (PostGIS)
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,13 @@ def _rows(
     return db.execute(sql, [east, west, north, south, *params]).fetchall()
 
 
+def _meeting(rows: list[tuple], geometries: np.ndarray, box: tuple) -> tuple[list[tuple], np.ndarray]:
+    """The features whose exact Mercator box meets `box` (as the box index and the PostGIS renderer select)."""
+    left, bottom, right, top = mercator_bounds(*shapely.bounds(geometries).T)
+    keep = (right >= box[0]) & (left <= box[2]) & (top >= box[1]) & (bottom <= box[3])
+    return [row for row, kept in zip(rows, keep, strict=True) if kept], geometries[keep]
+
+
 def _to_tile_units(geometries: np.ndarray, frame: TileFrame) -> np.ndarray:
     def project(coords: np.ndarray) -> np.ndarray:
         ux, uy = frame.units(coords[:, 0], coords[:, 1])
@@ -208,7 +217,10 @@ def render_layer(
     rows = _rows(db, source, box, when, ids)
     if not rows:
         return []
-    geometries = _to_tile_units(to_shapely_many([row[1] for row in rows]), frame)
+    geometries = to_shapely_many([row[1] for row in rows])
+    if not thinning:  # the R-tree's float32 boxes reach a little beyond the box: keep what exactly meets it
+        rows, geometries = _meeting(rows, geometries, frame.mercator_box(buffer))
+    geometries = _to_tile_units(geometries, frame)
     low, high = -buffer, policy.extent + buffer
     if spec.geometry_type != "Point":  # points come from the R-tree box, which is the buffered tile already
         geometries = shapely.clip_by_rect(geometries, low, low, high, high)
@@ -247,7 +259,7 @@ def render_tile(
     their size. `index_of` gives a layer's box index for thinning (built from the file when not given)."""
     frame = TileFrame.of(z, x, y, policy.extent)
     active = [s for s in sources if z >= s.spec.style.min_zoom]
-    connections = {s.spec.id: connect(s.path) for s in active}
+    connections = {s.spec.id: connect(s.path) for s in active if s.path is not None}
     try:
         coarsen = 1
         for attempt in range(policy.budget_tries + 1):

@@ -3,6 +3,8 @@
 Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes):
 
     tiles = VectorTiles(catalog, paths.published_path)   # once per process: it owns the tile cache and indexes
+    tiles = VectorTiles(catalog, backend=store.tile_backend())   # what the server does: the store decides how
+                                 # tiles are rendered (GeoPackage files: Python; PostGIS: ST_AsMVT), see backend.py
 
     # XYZ: one layer (layers=["road_closures"]) or the combined set (layers=None: every public layer, plus the
     # internal ones for staff), each catalog layer its own source-layer named by its id; fid = MVT feature id.
@@ -36,7 +38,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,12 @@ from layers.catalog import Catalog, LayerSpec
 from layers.timewindow import Interval, TimeQueryError, parse_datetime_parameter, zone
 from server.access import level_of_staff, visible_layers
 from server.errors import BadRequest, GeoportalError, NotFound, status_of
-from server.published import files
-from server.published.files import FileIdentity, file_identity
 from server.tiles import metadata as tile_metadata
+from server.tiles.backend import GeoPackageTiles, TileBackend
 from server.tiles.cache import TileCache
 from server.tiles.grid import MAX_ZOOM
-from server.tiles.index import IndexCache, LayerIndex, load_index
 from server.tiles.metadata import Bbox, ogc_tilesets
-from server.tiles.render import TMS, LayerSource, TilePolicy, connect, render_tile, visible_fields
+from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
 
 __all__ = [
     "VectorTiles",
@@ -117,41 +116,34 @@ def parse_datetime(value: str | None, local: tzinfo = UTC) -> Interval | None:
         raise TileRequestError(f"datetime: {exc}") from None
 
 
-@lru_cache(maxsize=256)
-def _data_bounds(identity: FileIdentity, layer_id: str) -> Bbox | None:
-    """The layer's box as the pipeline wrote it into gpkg_contents; cached per file identity."""
-    if identity is None:
-        return None
-    db = files.connect(identity[0], immutable=True)
-    try:
-        return files.read_bounds(db, layer_id)
-    finally:
-        db.close()
-
-
 class VectorTiles:
-    """Tiles of the catalog's layers read from their published GeoPackages, through a byte-bounded LRU.
+    """Tiles of the catalog's layers, rendered by the store's backend, through a byte-bounded LRU.
 
-    Every request stats the files it reads (one stat per layer) and keys the cache by their identities, so a
-    publication (a rename) is seen by the very next request and old entries are simply never hit again."""
+    Every request asks the backend for the served version of each layer it reads (GeoPackage: one stat per
+    layer; PostGIS: the versions the request's signature check just read) and keys the cache by them, so a
+    publication is seen by the very next request and old entries are simply never hit again."""
 
     def __init__(
         self,
         catalog: Catalog,
-        published_path: Callable[[str], Path],
+        published_path: Callable[[str], Path] | None = None,
         *,
+        backend: TileBackend | None = None,
         policy: TilePolicy | None = None,
         cache_bytes: int = 256 * 2**20,
         gzip_level: int = 6,
         maxzoom: int = 16,
     ):
+        if backend is None:
+            if published_path is None:
+                raise TypeError("VectorTiles needs the published files' paths or a tile backend")
+            backend = GeoPackageTiles(published_path)
         self.catalog = catalog
-        self.published_path = published_path
+        self.backend = backend
         self.policy = policy or TilePolicy()
         self.cache = TileCache(cache_bytes)
-        self._warmed: dict[bool, tuple] = {}  # file identities of the last `refresh`, per staff flag
+        self._warmed: dict[bool, tuple] = {}  # layer identities of the last `refresh`, per staff flag
         self.local = zone(catalog.city.timezone)  # the zone a `datetime=2026-11-24` day is read in
-        self.indexes = IndexCache()  # per published file: what low-zoom thinning reads instead of the R-tree
         self.gzip_level = gzip_level
         self.maxzoom = maxzoom  # advertised in TileJSON/OGC metadata; deeper tiles still render (overzoom)
 
@@ -182,6 +174,7 @@ class VectorTiles:
         gzip: bool = False,
     ) -> Tile:
         """The tile, from the cache or rendered now (CPU-bound: call it from a worker thread)."""
+        self.backend.poll()
         tile = self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=True)
         assert tile is not None
         return tile
@@ -222,11 +215,10 @@ class VectorTiles:
                 raise TileRequestError(f"fields: no such attribute(s) {sorted(unknown)}")
         sources, identities = [], []
         for spec in specs:
-            path = self.published_path(spec.id)
-            identity = file_identity(path)
+            identity = self.backend.identity(spec.id)
             if identity is None:
                 continue  # not published yet: the layer is simply absent from the tile
-            source = LayerSource(spec, path, visible_fields(spec, staff, fields))
+            source = self.backend.source(spec, visible_fields(spec, staff, fields))
             sources.append(source)
             identities.append((spec.id, identity, tuple(f.name for f in source.fields)))
         return (tuple(identities), z, x, y, when), sources
@@ -238,7 +230,9 @@ class VectorTiles:
             if not render:
                 return None
             _, z, x, y, when = key
-            raw = render_tile(sources, z, x, y, when=when, policy=self.policy, index_of=self._index)
+            raw, cacheable = self.backend.render(sources, z, x, y, when=when, policy=self.policy)
+            if not cacheable:  # rendered from a newer version than the key names: right now, not for the key
+                return self._uncached(raw, gzip)
             self.cache.put(key, raw)
         etag = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
         headers = {"Content-Type": MVT_MEDIA_TYPE, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
@@ -255,25 +249,25 @@ class VectorTiles:
         headers["ETag"] = f'"{etag}"'
         return Tile(body=body, etag=f'"{etag}"', headers=headers)
 
-    def _index(self, source: LayerSource) -> LayerIndex:
-        identity = file_identity(source.path)
+    def _uncached(self, raw: bytes, gzip: bool) -> Tile:
+        """A tile answered without a validator that could be confused with a cached one's."""
+        headers = {"Content-Type": MVT_MEDIA_TYPE, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        body = raw
+        if gzip and raw:
+            body = gzip_module.compress(raw, compresslevel=self.gzip_level, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        headers["ETag"] = etag
+        return Tile(body=body, etag=etag, headers=headers)
 
-        def build() -> LayerIndex:
-            db = connect(source.path)
-            try:
-                return load_index(db, source.spec)
-            finally:
-                db.close()
-
-        return self.indexes.get(identity or (str(source.path), 0, 0, 0, 0), build)
+    @property
+    def indexes(self):
+        """The GeoPackage backend's box indexes (what low-zoom thinning reads)."""
+        return getattr(self.backend, "indexes", None)
 
     def bounds(self, layers: Sequence[str] | None = None, staff: bool = False) -> Bbox:
         """Union of the published layers' boxes; the city extent while nothing is published."""
-        boxes = [
-            b
-            for spec in self.layer_specs(layers, staff)
-            if (b := _data_bounds(file_identity(self.published_path(spec.id)), spec.id))
-        ]
+        boxes = [b for spec in self.layer_specs(layers, staff) if (b := self.backend.bounds(spec.id))]
         if not boxes:
             return tuple(self.catalog.city.extent)  # type: ignore[return-value]
         return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
@@ -338,7 +332,8 @@ class VectorTiles:
         (4-16 s), z0-z11 then take ~5 s in all, and a warm tile ~0.2 ms; z12+ render on demand in 30-300 ms,
         so pre-generating them (~1000 tiles per publication) is not worth it. Call it from a background
         thread every few seconds; requests meanwhile are answered on demand, never from stale files."""
-        identities = tuple(file_identity(self.published_path(spec.id)) for spec in self.layer_specs(None, staff))
+        self.backend.poll()
+        identities = tuple(self.backend.identity(spec.id) for spec in self.layer_specs(None, staff))
         if identities == self._warmed.get(staff):
             return False
         self.warm(max_zoom, staff=staff)

@@ -1,0 +1,243 @@
+"""Vector tiles straight from the PostGIS store: one SQL statement per tile, `ST_AsMVT` per layer, concatenated.
+
+The generalisation is server/tiles/render.py's, evaluated in SQL so both stores serve the same tiles feature for
+feature (tests/test_postgis_tiles.py compares them):
+- features meet the buffered tile when their exact Web Mercator box does (GiST `&&` on a lon/lat box first);
+  Mercator by the spherical formulas, bit for bit what PROJ and the box index compute;
+- below `full_detail_zoom`: every feature larger than a cell, and one small feature per cell of the global pixel
+  grid, the largest then the lowest fid (`DISTINCT ON (cell) ORDER BY size DESC, fid`), points with
+  `point_count` (`count(*) OVER (PARTITION BY cell)`); the buffer rounded up to whole cells;
+- lines and polygons clipped to the buffered tile (`ST_ClipByBox2D`, GEOS's clip by rectangle as shapely's) and
+  simplified with the same tolerance (`ST_Simplify` for lines, `ST_SimplifyPreserveTopology` for polygons);
+- `ST_AsMVTGeom` then only maps to tile units and snaps to the integer grid (clip_geom false: clipped already);
+- the time window is `active_clauses`, the attributes those the access level sees, dates and datetimes as the
+  GeoPackage's text; a tile over the byte budget is redone with coarser cells, as there.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from layers.catalog import FieldSpec, LayerSpec
+from layers.timewindow import Interval, active_clauses
+from server.tiles.grid import MAX_LATITUDE
+from server.tiles.metadata import Bbox
+from server.tiles.render import LayerSource, TileFrame, TilePolicy
+
+SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
+EARTH_RADIUS = 6378137.0  # EPSG:3857's sphere
+DATETIME_TEXT = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'  # the GeoPackage's datetime storage (docs/contracts.md)
+
+Versions = Callable[[], tuple[tuple[str, int], ...]]
+
+
+def _mercator_x(lon: sql.Composable) -> sql.Composable:
+    return sql.SQL("{} * radians({})").format(sql.Literal(EARTH_RADIUS), lon)
+
+
+def _mercator_y(lat: sql.Composable) -> sql.Composable:
+    clamped = sql.SQL("least(greatest({}, -%(max_lat)s), %(max_lat)s)").format(lat)
+    return sql.SQL("{} * asinh(tan(radians({})))").format(sql.Literal(EARTH_RADIUS), clamped)
+
+
+def _property(field: FieldSpec) -> sql.Composable:
+    """The attribute as the GeoPackage holds it: dates and datetimes as their fixed-width text."""
+    column = sql.SQL("t.{}").format(sql.Identifier(field.name))
+    if field.type == "date":
+        column = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(column)
+    elif field.type == "datetime":
+        column = sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(column, sql.Literal(DATETIME_TEXT))
+    return sql.SQL("{} AS {}").format(column, sql.Identifier(field.name))
+
+
+def _time_filter(spec: LayerSpec, when: Interval | None) -> sql.Composable:
+    """`active_clauses` over the typed columns, the window's bounds cast to the column's type."""
+    if when is None or spec.temporal is None:
+        return sql.SQL("")
+    start = spec.field(spec.temporal.start)
+    end = spec.field(spec.temporal.end) if spec.temporal.end else None
+    first = when.first_for((end or start).type == "date")
+    last = when.last_for(start.type == "date")
+    # active_clauses yields the `last` clause (on start) before the `first` one (on end, or start for instants)
+    dates = [start.type == "date"] if last is not None else []
+    dates += [(end or start).type == "date"] if first is not None else []
+    column = lambda f: 't."' + f.name.replace('"', '""') + '"'  # noqa: E731 - an identifier, as sql.Identifier
+    clauses = active_clauses(column(start), column(end) if end else None, first, last)
+    return sql.Composed(
+        sql.SQL(" AND " + clause.replace("{", "{{").replace("}", "}}").replace("?", "{}")).format(
+            sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL("date" if is_date else "timestamptz"))
+        )
+        for (clause, value), is_date in zip(clauses, dates, strict=True)
+    )
+
+
+def _found(spec: LayerSpec, when: Interval | None) -> sql.Composable:
+    """The features whose exact Mercator box meets the buffered tile, with that box."""
+    geom = sql.SQL("t.geom")
+    box = sql.SQL(", ").join(
+        [
+            sql.SQL("{} AS m_left").format(_mercator_x(sql.SQL("ST_XMin({})").format(geom))),
+            sql.SQL("{} AS m_bottom").format(_mercator_y(sql.SQL("ST_YMin({})").format(geom))),
+            sql.SQL("{} AS m_right").format(_mercator_x(sql.SQL("ST_XMax({})").format(geom))),
+            sql.SQL("{} AS m_top").format(_mercator_y(sql.SQL("ST_YMax({})").format(geom))),
+        ]
+    )
+    return sql.SQL(
+        "SELECT t.fid, b.* FROM {table} t CROSS JOIN LATERAL (SELECT {box}) b"
+        " WHERE t.geom && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326){time}"
+        " AND b.m_right >= %(box_left)s AND b.m_left <= %(box_right)s"
+        " AND b.m_top >= %(box_bottom)s AND b.m_bottom <= %(box_top)s"
+    ).format(table=sql.Identifier(SCHEMA, spec.id), box=box, time=_time_filter(spec, when))
+
+
+def _kept(spec: LayerSpec, when: Interval | None) -> sql.Composable:
+    """render._thin in SQL: every large feature, the first small one per cell and how many it stands for."""
+    return sql.SQL(
+        "WITH found AS ({found}), cells AS ("
+        " SELECT fid, (m_right - m_left) + (m_top - m_bottom) AS size,"
+        " (x1 - x0) < %(cell)s AND (y1 - y0) < %(cell)s AS small,"
+        " floor((x0 + x1) / %(cell2)s) AS kx, floor((y0 + y1) / %(cell2)s) AS ky"
+        " FROM (SELECT fid, m_left, m_bottom, m_right, m_top,"
+        " (m_left - %(left)s) * %(scale)s AS x0, (m_right - %(left)s) * %(scale)s AS x1,"
+        " (%(top)s - m_top) * %(scale)s AS y0, (%(top)s - m_bottom) * %(scale)s AS y1 FROM found) AS units)"
+        " SELECT fid, 1::bigint AS represented FROM cells WHERE NOT small"
+        " UNION ALL (SELECT DISTINCT ON (kx, ky) fid, count(*) OVER (PARTITION BY kx, ky) FROM cells WHERE small"
+        " ORDER BY kx, ky, size DESC, fid)"
+    ).format(found=_found(spec, when))
+
+
+def _geometry(spec: LayerSpec) -> sql.Composable:
+    """render.render_layer's geometry steps in the same coordinates: to tile units ((x - left) * scale, y down),
+    clip to the buffered tile, simplify, then what the MVT encoder does (round half to even, drop repeated
+    points; polygons valid and wound as the spec says). Not ST_AsMVTGeom: it clips and validates with wagyu,
+    which keeps other vertices than GEOS does."""
+    units = sql.SQL("ST_Scale(ST_Translate(ST_Transform(t.geom, 3857), -%(left)s, -%(top)s), %(scale)s, -%(scale)s)")
+    if spec.geometry_type == "Point":
+        return sql.SQL("ST_SnapToGrid({}, 1)").format(units)
+    clipped = sql.SQL("ST_ClipByBox2D({}, ST_MakeEnvelope(%(low)s, %(low)s, %(high)s, %(high)s))").format(units)
+    if spec.geometry_type != "MultiPolygon":
+        return sql.SQL("ST_SnapToGrid(ST_Simplify({}, %(tolerance)s), 1)").format(clipped)
+    snapped = sql.SQL("ST_SnapToGrid(ST_SimplifyPreserveTopology({}, %(tolerance)s), 1)").format(clipped)
+    return sql.SQL(
+        "(SELECT ST_ForcePolygonCCW(CASE WHEN ST_IsValid(g) THEN g ELSE ST_CollectionExtract(ST_MakeValid(g), 3) END)"
+        " FROM (SELECT {} AS g) AS snapped)"
+    ).format(snapped)
+
+
+def layer_mvt(source: LayerSource, when: Interval | None, thinning: bool) -> sql.Composable:
+    """One source-layer of the tile as an MVT layer (empty bytes when no feature is left)."""
+    spec = source.spec
+    columns = [sql.SQL("t.fid"), *(_property(f) for f in source.fields)]
+    if thinning and spec.geometry_type == "Point":
+        columns.append(sql.SQL("k.represented AS point_count"))
+    columns.append(sql.SQL("{} AS geom").format(_geometry(spec)))
+    table = sql.Identifier(SCHEMA, spec.id)
+    if thinning:
+        rows = sql.SQL("SELECT {} FROM ({}) AS k JOIN {} t ON t.fid = k.fid").format(
+            sql.SQL(", ").join(columns), _kept(spec, when), table
+        )
+    else:
+        rows = sql.SQL("SELECT {} FROM ({}) AS k JOIN {} t ON t.fid = k.fid").format(
+            sql.SQL(", ").join(columns), _found(spec, when), table
+        )
+    return sql.SQL(
+        "(SELECT ST_AsMVT(mvt, {}, %(extent)s, 'geom', 'fid') FROM ({}) AS mvt WHERE NOT ST_IsEmpty(geom))"
+    ).format(sql.Literal(spec.id), rows)
+
+
+def tile_statement(sources: Sequence[LayerSource], when: Interval | None, thinning: bool) -> sql.Composable:
+    """The tile (the layers' MVTs concatenated, in order) and the versions it was read from, in one snapshot."""
+    layers = sql.SQL(" || ").join(layer_mvt(s, when, thinning) for s in sources) if sources else sql.SQL("''::bytea")
+    return sql.SQL(
+        "SELECT {}, (SELECT coalesce(json_object_agg(layer_id, version), '{{}}') FROM {}"
+        " WHERE slot = 'current' AND layer_id = ANY(%(layers)s))"
+    ).format(layers, sql.Identifier(SCHEMA, "publications"))
+
+
+def tile_parameters(frame: TileFrame, policy: TilePolicy, coarsen: int, thinning: bool) -> dict[str, Any]:
+    """render.render_layer's numbers: cell, buffer rounded to cells at thinned zooms, boxes, tolerance."""
+    pixel = policy.extent / 256
+    cell = policy.thin_cell_px * pixel * coarsen
+    buffer = math.ceil(policy.buffer / cell) * cell if thinning else policy.buffer
+    west, south, east, north = frame.lonlat_box(buffer)
+    box_left, box_bottom, box_right, box_top = frame.mercator_box(buffer)
+    pad = 1e-9  # degrees: the GiST pre-filter must not miss a feature the exact test keeps
+    return {
+        "west": west - pad, "south": south - pad, "east": east + pad, "north": north + pad,
+        "box_left": box_left, "box_bottom": box_bottom, "box_right": box_right, "box_top": box_top,
+        "left": frame.left, "bottom": frame.bottom, "right": frame.right, "top": frame.top,
+        "scale": frame.scale, "extent": policy.extent, "max_lat": MAX_LATITUDE,
+        "cell": cell, "cell2": 2 * cell,
+        "low": -buffer, "high": policy.extent + buffer,
+        "tolerance": policy.simplify_px * pixel * (coarsen if thinning else 1),
+    }  # fmt: skip
+
+
+class PostGISTiles:
+    """The PostGIS store's TileBackend: identities are the registry's versions the store last read (every request
+    reads them for its signature), tiles one statement each on a connection per thread."""
+
+    def __init__(self, url: str, versions: Versions, known: Versions):
+        self.url = url
+        self._versions = versions  # reads the registry now
+        self._known = known  # the versions read last, no query
+        self._local = threading.local()
+        self._bounds: dict[tuple[str, int], Bbox | None] = {}
+
+    def _connection(self) -> psycopg.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.broken:
+            connection = self._local.connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        return connection
+
+    def identity(self, layer_id: str) -> Hashable | None:
+        return dict(self._known()).get(layer_id)
+
+    def poll(self) -> None:
+        self._versions()
+
+    def bounds(self, layer_id: str) -> Bbox | None:
+        version = self.identity(layer_id)
+        if version is None:
+            return None
+        key = (layer_id, version)
+        if key not in self._bounds:
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT min_x, min_y, max_x, max_y FROM {SCHEMA}.publications"
+                    " WHERE layer_id = %s AND version = %s",
+                    (layer_id, version),
+                )
+                .fetchone()
+            )
+            self._bounds[key] = tuple(row) if row and None not in row else None  # type: ignore[assignment]
+        return self._bounds[key]
+
+    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...]) -> LayerSource:
+        return LayerSource(spec, None, fields, self.identity(spec.id))
+
+    def render(
+        self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy
+    ) -> tuple[bytes, bool]:
+        frame = TileFrame.of(z, x, y, policy.extent)
+        active = [s for s in sources if z >= s.spec.style.min_zoom]
+        thinning = z < policy.full_detail_zoom
+        statement = tile_statement(active, when, thinning)
+        coarsen = 1
+        for attempt in range(policy.budget_tries + 1):
+            parameters = tile_parameters(frame, policy, coarsen, thinning)
+            parameters["layers"] = [s.spec.id for s in active]
+            data, versions = self._connection().execute(statement, parameters).fetchone()
+            data = bytes(data)
+            if len(data) <= policy.budget_bytes or not thinning or attempt == policy.budget_tries:
+                break
+            coarsen *= 2
+        asked = {s.spec.id: s.version for s in active}
+        return data, asked == {layer: versions.get(layer) for layer in asked}
