@@ -1,0 +1,108 @@
+"""tests/test_provider.py's query tests again, with the provider reading PostGIS (PostGISProvider) instead of the
+GeoPackage: the same contract GeoPackage is loaded into a PostGIS table, and every test that takes the `provider`
+fixture (bbox, datetime with local days, CQL2 text and JSON, q, sortby with NULLs, deep paging, CRSs, ids, typing)
+must pass unchanged. Skipped, with the reason, where PostgreSQL with PostGIS is not installed."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pygeoapi.provider.base import ProviderConnectionError
+from pygeofilter.parsers.ecql import parse as parse_ecql
+
+from server.features.postgis_provider import PostGISProvider, register_database
+from tests import pg, test_provider
+from tests.pg_load import load_geopackage
+from tests.test_provider import *  # noqa: F403 - the same tests, over the other store
+from tests.test_provider import EPSG_3857, TABLE, definition, repairs_frame, spec, write_gpkg
+
+postgres_cluster = pg.postgres_cluster
+POSTGIS_PROVIDER = "server.features.postgis_provider.PostGISProvider"
+
+# Only the tests asking the `provider` fixture are about answers; the others are about GeoPackage files.
+_ANSWER_TESTS = {
+    name
+    for name, test in vars(test_provider).items()
+    if name.startswith("test_") and "provider" in inspect.signature(test).parameters
+}
+_ANSWER_TESTS.discard("test_sixteen_threads_get_the_same_answers_as_one")  # builds GeoPackage providers: see below
+for _name in [n for n in list(globals()) if n.startswith("test_") and n in vars(test_provider)]:
+    if _name not in _ANSWER_TESTS:
+        del globals()[_name]
+
+
+@pytest.fixture(scope="module")
+def database(postgres_cluster, layer) -> str:
+    url = postgres_cluster.create_database(f"geoportal_provider_{os.getpid()}")
+    load_geopackage(layer, TABLE, url, indexed=("start_time", "end_time"))
+    return url
+
+
+@pytest.fixture
+def provider(database) -> PostGISProvider:
+    return PostGISProvider(definition(register_database(database), name=POSTGIS_PROVIDER))
+
+
+def test_the_database_url_stays_out_of_the_configuration(database):
+    name = register_database(database.replace("@", ":secret@", 1))
+    assert "secret" not in name and name.startswith("postgis://127.0.0.1:")
+
+
+def test_constructing_connects_to_nothing():
+    PostGISProvider(definition("postgresql://nobody@127.0.0.1:9/none", name=POSTGIS_PROVIDER))
+
+
+def test_an_unreachable_database_without_a_copy_is_a_connection_error():
+    unreachable = PostGISProvider(definition("postgresql://nobody@127.0.0.1:9/none", name=POSTGIS_PROVIDER))
+    with pytest.raises(ProviderConnectionError):
+        unreachable.query(limit=1)
+
+
+def test_an_unreachable_database_serves_the_fallback_copy(tmp_path):
+    copy = write_gpkg(repairs_frame(seed=5, count=30), tmp_path / f"{TABLE}.gpkg")
+    away = PostGISProvider(
+        definition("postgresql://nobody@127.0.0.1:9/none", name=POSTGIS_PROVIDER, fallback=str(copy))
+    )
+    assert away.query(limit=100)["numberMatched"] == 30
+
+
+def test_a_republished_table_is_served_at_once(postgres_cluster, tmp_path):
+    url = postgres_cluster.create_database(f"geoportal_republished_{os.getpid()}")
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = write_gpkg(repairs_frame(seed=1, count=50), tmp_path / "first" / f"{TABLE}.gpkg")
+    load_geopackage(first, TABLE, url)
+    provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    assert provider.query(limit=10, offset=20)["numberMatched"] == 50
+    second = write_gpkg(repairs_frame(seed=2, count=70), tmp_path / "second" / f"{TABLE}.gpkg")
+    load_geopackage(second, TABLE, url)
+    after = provider.query(limit=10, offset=20)
+    assert after["numberMatched"] == 70
+    assert all(f["properties"]["permit_id"].startswith("P-2-") for f in after["features"])
+
+
+def test_sixteen_threads_get_the_same_answers_as_one(provider, database):
+    queries = [
+        {"limit": 17, "offset": 40},
+        {"bbox": [104.1, 52.2, 104.4, 52.4], "limit": 30},
+        {"datetime_": "2026-11-10/2026-11-20", "limit": 25, "offset": 10},
+        {"filterq": parse_ecql("network IN ('gas','water') AND floors > 2"), "limit": 50},
+        {"sortby": [{"property": "start_time", "order": "-"}], "limit": 20, "offset": 100},
+        {"q": "Ленина", "limit": 10, "crs_transform_spec": spec(EPSG_3857)},
+    ]
+    truth = [json.dumps(provider.query(**q), sort_keys=True) for q in queries]
+
+    def run(index: int) -> bool:
+        shared = provider if index % 2 else PostGISProvider(definition(database, name=POSTGIS_PROVIDER))
+        return all(
+            json.dumps(shared.query(**q), sort_keys=True) == t
+            for q, t in zip(queries, truth, strict=True)
+            for _ in range(3)
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(run, range(64)))
