@@ -72,6 +72,7 @@ def main(argv: list[str]) -> int:
     app = create_app(catalog, paths, settings)
     print(banner(app, catalog, settings.base_url), flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": True}
+    common["access_log"] = settings.access_log
     if settings.workers == 1:
         uvicorn.run(app, **common)
     else:

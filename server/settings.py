@@ -21,6 +21,7 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # processes serving the same files (`--workers`)
+    access_log: bool = True  # one line per request on stdout; off behind a proxy that logs, or when measuring
     # The URL clients reach the server at (behind a proxy it differs from host:port).
     public_url: str | None = None
     # Hashed keys: a YAML/JSON file of {name, level, hash} and/or "name:level:hash" entries, comma-separated.

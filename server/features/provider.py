@@ -38,6 +38,7 @@ from pygeoapi.provider.base import (
 from layers.timewindow import TimeQueryError, zone
 from server.errors import BadRequest
 from server.features import paging
+from server.features.connections import POOL
 from server.features.crs import CRS84, bbox_to_lonlat
 from server.features.filter_sql import FilterError
 from server.features.output import JSON_SCHEMA, RowLayout, render
@@ -55,7 +56,7 @@ from server.features.query import (
     window_counts,
 )
 from server.published.gpkg import GeometryBlobError
-from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta, open_version
+from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta
 from server.published.sql import Fragment, all_of, column, quote_identifier
 
 LOGGER = logging.getLogger(__name__)
@@ -237,23 +238,23 @@ class GeoPackageProvider(BaseProvider):
     @contextlib.contextmanager
     def _layer(self) -> Iterator[tuple[sqlite3.Connection, LayerMeta, FileVersion]]:
         """A connection to the current file version and that version's metadata, closed afterwards.
-        Nothing is kept on `self`: one provider object may serve several threads at once."""
-        try:
-            connection, version = open_version(self.path)
-        except LayerFileError as exc:
-            LOGGER.error("%s: %s", self.table, exc)
-            raise ProviderConnectionError(str(exc)) from None
-        try:
-            meta = layer_meta(connection, version, self.table)
-            yield connection, meta, version
-        except LayerFileError as exc:
-            LOGGER.error("%s: %s", self.table, exc)
-            raise ProviderConnectionError(str(exc)) from None
-        except (sqlite3.DatabaseError, GeometryBlobError) as exc:
-            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
-            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
-        finally:
-            connection.close()
+        Nothing is kept on `self`: one provider object may serve several threads at once. The connection
+        comes from the pool of the file's current version (server/features/connections.py)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                connection, version = stack.enter_context(POOL.connection(self.path))
+            except LayerFileError as exc:
+                LOGGER.error("%s: %s", self.table, exc)
+                raise ProviderConnectionError(str(exc)) from None
+            try:
+                meta = layer_meta(connection, version, self.table)
+                yield connection, meta, version
+            except LayerFileError as exc:
+                LOGGER.error("%s: %s", self.table, exc)
+                raise ProviderConnectionError(str(exc)) from None
+            except (sqlite3.DatabaseError, GeometryBlobError) as exc:
+                LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
+                raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
 
     def _count(self, connection: sqlite3.Connection, meta: LayerMeta, version_key: tuple, found: Conditions) -> int:
         def scalar(statement: Fragment) -> int:

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.affects.process import PROCESS_ID, check_execute_request
 from server.features.filter_parse import parse_filter_json, parse_filter_text
-from server.ogcapi import params
+from server.ogcapi import params, speedups
 from server.ogcapi.site import view_of
 
 # pygeoapi 0.21 accepts only the pre-CQL2 names; the parsers it calls are ours (patch_pygeoapi) and tell
@@ -51,10 +51,12 @@ class _NoConfigCache(dict):
 def patch_pygeoapi() -> None:
     """The two process-wide changes pygeoapi 0.21 leaves no other way to make. Idempotent.
     - `filter` is parsed with its ECQL parser (no S_INTERSECTS, TIMESTAMP(), CASEI): point it at ours;
-    - translated configurations are cached per locale only: turn that cache off."""
+    - translated configurations are cached per locale only: turn that cache off.
+    Plus the speed-ups that keep its answers (server/ogcapi/speedups.py)."""
     itemtypes_api.parse_ecql_text = parse_filter_text
     itemtypes_api.parse_cql2_json = parse_filter_json
     l10n._cfg_cache = _NoConfigCache()
+    speedups.install()
 
 
 def to_response(headers: dict[str, str], status: int, content: str | bytes) -> Response:

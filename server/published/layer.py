@@ -120,6 +120,8 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
             return None
         literal = literals.get(wkb)
         if literal is None:
+            if len(literals) >= 64:  # a kept connection (server/features/connections.py) sees endless bboxes
+                literals.clear()
             literal = literals[wkb] = shapely.from_wkb(wkb)
             shapely.prepare(literal)
         if operation == "intersects":

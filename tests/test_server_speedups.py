@@ -1,0 +1,99 @@
+"""The request path's speed-ups keep the answers: kept connections follow publications, orjson writes the JSON
+json wrote, and the cached CRS work answers as pygeoapi's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pygeoapi.util import json_serial
+
+from server.features.connections import ConnectionPool
+from server.ogcapi import speedups
+
+
+def _gpkg(path: Path, value: int) -> Path:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (v INTEGER)")
+        db.execute("INSERT INTO t VALUES (?)", (value,))
+    db.close()
+    return path
+
+
+def _publish(source: Path, target: Path) -> None:
+    """As the pipeline publishes: a new file renamed over the served one (a new inode)."""
+    shutil.copyfile(source, target.with_suffix(".part"))
+    os.replace(target.with_suffix(".part"), target)
+
+
+def test_a_kept_connection_is_reused_for_the_same_file_version(tmp_path: Path) -> None:
+    path = str(_gpkg(tmp_path / "layer.gpkg", 1))
+    pool = ConnectionPool()
+    with pool.connection(path) as (first, _):
+        pass
+    with pool.connection(path) as (second, _):
+        assert second is first
+
+
+def test_the_query_after_a_publication_reads_the_new_file(tmp_path: Path) -> None:
+    served = _gpkg(tmp_path / "layer.gpkg", 1)
+    pool = ConnectionPool()
+    with pool.connection(str(served)) as (connection, _):
+        assert connection.execute("SELECT v FROM t").fetchone() == (1,)
+    _publish(_gpkg(tmp_path / "new.gpkg", 2), served)
+    with pool.connection(str(served)) as (connection, _):
+        assert connection.execute("SELECT v FROM t").fetchone() == (2,)
+
+
+def test_a_connection_of_a_replaced_version_is_closed_not_kept(tmp_path: Path) -> None:
+    served = _gpkg(tmp_path / "layer.gpkg", 1)
+    pool = ConnectionPool()
+    with pool.connection(str(served)) as (old, _):
+        _publish(_gpkg(tmp_path / "new.gpkg", 2), served)
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        old.execute("SELECT 1")
+
+
+def test_a_connection_whose_query_failed_is_not_handed_out_again(tmp_path: Path) -> None:
+    path = str(_gpkg(tmp_path / "layer.gpkg", 1))
+    pool = ConnectionPool()
+    with pytest.raises(sqlite3.OperationalError), pool.connection(path) as (failed, _):
+        failed.execute("SELECT * FROM no_such_table")
+    with pool.connection(path) as (connection, _):
+        assert connection is not failed
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"type": "FeatureCollection", "features": [{"id": 1, "properties": {"name": "ул. Ленина", "n": 1.5}}]},
+        {"when": dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC), "day": dt.date(2026, 11, 24), "d": Decimal("2.5")},
+        {"big": 2**70, "none": None, "flag": True, "coords": (104.25, 52.3)},
+    ],
+)
+def test_the_item_json_has_the_values_json_wrote(document: dict) -> None:
+    expected = json.loads(json.dumps(document, default=json_serial))
+    assert json.loads(speedups.to_json(document)) == expected
+
+
+def test_a_bbox_in_the_storage_crs_is_not_transformed() -> None:
+    crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    assert speedups.transform_bbox([104.1, 52.2, 104.2, 52.3], crs84, crs84) == [104.1, 52.2, 104.2, 52.3]
+
+
+def test_the_crs_transform_spec_is_pygeoapis() -> None:
+    original = speedups._ORIGINAL["create_crs_transform_spec"]
+    config = {
+        "storage_crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/3857"],
+    }
+    for requested in (None, "http://www.opengis.net/def/crs/EPSG/0/3857"):
+        assert speedups.create_crs_transform_spec(config, requested) == original(config, requested)
+    with pytest.raises(ValueError):
+        speedups.create_crs_transform_spec(config, "http://www.opengis.net/def/crs/EPSG/0/32648")
