@@ -55,6 +55,7 @@ from server.features.query import (
     spatial_fragments,
     window_counts,
 )
+from server.features.time_ranks import TIME_RANKS
 from server.published.gpkg import GeometryBlobError
 from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta
 from server.published.sql import Fragment, all_of, column, quote_identifier
@@ -271,6 +272,15 @@ class GeoPackageProvider(BaseProvider):
             subtract, check = plan
             fields = (window.start_field, window.end_field)
             if not paging.count((version_key, "ends before start", fields), lambda: scalar(check)):
+                # the same two counts, from the column's ranks (server/features/time_ranks.py) when it has them
+                sides = ((window.start_field, ">", window.last), (window.end_field, "<", window.first))
+                ranked = [
+                    TIME_RANKS.count(connection, version_key, meta.table, name, operator, value)
+                    for name, operator, value in sides
+                    if value is not None
+                ]
+                if None not in ranked:
+                    return total - sum(ranked)
                 return total - sum(scalar(statement) for statement in subtract)
         return scalar(count_statement(meta, found))
 
