@@ -9,6 +9,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layers.catalog import Catalog, CatalogError, load_catalog
 from layers.settings import get_paths
@@ -45,6 +46,35 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
     return "\n".join(lines)
 
 
+WORKER_HEADER = b"x-server-worker"
+
+
+class WorkerHeader:
+    """Names the worker process on every response (`X-Server-Worker: <host>:<pid>`): with `--workers N`, or N
+    machines, it says which one answered, e.g. which one served something stale."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.value = f"{os.uname().nodename}:{os.getpid()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (WORKER_HEADER, self.value)]
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def worker_app() -> ASGIApp:
+    """What each of N worker processes serves (uvicorn's factory): its own app, tile cache and connections."""
+    return WorkerHeader(create_app())
+
+
 def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     parser.add_argument("--host", help="listening address (GEOPORTAL_SERVER_HOST)")
@@ -74,9 +104,10 @@ def main(argv: list[str]) -> int:
     common = {"host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": True}
     common["access_log"] = settings.access_log
     if settings.workers == 1:
-        uvicorn.run(app, **common)
+        uvicorn.run(WorkerHeader(app), **common)
     else:
-        uvicorn.run("server.app:create_app", factory=True, workers=settings.workers, **common)
+        del app  # each worker builds its own
+        uvicorn.run("server.__main__:worker_app", factory=True, workers=settings.workers, **common)
     return 0
 
 
