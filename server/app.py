@@ -45,11 +45,13 @@ from server.published.store import open_store
 from server.reports.routes import report_routes
 from server.settings import ServerSettings, get_server_settings
 from server.styles.routes import style_routes
+from server.tile_hits import CachedTileHits
 from server.tiles.routes import tile_routes
 from server.tiles.vector import VectorTiles
 from server.webmap.routes import map_routes
 
 STATIC = Path(__file__).resolve().parent / "static"
+EXPOSED_HEADERS = ("Content-Crs", "Content-Language", "ETag")  # to scripts of other origins (CORS)
 
 
 class AccessDispatcher:
@@ -205,12 +207,13 @@ def create_app(
             *api_routes(),
         ],
         middleware=[
+            Middleware(CachedTileHits, expose_headers=EXPOSED_HEADERS),  # cached public tiles, before the rest
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
                 allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
                 allow_headers=["X-API-Key", "Authorization", "Content-Type", "Accept-Language"],
-                expose_headers=["Content-Crs", "Content-Language", "ETag"],
+                expose_headers=EXPOSED_HEADERS,
             ),
             Middleware(BodyLimit, limit=settings.max_body_bytes),
             Middleware(AccessDispatcher, live=live, keys=keyring, catalog=catalog),

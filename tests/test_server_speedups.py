@@ -11,11 +11,14 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from pygeoapi.util import json_serial
 
+from layers.catalog import load_catalog
 from server.features.connections import ConnectionPool
 from server.ogcapi import speedups
+from tests.server_fixtures import STAFF_KEY, VISITOR_KEY, server  # noqa: F401 - fixtures
 
 
 def _gpkg(path: Path, value: int) -> Path:
@@ -97,3 +100,42 @@ def test_the_crs_transform_spec_is_pygeoapis() -> None:
         assert speedups.create_crs_transform_spec(config, requested) == original(config, requested)
     with pytest.raises(ValueError):
         speedups.create_crs_transform_spec(config, "http://www.opengis.net/def/crs/EPSG/0/32648")
+
+
+# ---------------------------------------------------------------------- over HTTP: the same answers as the stack
+
+SAME = ("content-type", "content-encoding", "etag", "cache-control", "vary", "content-length")
+
+
+def _answer(client: httpx.Client, path: str, **headers: str) -> tuple[int, dict, bytes]:
+    response = client.get(path, headers=headers)
+    kept = {name: response.headers.get(name) for name in (*SAME, *CORS_HEADERS)}
+    return response.status_code, kept, response.content
+
+
+CORS_HEADERS = ("access-control-allow-origin", "access-control-expose-headers")
+
+
+@pytest.mark.parametrize("path", ["/tiles/12/3234/1347.pbf", "/tiles/road_closures/12/3234/1347.pbf"])
+def test_a_cached_public_tile_is_answered_as_the_tile_route_answers_it(server, path: str) -> None:  # noqa: F811
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for headers in ({}, {"Accept-Encoding": "gzip", "Origin": "https://example.org"}):
+            slow = _answer(client, path, **headers, **{"X-API-Key": VISITOR_KEY})  # a key: through the stack
+            fast = _answer(client, path, **headers)  # now cached, without a key: answered before the stack
+            assert fast == slow
+            etag = fast[1]["etag"]
+            assert client.get(path, headers={**headers, "If-None-Match": etag}).status_code == 304
+
+
+def test_an_internal_layers_tile_is_not_answered_without_a_key(server) -> None:  # noqa: F811
+    internal = next(spec.id for spec in load_catalog().values() if spec.access != "public")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.get(f"/tiles/{internal}/12/3234/1347.pbf", headers={"X-API-Key": STAFF_KEY}).status_code == 200
+        assert client.get(f"/tiles/{internal}/12/3234/1347.pbf").status_code == 404
+
+
+def test_a_repeated_item_page_is_the_same_page(server) -> None:  # noqa: F811
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        first = client.get("/collections/repairs/items", params={"limit": 5}).json()
+        again = client.get("/collections/repairs/items", params={"limit": 5}).json()
+    assert again == first

@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from server.affects.process import PROCESS_ID, check_execute_request
 from server.features.filter_parse import parse_filter_json, parse_filter_text
 from server.ogcapi import params, speedups
+from server.ogcapi.page_cache import Page, PageCache
 from server.ogcapi.site import view_of
 
 # pygeoapi 0.21 accepts only the pre-CQL2 names; the parsers it calls are ours (patch_pygeoapi) and tell
@@ -158,17 +159,34 @@ async def schema(request: Request) -> Response:
     return _with_interval_roles(request, response)
 
 
+PAGES = PageCache()  # per worker process
+
+
 async def items(request: Request) -> Response:
-    """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only)."""
+    """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only). A GET asked
+    before for the same View (level and published version) is answered from PAGES."""
+    view = view_of(request)
+    key = None
+    if request.method == "GET":
+        headers = request.headers
+        key = (request.path_params["collection_id"], request.scope["query_string"])
+        key += (headers.get("accept"), headers.get("accept-language"))
+        page = PAGES.get(view, key)
+        if page is not None:
+            return Response(page.body, status_code=page.status, headers=page.headers)
     _checked_item_query(request)
     response = await call(
         _with_pre_cql2_filter_lang(request),
         itemtypes_api.get_collection_items,
         request.path_params["collection_id"],
-        api=view_of(request).query_api,
+        api=view.query_api,
         check_format=False,
     )
-    return _as_geojson(response)
+    response = _as_geojson(response)
+    if key is not None and response.status_code == 200:
+        kept = {name: value for name, value in response.headers.items() if name != "content-length"}
+        PAGES.put(view, key, Page(view, response.status_code, kept, response.body))
+    return response
 
 
 async def item(request: Request) -> Response:
