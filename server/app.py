@@ -224,5 +224,6 @@ def create_app(
     app.router.default = slash_redirect(settings.base_url, app.router)
     app.state.live = live
     app.state.catalog, app.state.paths, app.state.settings, app.state.store = catalog, paths, settings, store
-    app.state.tiles = VectorTiles(catalog, backend=store.tile_backend())  # owns the tile cache for the process
+    # owns the tile cache for the process
+    app.state.tiles = VectorTiles(catalog, backend=store.tile_backend(), cache_bytes=settings.tile_cache_mb * 2**20)
     return app

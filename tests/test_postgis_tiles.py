@@ -175,3 +175,31 @@ def test_synthetic_points_and_lines_z8_z14_are_the_same(synthetic, datetime):
         points = decode(actual).get("repairs", {}).get("features", [])
         clusters += sum(f["properties"].get("point_count", 1) > 1 for f in points)
     assert clusters > 0  # thinning happened, so point_count was compared too
+
+
+def test_tiles_come_from_the_local_copies_while_the_database_is_away(tmp_path):
+    from tests import pg
+
+    reason = pg.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = pg._started_cluster()  # its own: this test stops it
+    try:
+        url = cluster.create_database("away")
+        rows = [repair(f"A-{i}", "heat", "2026-01-01T00:00:00Z") for i in range(50)]
+        points = list(shapely.points(np.linspace(104.27, 104.29, 50), np.linspace(52.28, 52.30, 50)))
+        (tmp_path / "writer").mkdir()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GEOPORTAL_STORE_URL", url)
+            publish_geopackage(frame_for("repairs", rows, points), CATALOG["repairs"], tmp_path / "writer/repairs.gpkg")
+        store = PostGISStore(CATALOG, PathSettings(published_dir=tmp_path / "published"), url, tmp_path / "cache")
+        store.sync()  # the local copies, as the server's site rebuild makes them
+        tiles = VectorTiles(CATALOG, backend=store.tile_backend(), cache_bytes=0)
+        tile = TMS.tile(104.28, 52.29, 12)
+        before = tiles.tile(tile.z, tile.x, tile.y).body
+        cluster.stop()
+        after = tiles.tile(tile.z, tile.x, tile.y).body
+        assert decode(before)["repairs"]["features"]
+        assert_same_tile(before, after, tile.z, "database away")
+    finally:
+        cluster.stop()

@@ -160,7 +160,10 @@ class PostGISStore:
 
     def tile_backend(self) -> PostGISTiles:
         """Tiles by ST_AsMVT from the served tables, keyed by the versions every request's signature reads."""
-        return PostGISTiles(self.url, self.versions, lambda: self._last)
+        from server.tiles.backend import GeoPackageTiles
+
+        local = GeoPackageTiles(self.layer_path)  # the copies of the last versions, while the database is away
+        return PostGISTiles(self.url, self.versions, lambda: self._last, local)
 
 
 def _raster_products() -> list[str]:

@@ -16,6 +16,7 @@ feature (tests/test_postgis_tiles.py compares them):
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -26,9 +27,12 @@ from psycopg import sql
 
 from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval, active_clauses
+from server.tiles.backend import TileBackend
 from server.tiles.grid import MAX_LATITUDE
 from server.tiles.metadata import Bbox
 from server.tiles.render import LayerSource, TileFrame, TilePolicy
+
+LOGGER = logging.getLogger(__name__)
 
 SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
 EARTH_RADIUS = 6378137.0  # EPSG:3857's sphere
@@ -181,14 +185,17 @@ def tile_parameters(frame: TileFrame, policy: TilePolicy, coarsen: int, thinning
 
 class PostGISTiles:
     """The PostGIS store's TileBackend: identities are the registry's versions the store last read (every request
-    reads them for its signature), tiles one statement each on a connection per thread."""
+    reads them for its signature), tiles one statement each on a connection per thread. While the database cannot
+    be reached, tiles come from `fallback` (the store's local copies of the last versions), uncached."""
 
-    def __init__(self, url: str, versions: Versions, known: Versions):
+    def __init__(self, url: str, versions: Versions, known: Versions, fallback: TileBackend | None = None):
         self.url = url
         self._versions = versions  # reads the registry now
         self._known = known  # the versions read last, no query
+        self.fallback = fallback
         self._local = threading.local()
         self._bounds: dict[tuple[str, int], Bbox | None] = {}
+        self._away = False
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -208,15 +215,12 @@ class PostGISTiles:
             return None
         key = (layer_id, version)
         if key not in self._bounds:
-            row = (
-                self._connection()
-                .execute(
-                    f"SELECT min_x, min_y, max_x, max_y FROM {SCHEMA}.publications"
-                    " WHERE layer_id = %s AND version = %s",
-                    (layer_id, version),
-                )
-                .fetchone()
-            )
+            query = f"SELECT min_x, min_y, max_x, max_y FROM {SCHEMA}.publications WHERE layer_id = %s AND version = %s"
+            try:
+                row = self._connection().execute(query, (layer_id, version)).fetchone()
+            except psycopg.OperationalError:
+                self._local.connection = None
+                return self.fallback.bounds(layer_id) if self.fallback else None
             self._bounds[key] = tuple(row) if row and None not in row else None  # type: ignore[assignment]
         return self._bounds[key]
 
@@ -225,6 +229,25 @@ class PostGISTiles:
 
     def render(
         self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy
+    ) -> tuple[bytes, bool]:
+        try:
+            rendered = self._render(sources, z, x, y, when, policy)
+        except psycopg.OperationalError as error:
+            self._local.connection = None
+            if not self._away:  # once per outage
+                LOGGER.error("tiles: PostGIS unreachable, rendering from the local copies: %s", error)
+            self._away = True
+            if self.fallback is None:
+                raise
+            local = [self.fallback.source(s.spec, s.fields) for s in sources if self.fallback.identity(s.spec.id)]
+            return self.fallback.render(local, z, x, y, when=when, policy=policy)[0], False
+        if self._away:
+            LOGGER.warning("tiles: PostGIS reachable again")
+        self._away = False
+        return rendered
+
+    def _render(
+        self, sources: Sequence[LayerSource], z: int, x: int, y: int, when: Interval | None, policy: TilePolicy
     ) -> tuple[bytes, bool]:
         frame = TileFrame.of(z, x, y, policy.extent)
         active = [s for s in sources if z >= s.spec.style.min_zoom]

@@ -1,0 +1,193 @@
+"""`python -m server --workers 2` over each store: both workers answer, and after a publication no worker serves the
+old data from a cache (items, numberMatched, an item, a tile) once the publication has committed plus one second;
+and what a worker holds in memory once every tile z0-z14 of the sample city is warm and every layer was paged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import mapbox_vector_tile
+import morecantile
+import numpy as np
+import pytest
+import shapely
+
+from assets.publish import publish_geopackage, stable_fid
+from layers.catalog import load_catalog
+from server.__main__ import WORKER_HEADER
+from tests import pg
+from tests.conftest import city_paths
+from tests.server_fixtures import STAFF_KEY, RunningServer, start_server, stop_server
+from tests.test_tiles import frame_for, repair
+
+postgres_cluster, published_city_postgis = pg.postgres_cluster, pg.published_city_postgis
+CATALOG = load_catalog()
+SPEC = CATALOG["repairs"]
+POINT = (104.2800, 52.2900)  # the repair that changes
+CHANGED = "S-0"
+FID = stable_fid("repairs", CHANGED)
+TILE = morecantile.tms.get("WebMercatorQuad").tile(*POINT, 15)
+COUNT = 300
+DEADLINE_SECONDS = 60
+CONSECUTIVE = 20  # rounds of every request in a row showing the new publication
+GRACE_SECONDS = 1.0  # after the commit, no worker may answer with the old data
+
+
+def publish(folder: Path, network: str, count: int) -> None:
+    """The pipeline's own writer (and, with GEOPORTAL_STORE_URL set, its PostGIS publication)."""
+    rng = np.random.default_rng(5)
+    rows = [repair(CHANGED, network, "2026-01-01T00:00:00Z")]
+    rows += [repair(f"S-{i}", "gas", "2026-01-01T00:00:00Z") for i in range(1, count)]
+    points = [
+        shapely.Point(POINT),
+        *shapely.points(rng.uniform(104.2, 104.4, count - 1), rng.uniform(52.2, 52.4, count - 1)),
+    ]
+    publish_geopackage(frame_for("repairs", rows, points), SPEC, folder / "repairs.gpkg")
+
+
+def observe(server: RunningServer) -> list[tuple[str, str, object]]:
+    """One round: each request on a new connection (so the kernel spreads them over the workers); (what, worker,
+    value seen)."""
+
+    def get(path: str) -> httpx.Response:
+        response = httpx.get(server.url + path, headers={"Connection": "close"}, timeout=30)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+        return response
+
+    def items() -> tuple[str, str, object]:
+        response = get("/collections/repairs/items?limit=5")
+        return "numberMatched", response.headers[WORKER_HEADER.decode()], response.json()["numberMatched"]
+
+    def heat_count() -> tuple[str, str, object]:
+        response = get("/collections/repairs/items?limit=1&network=heat")
+        return "count heat", response.headers[WORKER_HEADER.decode()], response.json()["numberMatched"]
+
+    def item() -> tuple[str, str, object]:
+        response = get(f"/collections/repairs/items/{FID}")
+        return "item", response.headers[WORKER_HEADER.decode()], response.json()["properties"]["network"]
+
+    def tile() -> tuple[str, str, object]:
+        response = get(f"/tiles/repairs/{TILE.z}/{TILE.x}/{TILE.y}.pbf")
+        features = mapbox_vector_tile.decode(response.content).get("repairs", {}).get("features", [])
+        network = next((f["properties"]["network"] for f in features if f["id"] == FID), None)
+        return "tile", response.headers[WORKER_HEADER.decode()], network
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda ask: ask(), [items, heat_count, item, tile] * 2))
+
+
+OLD = {"numberMatched": COUNT, "count heat": 1, "item": "heat", "tile": "heat"}
+NEW = {"numberMatched": COUNT - 1, "count heat": 0, "item": "water", "tile": "water"}
+
+
+@pytest.fixture(params=["geopackage", "postgis"])
+def two_workers(request, tmp_path: Path) -> Iterator[tuple[RunningServer, Path, dict]]:
+    env: dict[str, str] = {}
+    if request.param == "postgis":
+        cluster = request.getfixturevalue("postgres_cluster")
+        env["GEOPORTAL_STORE_URL"] = cluster.create_database(f"geoportal_workers_{tmp_path.name[-12:]}")
+    paths = city_paths(tmp_path / "city")
+    writer = tmp_path / "writer"  # the pipeline's working copy; in GeoPackage mode it is the published folder
+    folder = paths.published_dir if request.param == "geopackage" else writer
+    folder.mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        publish(folder, "heat", COUNT)
+    server = start_server(paths, tmp_path / "server.log", env, ["--workers", "2"])
+    try:
+        yield server, folder, env
+    finally:
+        stop_server(server)
+
+
+def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None:
+    server, folder, env = two_workers
+    workers: set[str] = set()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while len(workers) < 2 or time.monotonic() < deadline - DEADLINE_SECONDS + 3:  # warm every cache in both
+        for what, worker, value in observe(server):
+            assert value == OLD[what], (what, worker, value, server.log_text()[-2000:])
+            workers.add(worker)
+        assert time.monotonic() < deadline, f"one worker answered everything: {workers}"
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        publish(folder, "water", COUNT - 1)  # R-0 changes network, one repair is gone
+    committed = time.monotonic()
+
+    late_stale, streak, seen_after = [], 0, set()
+    deadline = committed + DEADLINE_SECONDS
+    while streak < CONSECUTIVE:
+        assert time.monotonic() < deadline, f"not all new after {DEADLINE_SECONDS}s: {late_stale[-5:]}"
+        sent = time.monotonic()
+        answers = observe(server)
+        fresh = all(value == NEW[what] for what, _, value in answers)
+        streak = streak + 1 if fresh else 0
+        for what, worker, value in answers:
+            seen_after.add(worker)
+            if value != NEW[what] and sent > committed + GRACE_SECONDS:
+                late_stale.append((round(sent - committed, 2), what, worker, value))
+    assert not late_stale, f"stale answers more than {GRACE_SECONDS}s after the commit: {late_stale[:10]}"
+    assert seen_after == workers, "both workers answered after the publication"
+
+
+WORKER_BUDGET_MB = 300  # the issue's steady memory per worker
+
+
+def memory_mb(pid: int) -> dict[str, int]:
+    """Resident (RSS, counting the shared libraries in full) and proportional (PSS: shared pages divided among the
+    processes mapping them, what one more worker costs the machine) memory of a process."""
+    figures = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("Rss", "Pss"):
+            figures[name] = int(value.split()[0]) // 1024
+    return figures
+
+
+@pytest.mark.parametrize("store", ["geopackage", "postgis"])
+def test_a_worker_stays_within_its_memory_once_tiles_and_pages_are_warm(store, published_city, request, tmp_path):
+    from server.tiles.render import TMS
+
+    env, paths = {}, city_paths(tmp_path / "city")
+    if store == "geopackage":
+        paths = published_city
+    else:
+        published, env["GEOPORTAL_STORE_URL"] = request.getfixturevalue("published_city_postgis")
+        paths.published_dir.mkdir(parents=True)
+        for raster in published.published_dir.glob("*.tif"):
+            (paths.published_dir / raster.name).write_bytes(raster.read_bytes())
+    server = start_server(paths, tmp_path / "server.log", env, ["--workers", "2"])
+    try:
+
+        def get(path: str) -> httpx.Response:
+            headers = {"Connection": "close", "X-API-Key": STAFF_KEY, "Accept-Encoding": "gzip"}
+            response = httpx.get(server.url + path, headers=headers, timeout=60)
+            assert response.status_code == 200, (path, response.status_code, response.text[:300])
+            return response
+
+        bounds = get("/tiles/tilejson.json").json()["bounds"]
+        tiles = list(TMS.tiles(*bounds, zooms=list(range(15))))
+        with ThreadPoolExecutor(4) as pool:  # twice: each worker renders (about) every tile once
+            workers = {r.headers[WORKER_HEADER.decode()] for r in pool.map(
+                lambda t: get(f"/tiles/{t.z}/{t.x}/{t.y}.pbf"), tiles * 2)}  # fmt: skip
+        for layer_id in CATALOG:
+            for _ in range(2):
+                page = f"/collections/{layer_id}/items?limit=1000"
+                while page:
+                    answer = get(page)
+                    workers.add(answer.headers[WORKER_HEADER.decode()])
+                    links = answer.json().get("links", [])
+                    page = next((x["href"].removeprefix(server.url) for x in links if x["rel"] == "next"), None)
+        figures = {worker: memory_mb(int(worker.rpartition(":")[2])) for worker in workers}
+        print(f"\n{store}: {len(tiles)} tiles z0-z14 warm, every layer paged; per worker MB {figures}")
+        assert len(workers) == 2
+        assert all(f["Pss"] <= WORKER_BUDGET_MB for f in figures.values()), figures
+    finally:
+        stop_server(server)
