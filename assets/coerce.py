@@ -122,6 +122,23 @@ def _from_epoch(raw: pd.Series, unit: str) -> pd.Series:
 
 
 def as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: bool) -> Coerced:
+    """`_as_datetime`, judging each distinct text once: a million permits start on a few thousand days.
+    Only for text columns: a factorisation takes 1 and 1.0 (and True) for one value, which a date
+    parser may not."""
+    if date_format in EPOCH_UNITS or not isinstance(raw.dtype, pd.StringDtype):
+        return _as_datetime(raw, date_format, timezone, end_of_day)
+    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    if 2 * len(distinct) > len(raw):
+        return _as_datetime(raw, date_format, timezone, end_of_day)
+    # the last cell stands for every empty one (code -1)
+    cells = pd.Series(pd.array([*np.asarray(distinct, dtype=object), None], dtype=raw.dtype))
+    judged = _as_datetime(cells, date_format, timezone, end_of_day)
+    take = np.where(codes < 0, len(distinct), codes)
+    values = judged.values.iloc[take].set_axis(raw.index)
+    return Coerced(values, judged.failed.iloc[take].set_axis(raw.index), judged.reason)
+
+
+def _as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: bool) -> Coerced:
     """UTC timestamps. Naive values are local city time; a bare date that ends an interval means
     the end of that day, because a permit "until 30.11" is valid all of the 30th. `date_format` may
     also be `epoch_s`, `epoch_ms` (Unix time, UTC by definition) or `iso` (ISO 8601 / RFC 3339,

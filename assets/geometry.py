@@ -38,7 +38,7 @@ CURVES = ("CIRCULARSTRING", "COMPOUNDCURVE", "CURVEPOLYGON", "MULTICURVE", "MULT
 def parse_wkt(texts: np.ndarray) -> np.ndarray:
     """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart,
     `wkt_problem` says why)."""
-    cleaned = np.array([t.strip() if isinstance(t, str) and t.strip() else None for t in texts], dtype=object)
+    cleaned = np.array([(t.strip() or None) if isinstance(t, str) else None for t in texts], dtype=object)
     try:
         return shapely.from_wkt(cleaned, on_invalid="ignore")
     except NotImplementedError:  # one curve (CIRCULARSTRING…) fails the whole array: parse one by one

@@ -14,7 +14,7 @@ import pyogrio
 from assets.geocode import AddressIndex
 from assets.joins import apply_joins, joined_columns
 from assets.normalize import ROW, collect, normalise
-from assets.publish import publish_geopackage, stable_fid, write_rejects
+from assets.publish import publish_geopackage, stable_fids, write_rejects
 from assets.records import Counts, Reject, SourceError
 from assets.responsibility import published_zones, tag_zones
 from assets.source_crs import source_crs
@@ -114,7 +114,7 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.
     warnings += zone_warnings
     if zones and len(frame):
         frame = tag_zones(frame, zones)
-    frame.insert(0, "fid", [stable_fid(spec.id, value) for value in frame[spec.id_field]])
+    frame.insert(0, "fid", stable_fids(spec.id, frame[spec.id_field]))
     counts.published = len(frame)
     counts.rejected = len({(r.source, r.record) for r in rejects})
     return LayerBuild(spec, frame, rejects, counts, warnings, crs_used, unjoined)

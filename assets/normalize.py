@@ -15,7 +15,7 @@ import shapely
 
 from assets import coerce
 from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, wkt_problem
-from assets.records import Reject, SourceError, SourceTable
+from assets.records import BatchedRecords, Reject, RowBatch, SourceError, SourceTable
 from assets.sources.notices import BUILDING
 from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 
@@ -69,6 +69,8 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     # (column, its list's append, its distinct strings) with the lookups bound once: this loop runs
     # once per cell, a million rows are ten million cells
     plan = [(column, data[column].append, same[column]) for column in columns]
+    if isinstance(table.records, BatchedRecords):
+        return _collect_batches(table.records, frame, data, words, kept, longest + 8)
     numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
@@ -104,6 +106,91 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     frame.table[ROW] = numbers
     frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
     return frame
+
+
+class _Shared(dict):
+    """One column's distinct strings, each mapped to itself or, for a placeholder, to None; the test
+    runs when a string first enters the column (`__missing__`), so a lookup per cell costs a C call."""
+
+    def __init__(self, words: set[str], kept: set[str]):
+        super().__init__()
+        self.words, self.kept = words, kept
+
+    def __missing__(self, value: str) -> str | None:
+        word = value.strip().casefold()
+        known = self[value] = None if word in self.words and word not in self.kept else value
+        return known
+
+
+def _collect_batches(
+    records: BatchedRecords,
+    frame: RawFrame,
+    data: dict[str, list],
+    words: set[str],
+    kept: dict[str, set[str]],
+    short: int,
+) -> RawFrame:
+    """`collect` for a reader that hands over runs of split rows (CSV): column by column, each run's
+    cells through its column's `_Shared` (or, in a column of mostly distinct texts after the first
+    SHARING_SAMPLE records, only the short texts tested), exactly as the record path does per cell."""
+    shared = {column: _Shared(words, kept[column]) for column in data}
+    distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
+    numbers: list[str] = []
+    for item in records.batches:
+        if not isinstance(item, RowBatch):
+            if item.number == "file":
+                frame.warnings.append(f"{item.source}: {item.error}")
+                continue
+            assert item.error, "a reader passes on a record outside a RowBatch only to reject it"
+            frame.read += 1
+            frame.rejects.append(
+                Reject(item.source, item.number, item.error_field or "", item.error, _raw_text(item.values))
+            )
+            continue
+        frame.read += len(item.rows)
+        rows, item_numbers = item.rows, item.numbers
+        if not distinct and len(numbers) + len(rows) >= SHARING_SAMPLE:
+            # the sharing is decided after exactly SHARING_SAMPLE records: this run is split there
+            cut = SHARING_SAMPLE - len(numbers)
+            _add_rows(data, shared, distinct, item.header, rows[:cut], words, kept, short)
+            numbers += item_numbers[:cut]
+            rows, item_numbers = rows[cut:], item_numbers[cut:]
+            distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
+        _add_rows(data, shared, distinct, item.header, rows, words, kept, short)
+        numbers += item_numbers
+    frame.table = pd.DataFrame(data, columns=list(data))
+    frame.table[ROW] = numbers
+    frame.table[GEOMETRY] = pd.Series([None] * len(numbers), dtype=object)
+    return frame
+
+
+def _add_rows(
+    data: dict[str, list],
+    shared: dict[str, _Shared],
+    distinct: dict[str, bool],
+    header: list[str],
+    rows: list[list[str]],
+    words: set[str],
+    kept: dict[str, set[str]],
+    short: int,
+) -> None:
+    if not rows:
+        return
+    position = {name: i for i, name in enumerate(header)}  # a name twice: the record dict kept the last
+    cells = list(zip(*rows, strict=True))
+    for column, values in data.items():
+        if column not in position:
+            values.extend([None] * len(rows))
+        elif not distinct.get(column):
+            values.extend(map(shared[column].__getitem__, cells[position[column]]))
+        else:
+            dropped = kept[column]
+            values.extend(
+                [
+                    None if len(v) <= short and (w := v.strip().casefold()) in words and w not in dropped else v
+                    for v in cells[position[column]]
+                ]
+            )
 
 
 class Problems:
@@ -238,13 +325,22 @@ def geometries(
     crs = frame.crs
     how = source.geometry
     if how and how.wkt:
-        parsed = parse_wkt(table[how.wkt].to_numpy(dtype=object))
-        unreadable = pd.Series(shapely.is_missing(parsed), index=table.index) & ~coerce.blank(table[how.wkt])
+        texts = table[how.wkt].to_numpy(dtype=object)
+        parsed = parse_wkt(texts)
+        # blank or not only matters where nothing parsed: a few cells, not a million distinct texts
+        unreadable = shapely.is_missing(parsed)
+        failed = np.flatnonzero(unreadable)
+        unreadable[failed] = ~coerce.blank(pd.Series(texts[failed], dtype=object)).to_numpy()
+        unreadable = pd.Series(unreadable, index=table.index)
         for index in unreadable[unreadable].index:
             text = table.at[index, how.wkt]
             problems.add_row(index, how.wkt, wkt_problem(text), str(text))
         take = shapely.is_missing(result) & ~unreadable.to_numpy()
         result[take] = parsed[take]
+        # the texts (a million distinct strings) are read: the reprojection below peaks with two
+        # geometries per record, so nothing else of the kind is kept alive through it
+        del texts, parsed
+        frame.table = table = table.drop(columns=[how.wkt])
     if how and how.x:
         x = pd.to_numeric(coerce._numeric_text(table[how.x]), errors="coerce").to_numpy(dtype=float)
         y = pd.to_numeric(coerce._numeric_text(table[how.y]), errors="coerce").to_numpy(dtype=float)
@@ -311,12 +407,15 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
     addresses: list[str | None] = [None] * len(table)
     texts = table[column].to_numpy(dtype=object)
     buildings = table[BUILDING].to_numpy(dtype=object)
+    matched: dict[str, tuple] = {}  # registers repeat addresses: each text is parsed and matched once
     for position in np.flatnonzero(shapely.is_missing(result)):
         building, text = buildings[position], texts[position]
         if building is None or isinstance(building, float):
             if not isinstance(text, str) or not text.strip():
                 continue
-            matches, reasons = geocoder.match_text(text)
+            if text not in matched:
+                matched[text] = geocoder.match_text(text)
+            matches, reasons = matched[text]
         else:
             payload = geocoder.lookup(building)
             matches = [(building, payload)] if payload is not None else []
@@ -342,6 +441,11 @@ def normalise(
     now = now or dt.datetime.now(dt.UTC)
     problems = Problems(frame.source, frame.table[ROW])
     values = attributes(layer, source, frame, city, problems, now)
+    # typed: of the raw cells only what the geometry is made of stays (the build's peak is ahead)
+    how = source.geometry
+    spatial = [how.wkt, how.x, how.y, how.address] if how else []
+    keep = [c for c in frame.table.columns if c in (*spatial, ROW, GEOMETRY, BUILDING)]
+    frame.table = frame.table[keep]
     shapes, repaired, addresses = geometries(layer, source, frame, city, geocoder, problems)
     if addresses is not None and source.geometry and source.geometry.address in source.columns:
         # a geocoded record carries the register's spelling of its address, not the clerk's
@@ -349,6 +453,8 @@ def normalise(
         canonical = pd.Series(addresses, index=values.index)
         values[address_field] = canonical.where(canonical.notna(), values[address_field])
     values[ROW] = frame.table[ROW]
-    published = gpd.GeoDataFrame(values, geometry=gpd.GeoSeries(shapes, index=values.index), crs="EPSG:4326")
-    published = published.drop(index=problems.bad)
+    # the rejected rows left out before the frame is built, not copied out of it afterwards
+    kept = ~values.index.isin(problems.bad)
+    values = values[kept]
+    published = gpd.GeoDataFrame(values, geometry=gpd.GeoSeries(shapes[kept], index=values.index), crs="EPSG:4326")
     return published, frame.rejects + problems.rejects(), repaired

