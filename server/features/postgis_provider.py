@@ -9,7 +9,8 @@ be reached (the last versions stay served, as the store promises).
 The query is the GeoPackage provider's (server.features.query with the PostgreSQL dialect of pg_sql): bbox, datetime,
 CQL2, q, sortby, properties, keyset paging with the shared checkpoints, numberMatched cached per (database, version,
 conditions). Versions are unique across layers and change with every publication, so the caches of several workers
-stay correct without talking to each other. Construction does no I/O; each thread keeps one connection per database.
+stay correct without talking to each other. Construction does no I/O; connections come from a small pool per process
+and database (server.features.pg_pool).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -26,7 +26,7 @@ import psycopg
 from pygeoapi.provider.base import ProviderConnectionError, ProviderItemNotFoundError
 
 from layers.store import where
-from server.features import paging, pg_sql
+from server.features import paging, pg_pool, pg_sql
 from server.features.crs import bbox_to_lonlat
 from server.features.output import JSON_SCHEMA, RowLayout, render, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
@@ -38,7 +38,7 @@ from server.features.provider import (
     _non_negative,
     _target_crs,
 )
-from server.features.query import ALIAS, Conditions, Ordering, conditions, ordering, seek_after
+from server.features.query import ALIAS, Conditions, Ordering, _area_share, conditions, ordering, seek_after
 from server.published.layer import LayerMeta, LruCache
 from server.published.sql import Fragment, all_of, column
 
@@ -51,12 +51,11 @@ COLUMNS = (
     "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
     " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
 )
-CONNECT_SECONDS = 5
+FEW_ROWS = 20_000  # estimated matches up to which the page query counts them too (see _page)
 AWAY_SECONDS = 2.0  # after a failed connection, serve the fallback this long before trying the database again
 
 _databases: dict[str, str] = {}  # name -> URL
 _metadata = LruCache(256)  # (URL, layer, version) -> LayerMeta
-_threads = threading.local()
 _away_until: dict[str, float] = {}  # URL -> monotonic time before which the database is not tried
 
 
@@ -69,23 +68,6 @@ def register_database(url: str) -> str:
     name = f"postgis://{where(url)}"
     _databases[name] = url
     return name
-
-
-def _connection(url: str) -> psycopg.Connection:
-    """This thread's connection to `url` (psycopg connections are not shared between threads)."""
-    pool: dict[str, psycopg.Connection] = _threads.__dict__.setdefault("connections", {})
-    connection = pool.get(url)
-    if connection is None or connection.closed or connection.broken:
-        connection = pool[url] = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_SECONDS)
-    return connection
-
-
-def _forget_connection(url: str) -> None:
-    pool = _threads.__dict__.get("connections", {})
-    connection = pool.pop(url, None)
-    if connection is not None:
-        with contextlib.suppress(psycopg.Error):
-            connection.close()
 
 
 class PostGISProvider(GeoPackageProvider):
@@ -169,7 +151,7 @@ class PostGISProvider(GeoPackageProvider):
                 collection.update(numberMatched=matched, numberReturned=0)
                 return collection
             output = self._output_properties(select_properties)
-            features = self._page(
+            features, counted = self._page(
                 connection,
                 meta,
                 found,
@@ -180,9 +162,12 @@ class PostGISProvider(GeoPackageProvider):
                 skip_geometry,
                 _target_crs(crs_transform_spec),
                 (version_key, found.signature, order.sql),
+                count_rows=matched is None and self._few(meta, found),
             )
             if matched is None:
-                if 0 < len(features) < limit or (offset == 0 and not features):
+                if counted is not None:
+                    matched = counted
+                elif 0 < len(features) < limit or (offset == 0 and not features):
                     matched = offset + len(features)  # the page ended inside the result: no count needed
                 else:
                     matched = self._count(connection, meta, found)
@@ -206,7 +191,10 @@ class PostGISProvider(GeoPackageProvider):
                 match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
             layout, select = self._pg_select(meta, fields, (), self.properties, skip_geometry=False)
             statement = Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params)
-            rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+            try:
+                rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+            except psycopg.DataError:
+                raise missing from None  # an id the id field's type cannot read names no item
             if not rows:
                 raise missing
             with _bad_input():
@@ -216,19 +204,21 @@ class PostGISProvider(GeoPackageProvider):
 
     @contextlib.contextmanager
     def _layer(self) -> Iterator[tuple[psycopg.Connection, LayerMeta, int]]:
-        """This thread's connection, the current version of the layer and its metadata (read once per version)."""
+        """A pooled connection, the current version of the layer and its metadata (read once per version)."""
         if _away_until.get(self.url, 0.0) > time.monotonic():
             raise StoreAway
         try:
-            connection = _connection(self.url)
-            meta, version = self._current(connection)
-            _away_until.pop(self.url, None)
-            yield connection, meta, version
+            with pg_pool.pool(self.url).connection() as connection:
+                meta, version = self._current(connection)
+                _away_until.pop(self.url, None)
+                yield connection, meta, version
+        except pg_pool.PoolExhausted as error:
+            LOGGER.error("%s: %s (PostGIS %s)", self.table, error, where(self.url))
+            raise ProviderConnectionError(f"cannot read {self.table}: the store is busy") from None
         except psycopg.DataError as error:
             # a literal the column's type cannot read (`floors = 'abc'`): the GeoPackage matches nothing, we say why
             raise InvalidQueryError(f"filter value does not fit the property: {_first_line(error)}") from None
         except psycopg.OperationalError as error:
-            _forget_connection(self.url)
             if self.url not in _away_until:  # once per outage; the store logs it too
                 LOGGER.error(
                     "PostGIS store %s unreachable, features served from the local copies: %s",
@@ -274,7 +264,16 @@ class PostGISProvider(GeoPackageProvider):
         )
         return connection.execute(pyformat(statement), statement.params).fetchone()[0]
 
-    def _pg_select(self, meta: LayerMeta, fields, keys: Sequence[str], output: Sequence[str], skip_geometry: bool):
+    def _pg_select(
+        self,
+        meta: LayerMeta,
+        fields,
+        keys: Sequence[str],
+        output: Sequence[str],
+        skip_geometry: bool,
+        trailing: Sequence[str] = (),
+    ):
+        """The SELECT and where each column is; `trailing` columns follow the properties (the caller strips them)."""
         columns = [column(ALIAS, meta.fid_column)]
         id_index = 0
         if self.id_field != FID:
@@ -288,6 +287,7 @@ class PostGISProvider(GeoPackageProvider):
             columns.append(f"ST_AsBinary({column(ALIAS, meta.geometry_column)})")
         start = len(columns)
         columns.extend(output_expression(fields[name]) for name in output)
+        columns.extend(trailing)
         layout = RowLayout(
             id_index=id_index,
             key_indexes=key_indexes,
@@ -309,15 +309,21 @@ class PostGISProvider(GeoPackageProvider):
         skip_geometry: bool,
         target_crs: str | None,
         query_key: tuple,
-    ) -> list[dict]:
-        """Keyset paging as the GeoPackage provider does it: seek past the nearest checkpoint, OFFSET the rest."""
+        count_rows: bool = False,
+    ) -> tuple[list[dict], int | None]:
+        """Keyset paging as the GeoPackage provider does it: seek past the nearest checkpoint, OFFSET the rest.
+        With `count_rows`, the same statement counts the rows past the checkpoint (`count(*) OVER ()`): the
+        matches are gathered for the sort anyway when there are few, and a second scan is saved. Returns the
+        features and, when counted, numberMatched."""
         marks = paging.checkpoints(query_key)
         known_offset, known_key = marks.nearest(offset)
         seek = seek_after(order, known_key) if known_key is not None else None
         skip = offset - known_offset
         sort_keys = [expr for expr, _ in order.expressions[:-1]]
         fields = pg_sql.queryables(meta, self.properties)
-        layout, select = self._pg_select(meta, fields, sort_keys, output, skip_geometry)
+        layout, select = self._pg_select(
+            meta, fields, sort_keys, output, skip_geometry, trailing=["count(*) OVER ()"] if count_rows else []
+        )
         spatial = [top_level_spatial(meta, test) for test in found.spatial]
         where = all_of([found.where, *spatial, *([seek] if seek else [])])
         before = 1 if skip > 0 else 0
@@ -326,6 +332,10 @@ class PostGISProvider(GeoPackageProvider):
             where.params + (limit + before, skip - before),
         )
         rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+        counted = None
+        if count_rows and rows:
+            counted = known_offset + rows[0][-1]
+            rows = [row[:-1] for row in rows]
 
         def key(row: tuple) -> tuple:
             return tuple(row[i] for i in layout.key_indexes) + (row[0],)
@@ -335,7 +345,15 @@ class PostGISProvider(GeoPackageProvider):
             rows = rows[1:]
         if rows:
             marks.remember(offset + len(rows), key(rows[-1]))
-        return render(rows, layout, target_crs, wkb_geometries)
+        return render(rows, layout, target_crs, wkb_geometries), counted
+
+    @staticmethod
+    def _few(meta: LayerMeta, found: Conditions) -> bool:
+        """A spatial test small enough that counting its matches along with the page costs nothing extra."""
+        if not found.spatial or not meta.feature_count or meta.bounds is None:
+            return False
+        share = min(_area_share(test.geometry.bounds, meta.bounds) for test in found.spatial)
+        return share * meta.feature_count <= FEW_ROWS
 
 
 def _first_line(error: BaseException) -> str:
