@@ -26,7 +26,7 @@ import psycopg
 from pygeoapi.provider.base import ProviderConnectionError, ProviderItemNotFoundError
 
 from layers.store import where
-from server.features import paging, pg_pool, pg_sql
+from server.features import paging, pg_pool, pg_sql, pg_windows
 from server.features.crs import bbox_to_lonlat
 from server.features.output import JSON_SCHEMA, RowLayout, render, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
@@ -146,7 +146,7 @@ class PostGISProvider(GeoPackageProvider):
             collection: dict[str, Any] = {"type": "FeatureCollection", "features": []}
             if resulttype == "hits" or limit == 0 or (matched is not None and offset >= matched):
                 if matched is None:
-                    matched = self._count(connection, meta, found)
+                    matched = self._count(connection, meta, version, found)
                     paging.remember_count(count_key, matched)
                 collection.update(numberMatched=matched, numberReturned=0)
                 return collection
@@ -170,7 +170,7 @@ class PostGISProvider(GeoPackageProvider):
                 elif 0 < len(features) < limit or (offset == 0 and not features):
                     matched = offset + len(features)  # the page ended inside the result: no count needed
                 else:
-                    matched = self._count(connection, meta, found)
+                    matched = self._count(connection, meta, version, found)
                 paging.remember_count(count_key, matched)
             collection.update(features=features, numberMatched=matched, numberReturned=len(features))
             return collection
@@ -255,9 +255,13 @@ class PostGISProvider(GeoPackageProvider):
             _metadata.put(key, meta)
         return meta, version
 
-    def _count(self, connection: psycopg.Connection, meta: LayerMeta, found: Conditions) -> int:
+    def _count(self, connection: psycopg.Connection, meta: LayerMeta, version: int, found: Conditions) -> int:
         if found.empty and meta.feature_count is not None:
             return meta.feature_count  # the registry row counted the table at publication
+        if found.only_window is not None:
+            counted = pg_windows.window_count(connection, self.url, version, meta, found.only_window)
+            if counted is not None:
+                return counted
         where = all_of([found.where, *(top_level_spatial(meta, test) for test in found.spatial)])
         statement = Fragment(
             f"SELECT count(*) FROM {pg_sql.table(meta.table)} AS {ALIAS} WHERE {where.sql}", where.params

@@ -1,0 +1,104 @@
+"""numberMatched of a `datetime=` window alone, from the layer's start and end times held sorted per version.
+
+PostgreSQL counts a window by visiting every row started before its end (a 7-day window over 1M repairs: 0.4 s),
+and B-tree counts of "started after" and "ended before" are no cheaper there (0.25 s index-only). Held sorted in
+numpy (16 bytes a feature, read once per published version), a window is two binary searches:
+active = #(start <= last) - #(end < first), exact when no feature lacks a start or ends before it starts (checked
+when the arrays are read; otherwise None and the caller counts in SQL). Times are compared at the contract's
+millisecond (the GeoPackage's text), dates as days.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from server.features.query import TimeWindow
+from server.published.layer import LayerMeta, LruCache
+
+SCHEMA = "geoportal"
+
+_held = LruCache(16)  # (url, layer, version, start field, end field) -> SortedTimes | False (not applicable)
+_building = threading.Lock()  # one thread reads a version's times; the others wait for it rather than read too
+
+
+@dataclass(frozen=True)
+class SortedTimes:
+    starts: np.ndarray  # int64, sorted: every feature has a start
+    ends: np.ndarray | None  # int64, sorted, features with an end only; None for instants
+
+
+def _as_number(sql_column: sql.Composable, kind: str) -> sql.Composable:
+    if kind == "date":
+        return sql.SQL("({} - DATE '1970-01-01')::bigint").format(sql_column)
+    return sql.SQL("floor(extract(epoch FROM {}) * 1000)::bigint").format(sql_column)
+
+
+def _bound(text: str | None, kind: str) -> int | None:
+    if text is None:
+        return None
+    if kind == "date":
+        return (date.fromisoformat(text) - date(1970, 1, 1)).days
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1000) if moment.microsecond % 1000 == 0 else None
+
+
+def _read(connection: psycopg.Connection, meta: LayerMeta, window: TimeWindow) -> SortedTimes | None:
+    table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(meta.table))
+    start = sql.Identifier(window.start_field)
+    start_number = _as_number(start, meta.columns[window.start_field])
+    sorted_values = (
+        "(SELECT coalesce(array_agg(v ORDER BY v), '{{}}') FROM (SELECT {} AS v FROM {} WHERE {} IS NOT NULL) AS x)"
+    )
+    if window.end_field:
+        end = sql.Identifier(window.end_field)
+        end_number = _as_number(end, meta.columns[window.end_field])
+        bad = sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL OR {} < {})").format(table, start, end, start)
+        ends = sql.SQL(sorted_values).format(end_number, table, end)
+    else:
+        bad = sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(table, start)
+        ends = sql.SQL("NULL")
+    statement = sql.SQL("SELECT {}, {}, {}").format(
+        bad, sql.SQL(sorted_values).format(start_number, table, start), ends
+    )
+    broken, starts, finishes = connection.execute(statement).fetchone()
+    if broken:
+        return None
+    return SortedTimes(
+        np.asarray(starts, dtype=np.int64), None if finishes is None else np.asarray(finishes, dtype=np.int64)
+    )
+
+
+def window_count(
+    connection: psycopg.Connection, url: str, version: int, meta: LayerMeta, window: TimeWindow
+) -> int | None:
+    """The window's numberMatched, or None when the sorted times cannot answer it exactly (the caller counts)."""
+    kinds = {meta.columns.get(window.start_field), meta.columns.get(window.end_field or window.start_field)}
+    if len(kinds) != 1 or not kinds <= {"date", "datetime"}:
+        return None
+    kind = kinds.pop()
+    first, last = _bound(window.first, kind), _bound(window.last, kind)
+    if (window.first is not None and first is None) or (window.last is not None and last is None):
+        return None
+    if first is not None and last is not None and first > last:
+        return None  # an empty window: exact in SQL, not by subtraction
+    key = (url, meta.table, version, window.start_field, window.end_field)
+    held = _held.get(key)
+    if held is None:
+        with _building:
+            held = _held.get(key)
+            if held is None:
+                held = _read(connection, meta, window) or False
+                _held.put(key, held)
+    if held is False:
+        return None
+    started = len(held.starts) if last is None else int(np.searchsorted(held.starts, last, side="right"))
+    if held.ends is None:  # instants: first <= start <= last
+        return started - (0 if first is None else int(np.searchsorted(held.starts, first, side="left")))
+    ended = 0 if first is None else int(np.searchsorted(held.ends, first, side="left"))
+    return started - ended
