@@ -26,6 +26,7 @@ from server.access import Level, layer_in_path, refusal
 from server.affects.routes import affects_routes
 from server.auth import LiveKeyRing, presented_key
 from server.changes.routes import change_routes
+from server.early_answers import EarlyAnswers
 from server.errors import (
     GeoportalError,
     NotAuthorized,
@@ -45,7 +46,6 @@ from server.published.store import open_store
 from server.reports.routes import report_routes
 from server.settings import ServerSettings, get_server_settings
 from server.styles.routes import style_routes
-from server.tile_hits import CachedTileHits
 from server.tiles.routes import tile_routes
 from server.tiles.vector import VectorTiles
 from server.webmap.routes import map_routes
@@ -207,7 +207,7 @@ def create_app(
             *api_routes(),
         ],
         middleware=[
-            Middleware(CachedTileHits, expose_headers=EXPOSED_HEADERS),  # cached public tiles, before the rest
+            Middleware(EarlyAnswers, expose_headers=EXPOSED_HEADERS),  # cached public tiles and pages first
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],

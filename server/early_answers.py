@@ -1,29 +1,32 @@
-"""Cached public vector tiles answered in front of the middleware stack, byte for byte as the tile routes answer.
+"""Answers already known (a cached public tile, a cached public item page) given in front of the middleware stack,
+byte for byte as the routes behind it answer them.
 
-A map asks dozens of tiles per view, most of them already rendered. Through CORS, the body limit, the access
-dispatcher (a stat per published file and the site check) and Starlette's router, a cached tile cost ~10x what
-reading it from the cache costs (the "Scale out" issue measured 0.06x nginx serving the same bytes). Only what
-needs no decision is answered here: GET of `/tiles/{z}/{x}/{y}.pbf` or `/tiles/<public layer>/{z}/{x}/{y}.pbf`,
-without a key and without a query string, whose tile is in the cache; everything else (misses, keys, datetime=,
-internal layers, errors) goes down the stack as before. The headers are the ones the stack adds: the tile's,
-`Vary` of the access dispatcher and of CORS, and CORS's allow-origin and expose headers for a request with Origin.
+A map asks dozens of tiles per view and QGIS the same pages again and again, most of them already in a cache.
+Through CORS, the body limit, the access dispatcher and Starlette's router, a cached answer cost ~10x what reading
+it from the cache costs (the "Scale out" issue measured tiles at 0.06x nginx serving the same bytes). Only what
+needs no decision is answered here: GET without a key of a public layer's tile or item page that is cached; the
+rest (misses, keys, internal layers, errors) goes down the stack as before. The headers are the ones the stack
+adds: the answer's own, `Vary` of the access dispatcher and of CORS, and CORS's allow-origin and expose headers
+for a request with Origin (server.app configures CORS with allow_origins=["*"]).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.ogcapi.routes import PAGES, page_key
 from server.tiles.vector import accepts_gzip, etag_matches
 
 TILE_PATH = re.compile(r"^/tiles/(?:(?P<layer>[^/]+)/)?(?P<z>[0-9]+)/(?P<x>[0-9]+)/(?P<y>[0-9]+)\.pbf$")
+ITEMS_PATH = re.compile(r"^/collections/(?P<layer>[^/]+)/items$")
 KEY_HEADERS = (b"x-api-key", b"authorization")
-# What server.app.AccessDispatcher and CORSMiddleware add to every answer (the latter with allow_origins=["*"]).
-VARY = "X-API-Key, Authorization"
+VARY = "X-API-Key, Authorization"  # what server.app.AccessDispatcher adds; CORS then adds Origin
 
 
-class CachedTileHits:
+class EarlyAnswers:
     def __init__(self, app: ASGIApp, expose_headers: tuple[str, ...] = ()):
         self.app = app
         self.cors = [(b"access-control-allow-origin", b"*")]
@@ -31,30 +34,38 @@ class CachedTileHits:
             self.cors.append((b"access-control-expose-headers", ", ".join(expose_headers).encode("latin-1")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or scope.get("query_string")
-            or not scope["path"].startswith("/tiles/")
-            or not await self._answered(scope, send)
-        ):
+        if scope["type"] != "http" or scope["method"] != "GET" or not await self._answered(scope, send):
             await self.app(scope, receive, send)
 
     async def _answered(self, scope: Scope, send: Send) -> bool:
-        match = TILE_PATH.match(scope["path"])
+        path = scope["path"]
+        if path.startswith("/tiles/") and not scope.get("query_string"):
+            match = TILE_PATH.match(path)
+            kind = "tile"
+        elif path.startswith("/collections/"):
+            match = ITEMS_PATH.match(path)
+            kind = "items"
+        else:
+            return False
         if match is None:
             return False
         request: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name in KEY_HEADERS:
                 return False  # the dispatcher decides what a key sees
-            request[name] = value
+            request.setdefault(name, value)
         app = scope["app"]
         layer = match["layer"]
         if layer is not None:
             spec = app.state.catalog.get(layer)
             if spec is None or spec.access != "public":
                 return False
+        if kind == "tile":
+            return await self._tile(app, match, request, send)
+        return await self._page(app, layer, scope, request, send)
+
+    async def _tile(self, app, match: re.Match, request: dict[bytes, bytes], send: Send) -> bool:
+        layer = match["layer"]
         try:
             tile = app.state.tiles.cached_tile(
                 int(match["z"]),
@@ -69,20 +80,43 @@ class CachedTileHits:
             return False
         if tile is None:
             return False
-        not_modified = etag_matches(request.get(b"if-none-match", b"").decode("latin-1") or None, tile.etag)
+        if etag_matches(request.get(b"if-none-match", b"").decode("latin-1") or None, tile.etag):
+            await self._send(send, 304, tile.headers.items(), b"", request, length=False)
+        else:
+            await self._send(send, 200, tile.headers.items(), tile.body, request)
+        return True
+
+    async def _page(self, app, layer: str, scope: Scope, request: dict[bytes, bytes], send: Send) -> bool:
+        site = await app.state.live.current()  # the same check of the published version as the dispatcher's
+        view = site.views["public"]
+        accept, language = (request.get(name) for name in (b"accept", b"accept-language"))
+        key = page_key(layer, scope["query_string"], *(v.decode("latin-1") if v else None for v in (accept, language)))
+        page = PAGES.get(view, key)
+        if page is None:
+            return False
+        await self._send(send, page.status, page.headers.items(), page.body, request)
+        return True
+
+    async def _send(
+        self,
+        send: Send,
+        status: int,
+        answer_headers: Iterable[tuple[str, str]],
+        body: bytes,
+        request: dict[bytes, bytes],
+        length: bool = True,
+    ) -> None:
         headers = []
         vary = []
-        for name, value in tile.headers.items():
+        for name, value in answer_headers:
             if name.lower() == "vary":
                 vary.append(value)
             else:
                 headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-        body = b"" if not_modified else tile.body
-        if not not_modified:
+        if length:
             headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"vary", ", ".join([*vary, VARY, "Origin"]).encode("latin-1")))
         if b"origin" in request:
             headers.extend(self.cors)
-        await send({"type": "http.response.start", "status": 304 if not_modified else 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        return True

@@ -134,8 +134,11 @@ def test_an_internal_layers_tile_is_not_answered_without_a_key(server) -> None: 
         assert client.get(f"/tiles/{internal}/12/3234/1347.pbf").status_code == 404
 
 
-def test_a_repeated_item_page_is_the_same_page(server) -> None:  # noqa: F811
+def test_a_repeated_item_page_is_the_same_page_with_the_same_headers(server) -> None:  # noqa: F811
+    path = "/collections/repairs/items?limit=5"
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        first = client.get("/collections/repairs/items", params={"limit": 5}).json()
-        again = client.get("/collections/repairs/items", params={"limit": 5}).json()
-    assert again == first
+        for headers in ({}, {"Origin": "https://example.org", "Accept-Language": "en"}):
+            first = _answer(client, path, **headers, **{"X-API-Key": VISITOR_KEY})  # through the stack
+            again = _answer(client, path, **headers)  # cached, without a key: answered before the stack
+            assert again == first
+            assert client.get(path, headers=headers).headers["content-type"] == "application/geo+json"

@@ -159,7 +159,12 @@ async def schema(request: Request) -> Response:
     return _with_interval_roles(request, response)
 
 
-PAGES = PageCache()  # per worker process
+PAGES = PageCache()  # per worker process (server.early_answers answers its public pages before the stack)
+
+
+def page_key(layer_id: str, query_string: bytes, accept: str | None, language: str | None) -> tuple:
+    """What decides an item page besides the View: the collection, the query and the negotiated format and language."""
+    return (layer_id, query_string, accept, language)
 
 
 async def items(request: Request) -> Response:
@@ -169,8 +174,12 @@ async def items(request: Request) -> Response:
     key = None
     if request.method == "GET":
         headers = request.headers
-        key = (request.path_params["collection_id"], request.scope["query_string"])
-        key += (headers.get("accept"), headers.get("accept-language"))
+        key = page_key(
+            request.path_params["collection_id"],
+            request.scope["query_string"],
+            headers.get("accept"),
+            headers.get("accept-language"),
+        )
         page = PAGES.get(view, key)
         if page is not None:
             return Response(page.body, status_code=page.status, headers=page.headers)

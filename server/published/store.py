@@ -60,6 +60,7 @@ class GeoPackageStore:
     def __init__(self, catalog: Catalog, paths: PathSettings):
         self.catalog = catalog
         self.paths = paths
+        self._watched: dict[str, str] | None = None
 
     def watched_files(self) -> dict[str, Path]:
         """Every published file the served configuration depends on: the layers' GeoPackages and the rasters."""
@@ -68,7 +69,9 @@ class GeoPackageStore:
         return files
 
     def signature(self) -> Signature:
-        return published_signature(self.watched_files())
+        if self._watched is None:  # asked on every request: the paths once, as strings
+            self._watched = {name: str(path) for name, path in self.watched_files().items()}
+        return published_signature(self._watched)
 
     def extents(self) -> dict[str, LayerExtent]:
         """A layer without its GeoPackage is not served yet; one whose file cannot be read is not served until
