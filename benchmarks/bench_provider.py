@@ -75,6 +75,8 @@ def build_dataset(path: Path, features: int) -> None:
         ),
         crs="EPSG:4326",
     )
+    for extra in (f.name for f in spec.fields if f.name not in frame):  # fields added to the catalog later
+        frame[extra] = None
     publish_geopackage(frame, spec, path)
 
 

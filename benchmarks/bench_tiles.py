@@ -1,18 +1,24 @@
-"""Vector tiles of a 1M-point / 200k-line city: our z0–z14 pyramid against GDAL's PMTiles writer, and our
-tile server against nginx serving the same tiles as static files, in one run.
+"""Vector tiles of a 1M-point / 200k-line city: our z0–z14 pyramid against GDAL's PMTiles writer, and the full
+server (`python -m server`, each store) against nginx serving the same tiles as static files, in one run.
 
-    .venv/bin/python benchmarks/bench_tiles.py                       # full scale: ~40 min on 2 cores, GDAL most of it
-    .venv/bin/python benchmarks/bench_tiles.py --points 100000 --lines 20000 --max-zoom 12   # a quick look
+    .venv/bin/python benchmarks/bench_tiles.py --serve-only --seconds 10   # serving only, both stores (~10 min)
+    .venv/bin/python benchmarks/bench_tiles.py --serve-only --stores geopackage --workers 1
+    .venv/bin/python benchmarks/bench_tiles.py                       # plus the pyramids: ~40 min, GDAL most of it
     .venv/bin/python benchmarks/bench_tiles.py --no-serve            # pyramids only
 
-The data are contract-shaped GeoPackages (docs/contracts.md) written once into `benchmarks/out/tiles/`:
-repair permits clustered like a city (dense centres over a uniform background) and closure polylines of
-2–8 vertices. Serving needs Debian's nginx and wrk (installed when run as root with apt-get).
+Serving, per store (GeoPackage files; PostGIS on a throw-away cluster, tests/pg.py): the server is started on
+the published layers; cold = each z12–z14 tile over the data requested exactly once at 64 connections while the
+server has just started (its background pre-rendering of z0–z11 running); warm = wrk on random tiles of the same
+list once every worker has them; then nginx on the same tiles' bytes as static files. Also the resident memory of
+each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
+`benchmarks/out/tiles/`: repair permits clustered like a city (dense centres over a uniform background) and
+closure polylines of 2–8 vertices. Serving needs Debian's nginx and wrk (installed when run as root with apt-get).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -90,6 +96,8 @@ def build_dataset(folder: Path, points: int, lines: int) -> Path:
         geometry=shapely.points(*_city_points(rng, points, extent)),
         crs=4326,
     )
+    for extra in (f.name for f in catalog["repairs"].fields if f.name not in repairs):  # added later
+        repairs[extra] = None
     publish_geopackage(repairs, catalog["repairs"], published / "repairs.gpkg")
 
     lon, lat = _city_points(rng, lines, extent)
@@ -117,6 +125,8 @@ def build_dataset(folder: Path, points: int, lines: int) -> Path:
         geometry=geometries,
         crs=4326,
     )
+    for extra in (f.name for f in catalog["road_closures"].fields if f.name not in closures):  # added later
+        closures[extra] = None
     publish_geopackage(closures, catalog["road_closures"], published / "road_closures.gpkg")
     return published
 
@@ -238,76 +248,93 @@ def gdal_pyramid(published: Path, max_zoom: int, target_dir: Path) -> dict:
     return result
 
 
-# ---------------------------------------------------------------------- serving
-
-
-def app_from_env():
-    """The tile route as the server wires it (uvicorn --factory), reading BENCH_TILES_PUBLISHED."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    from server.tiles.vector import VectorTiles, accepts_gzip
-
-    folder = Path(os.environ["BENCH_TILES_PUBLISHED"])
-    tiles = VectorTiles(load_catalog(), lambda layer: folder / f"{layer}.gpkg", cache_bytes=2**30)
-    if os.environ.get("BENCH_TILES_WARM"):  # pre-generation: every listed tile rendered into this worker's cache
-        for line in Path(os.environ["BENCH_TILES_WARM"]).read_text().split():
-            z, x, y = (int(part) for part in line.removesuffix(".pbf").strip("/").split("/"))
-            tiles.tile(z, x, y)
-
-    async def tile(request) -> Response:
-        z, x, y = (request.path_params[k] for k in ("z", "x", "y"))
-        packed = accepts_gzip(request.headers.get("accept-encoding"))
-        # As server/tiles.py tells the server to wire it: hits on the event loop, misses in the threadpool.
-        found = tiles.cached_tile(z, x, y, gzip=packed) or await run_in_threadpool(tiles.tile, z, x, y, gzip=packed)
-        return Response(found.body, headers=found.headers)
-
-    return Starlette(routes=[Route("/{z:int}/{x:int}/{y:int}.pbf", tile)])
-
-
-def static_tree(archive: Path, target: Path, zooms: range) -> list[str]:
-    """Our archive's tiles at `zooms`, uncompressed, as nginx would serve a pre-generated folder."""
-    import gzip
-
-    from pmtiles.reader import MmapSource, all_tiles
-
-    shutil.rmtree(target, ignore_errors=True)
-    paths = []
-    with open(archive, "rb") as handle:
-        for (z, x, y), body in all_tiles(MmapSource(handle)):
-            if z in zooms:
-                path = target / f"{z}/{x}/{y}.pbf"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(gzip.decompress(body))
-                paths.append(f"/{z}/{x}/{y}.pbf")
-    return paths
-
+# ---------------------------------------------------------------------- serving through `python -m server`
 
 WRK_SCRIPT = """
 local paths = {}
 for line in io.lines("%s") do paths[#paths + 1] = line end
-math.randomseed(%d)
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function init(args) math.randomseed(%d + (id or 0)) end
 request = function() return wrk.format("GET", paths[math.random(#paths)]) end
 done = function(summary, latency, requests)
+  local e = summary.errors
   io.write(string.format("WRK {\\"rps\\": %%.1f, \\"p50_ms\\": %%.2f, \\"p95_ms\\": %%.2f, \\"p99_ms\\": %%.2f, " ..
-    "\\"errors\\": %%d, \\"requests\\": %%d}\\n", summary.requests / (summary.duration / 1e6),
+    "\\"errors\\": %%d, \\"timeouts\\": %%d, \\"requests\\": %%d}\\n", summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout, summary.requests))
+    e.status + e.connect + e.read + e.write + e.timeout, e.timeout, summary.requests))
 end
 """
+TIMEOUT_S = 10  # a tile slower than this is a time-out, for wrk and for the cold pass alike
+READY_SECONDS = 900  # a PostGIS server copies the layers into its local files before it answers
 
 
 def wrk(url: str, paths_file: Path, seconds: int, connections: int) -> dict:
     script = paths_file.with_suffix(".lua")
     script.write_text(WRK_SCRIPT % (paths_file, SEED))
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", f"{TIMEOUT_S}s", "-s", str(script), url]
     run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in run.stdout.splitlines() if ln.startswith("WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary: {run.stdout[-500:]} {run.stderr[-500:]}")
     return json.loads(line[4:])
+
+
+async def _each_once(port: int, paths: list[str], connections: int) -> dict:
+    """Every path requested exactly once, `connections` keep-alive connections pulling from one queue: what a
+    freshly started (or freshly published) server answers while no tile of the list is cached yet. A plain
+    HTTP/1.1 client on asyncio streams, so the client costs little next to the server on the same 2 cores."""
+    pending = list(paths)
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> None:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")),
+            0,
+        )
+        await reader.readexactly(length)
+        if status != 200:
+            failures.append(f"{status} {path}")
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while pending:
+                path = pending.pop()
+                started = time.perf_counter()
+                try:
+                    await asyncio.wait_for(one(reader, writer, path), TIMEOUT_S)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                    failures.append(f"{type(exc).__name__} {path}")
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies) or [float("nan")]
+    return {
+        "rps": round(len(latencies) / wall, 1),
+        "p50_ms": round(ordered[len(ordered) // 2], 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+        "errors": len(failures),
+        "timeouts": sum(f.startswith("TimeoutError") for f in failures),
+        "requests": len(latencies),
+        "first_errors": failures[:3],
+        "seconds": round(wall, 1),
+    }
+
+
+def each_once(port: int, paths: list[str], connections: int) -> dict:
+    return asyncio.run(_each_once(port, paths, connections))
 
 
 def _wait(port: int, path: str, seconds: float = 60) -> None:
@@ -319,8 +346,8 @@ def _wait(port: int, path: str, seconds: float = 60) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60).read()
             return
         except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"nothing answers on 127.0.0.1:{port}")
+            time.sleep(0.3)  # polling interval while the server starts
+    raise RuntimeError(f"nothing answers on 127.0.0.1:{port}{path}")
 
 
 def ensure_tools(install: bool) -> bool:
@@ -334,69 +361,182 @@ def ensure_tools(install: bool) -> bool:
     return not missing
 
 
-def serve_benchmark(published: Path, archive: Path, work: Path, seconds: int, connections: int, workers: int) -> dict:
-    """wrk at `connections` connections on z12–z14 tiles: nginx on static files vs our server (cold, warm)."""
-    paths = static_tree(archive, work / "static", range(12, 15))
-    paths_file = work / "paths.txt"
-    paths_file.write_text("\n".join(paths) + "\n")
-    results: dict = {"tiles": len(paths), "connections": connections, "seconds": seconds}
-    nginx_conf = work / "nginx.conf"
-    nginx_conf.write_text(f"""
+def serve_paths(published: Path, zooms: range, limit: int) -> list[str]:
+    """z12–z14 tiles over the data, in a fixed random order (at most `limit`)."""
+    from server.tiles.vector import VectorTiles
+
+    bounds = VectorTiles(load_catalog(), lambda layer: published / f"{layer}.gpkg").bounds()
+    tiles = [f"/tiles/{t.z}/{t.x}/{t.y}.pbf" for t in TMS.tiles(*bounds, zooms=list(zooms))]
+    np.random.default_rng(SEED).shuffle(tiles)
+    return tiles[:limit]
+
+
+def publish_to_postgis(published: Path, url: str) -> None:
+    """The same layers published to PostGIS by the pipeline's own publisher."""
+    import pyogrio
+
+    from assets.stores.postgis import publish_postgis
+
+    catalog = load_catalog()
+    for layer in LAYERS:
+        started = time.perf_counter()
+        frame = pyogrio.read_dataframe(published / f"{layer}.gpkg", layer=layer, fid_as_index=True)
+        frame["fid"] = frame.index.astype("int64")
+        publish_postgis(frame.reset_index(drop=True), catalog[layer], url)
+        print(f"  {layer}: {len(frame):,} features to PostGIS in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def rss_of_workers(process: subprocess.Popen, workers: int) -> list[float]:
+    """Resident MB of each process answering requests (uvicorn's workers, or the server itself with one)."""
+    pids = [process.pid]
+    if workers > 1:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if parent == process.pid and b"resource_tracker" not in cmdline:
+                    pids.append(int(entry.name))
+    sizes = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(round(int(line.split()[1]) / 1024, 1))
+    return sizes
+
+
+def start_server(store: str, published: Path, work: Path, workers: int, port: int, url: str | None):
+    folder = work / f"server-{store}"
+    shutil.rmtree(folder, ignore_errors=True)
+    served = folder / "published"
+    served.mkdir(parents=True)
+    if store == "geopackage":
+        for layer in LAYERS:
+            shutil.copyfile(published / f"{layer}.gpkg", served / f"{layer}.gpkg")
+    env = {
+        **os.environ,
+        "GEOPORTAL_PUBLISHED_DIR": str(served),
+        "GEOPORTAL_SERVER_CACHE_DIR": str(folder / "cache"),
+        "GEOPORTAL_SERVER_ACCESS_LOG": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("GEOPORTAL_STORE_URL", None)
+    if url:
+        env["GEOPORTAL_STORE_URL"] = url
+    command = [sys.executable, "-m", "server", "--port", str(port), "--workers", str(workers)]
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes to it until it stops
+    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def nginx_static(paths: list[str], port: int, work: Path, seconds: int, connections: int, workers: int) -> dict:
+    """The same tiles' bytes (as our server sent them, uncompressed) as static files behind nginx."""
+    import urllib.request
+
+    static = work / "static"
+    shutil.rmtree(static, ignore_errors=True)
+    for path in paths:
+        target = static / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60).read())
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
 worker_processes {workers}; pid {work}/nginx.pid; error_log {work}/nginx.err warn; daemon off;
 events {{ worker_connections 4096; }}
 http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
   uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
-  server {{ listen 127.0.0.1:18081; root {work}/static;
+  server {{ listen 127.0.0.1:18081; root {static};
     location / {{ default_type application/vnd.mapbox-vector-tile; }} }} }}
 """)
     (work / "tmp").mkdir(exist_ok=True)
-    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(nginx_conf)])
+    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf)])
     try:
         _wait(18081, paths[0])
-        results["nginx"] = wrk("http://127.0.0.1:18081", paths_file, seconds, connections)
+        return wrk("http://127.0.0.1:18081", work / "paths.txt", seconds, connections)
     finally:
         nginx.terminate()
         nginx.wait(timeout=30)
-    for name, warm in (("ours_cold", False), ("ours_warm", True)):
-        env = {
-            **os.environ,
-            "BENCH_TILES_PUBLISHED": str(published),
-            "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}",
-            **({"BENCH_TILES_WARM": str(paths_file)} if warm else {}),
-        }
-        started = time.perf_counter()
-        ours = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench_tiles:app_from_env",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "18082",
-                "--workers",
-                str(workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=REPO / "benchmarks",
-        )
-        try:
-            _wait(18082, "/0/0/0.pbf", seconds=1800)
-            startup = time.perf_counter() - started
-            results[name] = {
-                **wrk("http://127.0.0.1:18082", paths_file, seconds, connections),
-                "startup_s": round(startup, 1),
-            }
-        finally:
-            ours.terminate()
-            ours.wait(timeout=60)
+
+
+def serve_store(store: str, published: Path, work: Path, args: argparse.Namespace, url: str | None) -> dict:
+    """One store through the full server: cold (each tile once, just started), warm (wrk, random tiles) and nginx
+    on the same tiles' bytes, in this order, one after the other."""
+    paths = serve_paths(published, range(12, 15), args.tiles)
+    (work / "paths.txt").write_text("\n".join(paths) + "\n")
+    port = 18082
+    started = time.perf_counter()
+    server = start_server(store, published, work, args.workers, port, url)
+    result: dict = {"store": store, "workers": args.workers, "tiles": len(paths), "connections": args.connections}
+    try:
+        _wait(port, "/tiles/0/0/0.pbf", READY_SECONDS)
+        result["startup_s"] = round(time.perf_counter() - started, 1)
+        result["cold"] = each_once(port, paths, args.connections)
+        print(f"  {store} cold: {result['cold']}", flush=True)
+        wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)  # every worker's cache
+        result["warm"] = wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)
+        print(f"  {store} warm: {result['warm']}", flush=True)
+        result["rss_mb"] = rss_of_workers(server, args.workers)
+        result["nginx"] = nginx_static(paths, port, work, args.seconds, args.connections, args.workers)
+        print(f"  nginx static: {result['nginx']}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    result["warm_rps_over_nginx"] = round(result["warm"]["rps"] / result["nginx"]["rps"], 3)
+    return result
+
+
+def serve_benchmark(published: Path, args: argparse.Namespace) -> list[dict]:
+    work = OUT / "serve"
+    work.mkdir(exist_ok=True)
+    stores = [s for s in args.stores.split(",") if s]
+    results = []
+    cluster = None
+    try:
+        url = None
+        if "postgis" in stores:
+            from tests.pg import Cluster, missing_reason
+
+            reason = missing_reason()
+            if reason:
+                print(f"PostGIS store skipped: {reason}")
+                stores.remove("postgis")
+            else:
+                cluster = Cluster()
+                cluster.start()
+                url = cluster.create_database("bench_tiles")
+                publish_to_postgis(published, url)
+        for store in stores:
+            results.append(serve_store(store, published, work, args, url if store == "postgis" else None))
+    finally:
+        if cluster is not None:
+            cluster.stop()
     return results
+
+
+def print_serving(results: list[dict], load: tuple[float, float]) -> None:
+    print(f"\nTiles through `python -m server` (load average {load[0]:.2f} before, {load[1]:.2f} after):")
+    print(f"{'store':12s} {'case':8s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'timeouts':>9s}")
+    for r in results:
+        for case in ("cold", "warm", "nginx"):
+            c = r[case]
+            print(
+                f"{r['store']:12s} {case:8s} {c['rps']:9.1f} {c['p50_ms']:8.2f} {c['p99_ms']:8.2f} "
+                f"{c['errors']:7d} {c['timeouts']:9d}"
+            )
+    print("Targets (issue 11):")
+    for r in results:
+        warm, cold = r["warm"], r["cold"]
+        checks = [
+            (f"warm ≥ 50% of nginx req/s ({r['warm_rps_over_nginx']:.0%})", r["warm_rps_over_nginx"] >= 0.5),
+            (f"warm p99 ≤ 20 ms ({warm['p99_ms']:.1f} ms)", warm["p99_ms"] <= 20),
+            (f"cold ≥ 500 req/s, no time-outs ({cold['rps']:.0f} req/s, {cold['timeouts']})", cold["rps"] >= 500),
+            (f"RSS ≤ 300 MB per worker ({', '.join(f'{v:.0f}' for v in r['rss_mb'])} MB)", max(r["rss_mb"]) <= 300),
+        ]
+        for what, met in checks:
+            print(f"  {r['store']:12s} {what:60s} {'met' if met else 'NOT MET'}")
 
 
 def main() -> int:
@@ -404,9 +544,12 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--max-zoom", type=int, default=14)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes, server workers")
     parser.add_argument("--seconds", type=int, default=20, help="per wrk run")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--stores", default="geopackage,postgis", help="served from: geopackage,postgis")
+    parser.add_argument("--tiles", type=int, default=2000, help="z12-z14 tiles served (at most)")
+    parser.add_argument("--serve-only", action="store_true", help="skip the pyramids (ours against GDAL)")
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument("--no-install", action="store_true")
     args = parser.parse_args()
@@ -415,27 +558,19 @@ def main() -> int:
     published = build_dataset(OUT, args.points, args.lines)
     print(f"data: {args.points} points, {args.lines} lines in {published} ({time.perf_counter() - started:.0f} s)")
     report: dict = {"points": args.points, "lines": args.lines, "max_zoom": args.max_zoom, "cpus": os.cpu_count()}
-    report["ours"] = our_pyramid(published, args.max_zoom, args.workers, OUT / "ours.pmtiles")
-    print(f"ours: {report['ours']}")
-    report["gdal"] = gdal_pyramid(published, args.max_zoom, OUT)
-    print(f"GDAL: {report['gdal']}")
-    report["pyramid_ratio_ours_over_gdal"] = round(report["ours"]["seconds"] / report["gdal"]["seconds"], 2)
-    if not args.no_serve and args.max_zoom >= 14 and ensure_tools(not args.no_install):
-        work = OUT / "serve"
-        work.mkdir(exist_ok=True)
-        report["serve"] = serve_benchmark(
-            published, OUT / "ours.pmtiles", work, args.seconds, args.connections, args.workers
-        )
-        serve = report["serve"]
-        for name in ("nginx", "ours_cold", "ours_warm"):
-            print(f"{name:>10}: {serve[name]}")
-        serve["warm_rps_ratio_ours_over_nginx"] = round(serve["ours_warm"]["rps"] / serve["nginx"]["rps"], 3)
-        serve["warm_p95_ratio_ours_over_nginx"] = round(serve["ours_warm"]["p95_ms"] / serve["nginx"]["p95_ms"], 1)
+    if not args.serve_only:
+        report["ours"] = our_pyramid(published, args.max_zoom, args.workers, OUT / "ours.pmtiles")
+        print(f"ours: {report['ours']}")
+        report["gdal"] = gdal_pyramid(published, args.max_zoom, OUT)
+        print(f"GDAL: {report['gdal']}")
+        report["pyramid_ratio_ours_over_gdal"] = round(report["ours"]["seconds"] / report["gdal"]["seconds"], 2)
+        print(json.dumps({k: v for k, v in report.items() if "ratio" in k}))
+    if not args.no_serve and ensure_tools(not args.no_install):
+        before = os.getloadavg()[0]
+        report["serve"] = serve_benchmark(published, args)
+        report["load_average"] = [before, os.getloadavg()[0]]
+        print_serving(report["serve"], tuple(report["load_average"]))
     (OUT.parent / "bench_tiles.json").write_text(json.dumps(report, indent=2))
-    print(
-        json.dumps({k: v for k, v in report.items() if "ratio" in k}),
-        json.dumps({k: v for k, v in report.get("serve", {}).items() if "ratio" in k}),
-    )
     return 0
 
 
