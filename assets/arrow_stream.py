@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyogrio
 import shapely
 
+from assets.geometry import plain_points
 from layers.catalog import LayerSpec
 
 # Rows converted to Arrow at a time: the whole table is never copied at once (a million features
@@ -78,7 +79,8 @@ POINT_WKB = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8
 def wkb(shapes: np.ndarray) -> pa.Array:
     """ISO WKB of each geometry, as shapely writes it. A batch of plain 2-D points is packed with numpy
     instead: shapely's writer costs a microsecond a point, more than the rest of a point layer's batch."""
-    if not _plain_points(shapes):
+    # shapely writes the machine's byte order
+    if not len(shapes) or sys.byteorder != "little" or not plain_points(shapes):
         return pa.array(shapely.to_wkb(shapes, flavor="iso"), pa.binary())
     packed = np.empty(len(shapes), dtype=POINT_WKB)
     packed["order"], packed["kind"] = 1, 1
@@ -86,15 +88,6 @@ def wkb(shapes: np.ndarray) -> pa.Array:
     packed["x"], packed["y"] = xy[:, 0], xy[:, 1]
     offsets = np.arange(0, POINT_WKB.itemsize * (len(shapes) + 1), POINT_WKB.itemsize, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), len(shapes), [None, pa.py_buffer(offsets), pa.py_buffer(packed)])
-
-
-def _plain_points(shapes: np.ndarray) -> bool:
-    """Non-empty points without Z or M, on a little-endian machine (shapely writes the machine's order)."""
-    if not len(shapes) or sys.byteorder != "little" or not (shapely.get_type_id(shapes) == 0).all():
-        return False
-    if shapely.is_empty(shapes).any() or shapely.has_z(shapes).any():
-        return False
-    return not (hasattr(shapely, "has_m") and shapely.has_m(shapes).any())
 
 
 def arrow_stream(frame: gpd.GeoDataFrame, spec: LayerSpec) -> pa.RecordBatchReader:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyproj
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -20,10 +22,20 @@ def _transformer(source_wkt: str) -> pyproj.Transformer:
 
 
 def to_wgs84(geometries: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
-    """Reproject an array of shapely geometries (None allowed) in one vectorised pass."""
+    """Reproject an array of shapely geometries (None allowed) in one vectorised pass. A layer of plain
+    2-D points is reprojected in the array itself, each source point released before its reprojected
+    twin is made: a million points are never held twice."""
     if crs.equals(WGS84, ignore_axis_order=True):
         return geometries
     transformer = _transformer(crs.to_wkt())
+    present = np.flatnonzero(~shapely.is_missing(geometries))
+    if len(present) and plain_points(geometries[present]):
+        xy = shapely.get_coordinates(geometries[present])
+        geometries[present] = None
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        del xy
+        geometries[present] = shapely.points(x, y)
+        return geometries
 
     def project(coords: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(coords[:, 0], coords[:, 1])
@@ -32,17 +44,41 @@ def to_wgs84(geometries: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
     return shapely.transform(geometries, project)
 
 
+def plain_points(geometries: np.ndarray) -> bool:
+    """Non-empty points without Z or M: one coordinate pair each, in order."""
+    if not (shapely.get_type_id(geometries) == 0).all() or shapely.is_empty(geometries).any():
+        return False
+    return not (shapely.has_z(geometries).any() or (hasattr(shapely, "has_m") and shapely.has_m(geometries).any()))
+
+
 CURVES = ("CIRCULARSTRING", "COMPOUNDCURVE", "CURVEPOLYGON", "MULTICURVE", "MULTISURFACE")
+
+
+# `POINT (x y)` with plain decimals, as registers write a million of them: read by Arrow (correctly
+# rounded, like GEOS's reader) into the same points; every other text goes to GEOS as written
+PLAIN_POINT = r"^POINT \((?P<x>-?[0-9]+(?:\.[0-9]+)?) (?P<y>-?[0-9]+(?:\.[0-9]+)?)\)$"
 
 
 def parse_wkt(texts: np.ndarray) -> np.ndarray:
     """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart,
     `wkt_problem` says why)."""
     cleaned = np.array([(t.strip() or None) if isinstance(t, str) else None for t in texts], dtype=object)
+    parsed = np.full(len(cleaned), None, dtype=object)
+    plain = np.zeros(len(cleaned), dtype=bool)
+    if len(cleaned):
+        found = pc.extract_regex(pa.array(cleaned, pa.string()), PLAIN_POINT)
+        plain = found.is_valid().to_numpy(zero_copy_only=False)
+        if plain.any():
+            points = found.filter(found.is_valid())
+            x = pc.cast(points.field("x"), pa.float64()).to_numpy()
+            y = pc.cast(points.field("y"), pa.float64()).to_numpy()
+            parsed[plain] = shapely.points(x, y)
+    rest = ~plain
     try:
-        return shapely.from_wkt(cleaned, on_invalid="ignore")
+        parsed[rest] = shapely.from_wkt(cleaned[rest], on_invalid="ignore")
     except NotImplementedError:  # one curve (CIRCULARSTRING…) fails the whole array: parse one by one
-        return np.array([_one_wkt(text) for text in cleaned], dtype=object)
+        parsed[rest] = [_one_wkt(text) for text in cleaned[rest]]
+    return parsed
 
 
 def _one_wkt(text: str | None):
