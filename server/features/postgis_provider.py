@@ -19,7 +19,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -57,6 +57,17 @@ AWAY_SECONDS = 2.0  # after a failed connection, serve the fallback this long be
 _databases: dict[str, str] = {}  # name -> URL
 _metadata = LruCache(256)  # (URL, layer, version) -> LayerMeta
 _away_until: dict[str, float] = {}  # URL -> monotonic time before which the database is not tried
+
+
+# (URL, layer) -> the version the store read for this request's signature (note_versions): the provider then
+# needs no registry query of its own. A publication committed since is seen by the next request's signature.
+_noted: dict[tuple[str, str], int] = {}
+
+
+def note_versions(url: str, versions: Iterable[tuple[str, int]]) -> None:
+    """Called by the PostGIS store with the registry's current versions each time it reads them."""
+    for layer_id, version in versions:
+        _noted[(url, layer_id)] = version
 
 
 class StoreAway(Exception):
@@ -232,6 +243,11 @@ class PostGISProvider(GeoPackageProvider):
             raise ProviderConnectionError(f"cannot read {self.table}: {_first_line(error)}") from None
 
     def _current(self, connection: psycopg.Connection) -> tuple[LayerMeta, int]:
+        noted = _noted.get((self.url, self.table))
+        if noted is not None:
+            meta = _metadata.get((self.url, self.table, noted))
+            if meta is not None:
+                return meta, noted
         row = connection.execute(REGISTRY, (self.table,)).fetchone()
         if row is None:
             raise psycopg.errors.UndefinedTable(f"{self.table} is not published in this store")

@@ -71,6 +71,9 @@ class PostGISStore:
             LOGGER.warning("PostGIS store %s reachable again", where(self.url))
         self._away = False
         self._last = tuple((layer, version) for layer, version in rows if layer in self.catalog)
+        from server.features.postgis_provider import note_versions  # the provider then reads no registry row
+
+        note_versions(self.url, self._last)
         return self._last
 
     def signature(self) -> Signature:
