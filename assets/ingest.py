@@ -106,6 +106,7 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.
         del raw, published  # the raw table is the build's largest object: gone before the next source
     # one source (the usual case) is not copied: at a million rows a concat costs 100+ MB at the peak
     frame = (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)) if frames else gpd.GeoDataFrame()
+    del frames  # the dropping of duplicates below copies the frame: the one before it is gone with it
     frame = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
     frame, duplicate_rejects = _first_of_each_id(frame, spec)
     rejects += duplicate_rejects
