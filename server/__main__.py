@@ -46,6 +46,7 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
     return "\n".join(lines)
 
 
+WORKER_HEALTHCHECK_SECONDS = 120
 WORKER_HEADER = b"x-server-worker"
 
 
@@ -107,6 +108,10 @@ def main(argv: list[str]) -> int:
         uvicorn.run(WorkerHeader(app), **common)
     else:
         del app  # each worker builds its own
+        # uvicorn kills a worker that does not answer its health check within 5 s by default; a worker copying a
+        # 1M-feature layer or building its tile index holds the GIL for longer on a busy machine (seen: every
+        # worker killed and restarted, over and over, while starting on a 1M-feature PostGIS layer)
+        common["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
         uvicorn.run("server.__main__:worker_app", factory=True, workers=settings.workers, **common)
     return 0
 
