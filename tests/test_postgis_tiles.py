@@ -37,7 +37,8 @@ def pair(published_dir: Path, url: str, cache: Path) -> tuple[VectorTiles, Vecto
 
 
 def assert_same_tile(expected: bytes, actual: bytes, z: int, where: str) -> int:
-    """Same source-layers, feature ids, properties (point_count included), geometries within 1 tile unit.
+    """Same source-layers, feature ids in the same (draw) order, properties (point_count included), geometries within
+    1 tile unit.
 
     Polygons are simplified by GEOS's TopologyPreservingSimplifier on both sides, but shapely bundles a newer GEOS
     (3.12+ may drop a ring's start vertex) than Debian's PostGIS (3.11): both stay within the tolerance of the
@@ -60,7 +61,10 @@ def assert_same_tile(expected: bytes, actual: bytes, z: int, where: str) -> int:
                     assert max(x1 - x0, y1 - y0) <= 2, f"{where} {layer} {fid}: {g.wkt[:200]}"
         else:
             assert set(fa) == set(fb), f"{where} {layer}: {set(fa) ^ set(fb)}"
-        for fid in set(fa) & set(fb):
+        common = set(fa) & set(fb)
+        order = [[f["id"] for f in tile[layer]["features"] if f["id"] in common] for tile in (a, b)]
+        assert order[0] == order[1], f"{where} {layer}: not the same draw order"
+        for fid in common:
             assert fa[fid]["properties"] == fb[fid]["properties"], f"{where} {layer} {fid}"
             ga, gb = shape(fa[fid]["geometry"]), shape(fb[fid]["geometry"])
             bound = tolerance + 1 if polygons else 1

@@ -161,7 +161,8 @@ def layer_mvt(source: LayerSource, when: Interval | None, thinning: bool) -> sql
             sql.SQL(", ").join(columns), _found(spec, when), table
         )
     return sql.SQL(
-        "(SELECT ST_AsMVT(mvt, {}, %(extent)s, 'geom', 'fid') FROM ({}) AS mvt WHERE NOT ST_IsEmpty(geom))"
+        "(SELECT ST_AsMVT(mvt, {}, %(extent)s, 'geom', 'fid' ORDER BY mvt.fid) FROM ({}) AS mvt"
+        " WHERE NOT ST_IsEmpty(geom))"
     ).format(sql.Literal(spec.id), rows)
 
 
