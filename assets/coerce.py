@@ -23,10 +23,15 @@ class Coerced:
 def by_distinct(raw: pd.Series, function: Callable[[object], object]) -> pd.Series:
     """`raw.map(function)`, calling `function` once per distinct value (and once for all the empty
     cells): a column of a million cells holds a few hundred distinct values more often than not."""
+    return _each_distinct(raw, lambda values: [function(value) for value in values], function(None))
+
+
+def _each_distinct(raw: pd.Series, judge: Callable[[np.ndarray], list], empty: object) -> pd.Series:
+    """`by_distinct` with the distinct values judged in one call (`judge`) and `empty` for empty cells."""
     codes, distinct = pd.factorize(raw, use_na_sentinel=True)
     results = np.empty(len(distinct) + 1, dtype=object)
-    results[:-1] = [function(value) for value in np.asarray(distinct, dtype=object)]  # not per-item __getitem__
-    results[-1] = function(None)  # code -1: None and NaN alike
+    results[:-1] = judge(np.asarray(distinct, dtype=object))  # not per-item __getitem__
+    results[-1] = empty  # code -1: None and NaN alike
     return pd.Series(results[codes], index=raw.index, dtype=object)
 
 
@@ -53,7 +58,21 @@ def as_text(raw: pd.Series) -> Coerced:
         value = " ".join(str(value).split())
         return value or None
 
-    values = by_distinct(raw, text)
+    def texts(values: np.ndarray) -> list:
+        # the clean case inline, not a call per distinct value: ids and phone numbers are all distinct
+        return [
+            value
+            if type(value) is str
+            and value
+            and value.isprintable()
+            and value[0] != " "
+            and value[-1] != " "
+            and "  " not in value
+            else text(value)
+            for value in values
+        ]
+
+    values = _each_distinct(raw, texts, text(None))
     return Coerced(values, pd.Series(False, index=raw.index), "")
 
 
