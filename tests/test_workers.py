@@ -49,11 +49,13 @@ def publish(folder: Path, network: str, count: int) -> None:
     publish_geopackage(frame_for("repairs", rows, points), SPEC, folder / "repairs.gpkg")
 
 
-def observe(server: RunningServer) -> list[tuple[str, str, object]]:
-    """One round: each request on a new connection (so the kernel spreads them over the workers); (what, worker,
-    value seen)."""
+def observe(servers: list[RunningServer]) -> list[tuple[str, str, object]]:
+    """One round: each request on a new connection (so the kernel spreads them over a server's workers), the
+    servers taken in turn; (what, worker, value seen)."""
+    turn = iter(range(1_000_000))
 
     def get(path: str) -> httpx.Response:
+        server = servers[next(turn) % len(servers)]
         response = httpx.get(server.url + path, headers={"Connection": "close"}, timeout=30)
         assert response.status_code == 200, (path, response.status_code, response.text[:300])
         return response
@@ -84,10 +86,12 @@ OLD = {"numberMatched": COUNT, "count heat": 1, "item": "heat", "tile": "heat"}
 NEW = {"numberMatched": COUNT - 1, "count heat": 0, "item": "water", "tile": "water"}
 
 
-@pytest.fixture(params=["geopackage", "postgis"])
-def two_workers(request, tmp_path: Path) -> Iterator[tuple[RunningServer, Path, dict]]:
+@pytest.fixture(params=["geopackage", "postgis", "postgis, two machines"])
+def two_workers(request, tmp_path: Path) -> Iterator[tuple[list[RunningServer], Path, dict]]:
+    """Two workers of one server; or two servers of one worker each, with their own cache folders, over the same
+    database (two machines, as far as a test on one machine can tell)."""
     env: dict[str, str] = {}
-    if request.param == "postgis":
+    if request.param.startswith("postgis"):
         cluster = request.getfixturevalue("postgres_cluster")
         env["GEOPORTAL_STORE_URL"] = cluster.create_database(f"geoportal_workers_{tmp_path.name[-12:]}")
     paths = city_paths(tmp_path / "city")
@@ -98,20 +102,27 @@ def two_workers(request, tmp_path: Path) -> Iterator[tuple[RunningServer, Path, 
         for name, value in env.items():
             patch.setenv(name, value)
         publish(folder, "heat", COUNT)
-    server = start_server(paths, tmp_path / "server.log", env, ["--workers", "2"])
+    servers = []
     try:
-        yield server, folder, env
+        if request.param.endswith("two machines"):
+            for machine in ("a", "b"):
+                (tmp_path / machine).mkdir()
+                servers.append(start_server(paths, tmp_path / machine / "server.log", env))
+        else:
+            servers.append(start_server(paths, tmp_path / "server.log", env, ["--workers", "2"]))
+        yield servers, folder, env
     finally:
-        stop_server(server)
+        for server in servers:
+            stop_server(server)
 
 
 def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None:
-    server, folder, env = two_workers
+    servers, folder, env = two_workers
     workers: set[str] = set()
     deadline = time.monotonic() + DEADLINE_SECONDS
     while len(workers) < 2 or time.monotonic() < deadline - DEADLINE_SECONDS + 3:  # warm every cache in both
-        for what, worker, value in observe(server):
-            assert value == OLD[what], (what, worker, value, server.log_text()[-2000:])
+        for what, worker, value in observe(servers):
+            assert value == OLD[what], (what, worker, value, servers[0].log_text()[-2000:])
             workers.add(worker)
         assert time.monotonic() < deadline, f"one worker answered everything: {workers}"
 
@@ -126,7 +137,7 @@ def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None
     while streak < CONSECUTIVE:
         assert time.monotonic() < deadline, f"not all new after {DEADLINE_SECONDS}s: {late_stale[-5:]}"
         sent = time.monotonic()
-        answers = observe(server)
+        answers = observe(servers)
         fresh = all(value == NEW[what] for what, _, value in answers)
         streak = streak + 1 if fresh else 0
         for what, worker, value in answers:
