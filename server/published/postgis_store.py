@@ -1,10 +1,9 @@
-"""The PostGIS publication store (GEOPORTAL_STORE_URL): the registry's versions are the signature, and each served
-version is read once into a local GeoPackage that every reader of the seam (features, tiles, downloads) then uses.
+"""The PostGIS publication store (GEOPORTAL_STORE_URL): the registry's versions are the signature; features are read
+from the tables (server.features.postgis_provider), and each served version is also read once into a local GeoPackage
+for downloads and /affects, served as the features while the database cannot be reached.
 
-Why a local copy: it gives the server the same semantics as the embedded store by construction (bbox, datetime,
-CQL2, CRSs, keyset paging, access levels, generalised tiles are the GeoPackage code), and lets N API servers on
-N machines share nothing but the database. The copy is made when a new version is first seen, off the event loop,
-while the previous one keeps being served (docs/contracts.md, "The store seam").
+The copy is made when a new version is first seen, off the event loop, while the previous one keeps being served
+(docs/contracts.md, "The store seam"); N API servers on N machines share nothing but the database.
 """
 
 from __future__ import annotations
