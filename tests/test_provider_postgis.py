@@ -14,6 +14,7 @@ import pytest
 from pygeoapi.provider.base import ProviderConnectionError
 from pygeofilter.parsers.ecql import parse as parse_ecql
 
+from server.features.filter_parse import parse_cql2_text
 from server.features.postgis_provider import PostGISProvider, register_database
 from server.features.provider import GeoPackageProvider
 from tests import pg, test_provider
@@ -124,3 +125,25 @@ def test_window_counts_match_the_geopackage(database, layer, end_field, window):
         expected = gpkg.query(datetime_=window, **query)
         assert postgis.query(datetime_=window, **query) == expected
     assert gpkg.query(datetime_=window, limit=1000)["numberMatched"] > 0 or window.startswith("2027")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ACCENTI(address) LIKE ACCENTI('%Байкальская%')",  # й folds to и on both sides
+        "ACCENTI(address) LIKE '%Байкальская%'",  # only the property is folded: nothing matches
+        "CASEI(address) = CASEI('БАЙКАЛЬСКАЯ УЛ., 7')",
+        "address LIKE '%Ленина%' AND NOT address LIKE 'ул.%'",
+        "floors = '3'",  # text literal read as the integer property's type
+        "network = 4",  # number literal compared with text, as SQLite's affinity does
+        "has_detour = true OR depth BETWEEN 1 AND 2",
+    ],
+)
+def test_folding_and_literal_typing_match_the_geopackage(database, layer, text):
+    gpkg = GeoPackageProvider(definition(layer))
+    postgis = PostGISProvider(definition(database, name=POSTGIS_PROVIDER))
+    node = parse_cql2_text(text)
+    expected = gpkg.query(filterq=node, limit=1000)
+    assert postgis.query(filterq=node, limit=1000) == expected
+    if "'%Байкальская%'" not in text or "ACCENTI('" in text:
+        assert expected["numberMatched"] > 0 or "= CASEI" in text or "network = 4" in text
