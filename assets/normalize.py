@@ -15,14 +15,13 @@ import shapely
 
 from assets import coerce
 from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, wkt_problem
-from assets.records import BatchedRecords, Reject, RowBatch, SourceError, SourceTable
+from assets.records import BatchedRecords, Reject, SourceError, SourceTable, raw_text
+from assets.row_batches import SHARING_SAMPLE, collect_rows
 from assets.sources.notices import BUILDING
 from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 
 ROW, GEOMETRY = "_record", "_geometry"
 UNSEEN = object()
-# after this many records, a column whose values are mostly distinct stops sharing its strings
-SHARING_SAMPLE = 20_000
 
 
 @dataclass
@@ -35,10 +34,6 @@ class RawFrame:
     warnings: list[str] = field(default_factory=list)
     read: int = 0
     crs: pyproj.CRS = field(default_factory=lambda: pyproj.CRS.from_epsg(4326))  # of the source coordinates
-
-
-def _raw_text(values: dict) -> str:
-    return "; ".join(f"{k}={v}" for k, v in values.items() if not str(k).startswith("_") and v not in (None, ""))[:500]
 
 
 def check_columns(table: SourceTable, spec: SourceSpec) -> None:
@@ -69,8 +64,13 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     # (column, its list's append, its distinct strings) with the lookups bound once: this loop runs
     # once per cell, a million rows are ten million cells
     plan = [(column, data[column].append, same[column]) for column in columns]
-    if isinstance(table.records, BatchedRecords):
-        return _collect_batches(table.records, frame, data, words, kept, longest + 8)
+    if isinstance(table.records, BatchedRecords):  # a CSV: its runs of split rows, column by column
+        numbers = collect_rows(table.records, frame.rejects, frame.warnings, data, words, kept, longest + 8)
+        frame.read += len(numbers) + len(frame.rejects)
+        frame.table = pd.DataFrame(data, columns=columns)
+        frame.table[ROW] = numbers
+        frame.table[GEOMETRY] = pd.Series([None] * len(numbers), dtype=object)
+        return frame
     numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
@@ -79,7 +79,7 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
         frame.read += 1
         if record.error:
             frame.rejects.append(
-                Reject(record.source, record.number, record.error_field or "", record.error, _raw_text(record.values))
+                Reject(record.source, record.number, record.error_field or "", record.error, raw_text(record.values))
             )
             continue
         get = record.values.get
@@ -106,91 +106,6 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     frame.table[ROW] = numbers
     frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
     return frame
-
-
-class _Shared(dict):
-    """One column's distinct strings, each mapped to itself or, for a placeholder, to None; the test
-    runs when a string first enters the column (`__missing__`), so a lookup per cell costs a C call."""
-
-    def __init__(self, words: set[str], kept: set[str]):
-        super().__init__()
-        self.words, self.kept = words, kept
-
-    def __missing__(self, value: str) -> str | None:
-        word = value.strip().casefold()
-        known = self[value] = None if word in self.words and word not in self.kept else value
-        return known
-
-
-def _collect_batches(
-    records: BatchedRecords,
-    frame: RawFrame,
-    data: dict[str, list],
-    words: set[str],
-    kept: dict[str, set[str]],
-    short: int,
-) -> RawFrame:
-    """`collect` for a reader that hands over runs of split rows (CSV): column by column, each run's
-    cells through its column's `_Shared` (or, in a column of mostly distinct texts after the first
-    SHARING_SAMPLE records, only the short texts tested), exactly as the record path does per cell."""
-    shared = {column: _Shared(words, kept[column]) for column in data}
-    distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
-    numbers: list[str] = []
-    for item in records.batches:
-        if not isinstance(item, RowBatch):
-            if item.number == "file":
-                frame.warnings.append(f"{item.source}: {item.error}")
-                continue
-            assert item.error, "a reader passes on a record outside a RowBatch only to reject it"
-            frame.read += 1
-            frame.rejects.append(
-                Reject(item.source, item.number, item.error_field or "", item.error, _raw_text(item.values))
-            )
-            continue
-        frame.read += len(item.rows)
-        rows, item_numbers = item.rows, item.numbers
-        if not distinct and len(numbers) + len(rows) >= SHARING_SAMPLE:
-            # the sharing is decided after exactly SHARING_SAMPLE records: this run is split there
-            cut = SHARING_SAMPLE - len(numbers)
-            _add_rows(data, shared, distinct, item.header, rows[:cut], words, kept, short)
-            numbers += item_numbers[:cut]
-            rows, item_numbers = rows[cut:], item_numbers[cut:]
-            distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
-        _add_rows(data, shared, distinct, item.header, rows, words, kept, short)
-        numbers += item_numbers
-    frame.table = pd.DataFrame(data, columns=list(data))
-    frame.table[ROW] = numbers
-    frame.table[GEOMETRY] = pd.Series([None] * len(numbers), dtype=object)
-    return frame
-
-
-def _add_rows(
-    data: dict[str, list],
-    shared: dict[str, _Shared],
-    distinct: dict[str, bool],
-    header: list[str],
-    rows: list[list[str]],
-    words: set[str],
-    kept: dict[str, set[str]],
-    short: int,
-) -> None:
-    if not rows:
-        return
-    position = {name: i for i, name in enumerate(header)}  # a name twice: the record dict kept the last
-    cells = list(zip(*rows, strict=True))
-    for column, values in data.items():
-        if column not in position:
-            values.extend([None] * len(rows))
-        elif not distinct.get(column):
-            values.extend(map(shared[column].__getitem__, cells[position[column]]))
-        else:
-            dropped = kept[column]
-            values.extend(
-                [
-                    None if len(v) <= short and (w := v.strip().casefold()) in words and w not in dropped else v
-                    for v in cells[position[column]]
-                ]
-            )
 
 
 class Problems:

@@ -28,6 +28,11 @@ class RawRecord:
     error_field: str | None = None
 
 
+def raw_text(values: dict[str, Any]) -> str:
+    """A rejected record's cells as one line for the rejects file (the reader's own `_` keys left out)."""
+    return "; ".join(f"{k}={v}" for k, v in values.items() if not str(k).startswith("_") and v not in (None, ""))[:500]
+
+
 @dataclass
 class RowBatch:
     """Consecutive well-formed rows of a delimited file, their cells in header order: a reader that
