@@ -147,3 +147,50 @@ def test_folding_and_literal_typing_match_the_geopackage(database, layer, text):
     assert postgis.query(filterq=node, limit=1000) == expected
     if "'%Байкальская%'" not in text or "ACCENTI('" in text:
         assert expected["numberMatched"] > 0 or "= CASEI" in text or "network = 4" in text
+
+
+def test_date_properties_match_the_geopackage(postgres_cluster, tmp_path):
+    """A DATE column (typed `date` in PostGIS): output text, comparisons, local-day windows and sorting."""
+    from datetime import date as calendar_date
+
+    import pyarrow as pa
+    import pyogrio
+    import shapely
+
+    frame = repairs_frame(seed=9, count=120)
+    days = [calendar_date(2026, 11, 1 + (n * 7) % 30) if n % 11 else None for n in range(len(frame))]
+    table = pa.table(
+        {
+            "fid": pa.array(frame["fid"], pa.int64()),
+            "permit_id": pa.array(frame["permit_id"]),
+            "network": pa.array(frame["network"]),
+            "day": pa.array(days, pa.date32()),
+            "geom": pa.array(shapely.to_wkb(frame.geometry.values), pa.binary()),
+        }
+    )
+    path = tmp_path / f"{TABLE}.gpkg"
+    pyogrio.write_arrow(
+        table, path, layer=TABLE, driver="GPKG", geometry_name="geom", geometry_type="Point", crs="EPSG:4326",
+        layer_options={"FID": "fid", "GEOMETRY_NAME": "geom", "SPATIAL_INDEX": "YES"},
+    )  # fmt: skip
+    url = postgres_cluster.create_database(f"geoportal_dates_{os.getpid()}")
+    load_geopackage(path, TABLE, url)
+    by_day = {"time_field": "day", "time_end_field": None, "timezone": "Asia/Irkutsk"}
+    by_day["properties"] = ["permit_id", "network", "day"]
+    gpkg = GeoPackageProvider(definition(path, **by_day))
+    postgis = PostGISProvider(definition(url, name=POSTGIS_PROVIDER, **by_day))
+    assert gpkg.get_fields()["day"] == postgis.get_fields()["day"] == {"type": "string", "format": "date"}
+    queries = [
+        {"limit": 1000},
+        {"datetime_": "2026-11-08/2026-11-15", "limit": 1000},
+        {"datetime_": "2026-11-20T00:00:00+08:00", "limit": 1000},
+        {"filterq": parse_cql2_text("day >= DATE('2026-11-10') AND day < '2026-11-20'"), "limit": 1000},
+        {"filterq": parse_cql2_text("day LIKE '2026-11-1%'"), "limit": 1000},
+        {"sortby": [{"property": "day", "order": "-"}], "limit": 50, "offset": 30},
+        {"properties": [("day", "2026-11-08")], "limit": 1000},
+    ]
+    for query in queries:
+        expected = gpkg.query(**query)
+        assert postgis.query(**query) == expected, query
+        assert expected["numberMatched"] > 0, query
+    assert {f["properties"]["day"] for f in gpkg.query(limit=1000)["features"]} >= {"2026-11-08", None}
