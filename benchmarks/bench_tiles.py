@@ -408,7 +408,7 @@ def rss_of_workers(process: subprocess.Popen, workers: int) -> list[float]:
     return sizes
 
 
-def start_server(store: str, published: Path, work: Path, workers: int, port: int, url: str | None):
+def start_server(store: str, published: Path, work: Path, workers: int, port: int, url: str | None, tile_cache_mb: int):
     folder = work / f"server-{store}"
     shutil.rmtree(folder, ignore_errors=True)
     served = folder / "published"
@@ -421,6 +421,8 @@ def start_server(store: str, published: Path, work: Path, workers: int, port: in
         "GEOPORTAL_PUBLISHED_DIR": str(served),
         "GEOPORTAL_SERVER_CACHE_DIR": str(folder / "cache"),
         "GEOPORTAL_SERVER_ACCESS_LOG": "false",
+        # warm means every tile of the list cached: the default (32 MB per worker) holds a fraction of them at 1M
+        "GEOPORTAL_SERVER_TILE_CACHE_MB": str(tile_cache_mb),
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("GEOPORTAL_STORE_URL", None)
@@ -468,8 +470,9 @@ def serve_store(store: str, published: Path, work: Path, args: argparse.Namespac
     (work / "paths.txt").write_text("\n".join(paths) + "\n")
     port = 18082
     started = time.perf_counter()
-    server = start_server(store, published, work, args.workers, port, url)
+    server = start_server(store, published, work, args.workers, port, url, args.tile_cache_mb)
     result: dict = {"store": store, "workers": args.workers, "tiles": len(paths), "connections": args.connections}
+    result["tile_cache_mb"] = args.tile_cache_mb
     try:
         _wait(port, "/tiles/0/0/0.pbf", READY_SECONDS)
         result["startup_s"] = round(time.perf_counter() - started, 1)
@@ -550,6 +553,7 @@ def main() -> int:
     parser.add_argument("--stores", default="geopackage,postgis", help="served from: geopackage,postgis")
     parser.add_argument("--tiles", type=int, default=2000, help="z12-z14 tiles served (at most)")
     parser.add_argument("--serve-only", action="store_true", help="skip the pyramids (ours against GDAL)")
+    parser.add_argument("--tile-cache-mb", type=int, default=512, help="the served tile cache per worker")
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument("--no-install", action="store_true")
     args = parser.parse_args()
