@@ -265,6 +265,7 @@ done = function(summary, latency, requests)
     e.status + e.connect + e.read + e.write + e.timeout, e.timeout, summary.requests))
 end
 """
+WARM_UP_ROUNDS = 6
 TIMEOUT_S = 10  # a tile slower than this is a time-out, for wrk and for the cold pass alike
 READY_SECONDS = 900  # a PostGIS server copies the layers into its local files before it answers
 
@@ -478,7 +479,9 @@ def serve_store(store: str, published: Path, work: Path, args: argparse.Namespac
         result["startup_s"] = round(time.perf_counter() - started, 1)
         result["cold"] = each_once(port, paths, args.connections)
         print(f"  {store} cold: {result['cold']}", flush=True)
-        wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)  # every worker's cache
+        for _ in range(WARM_UP_ROUNDS):  # until every worker has every tile: a round without slow answers
+            if wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)["p99_ms"] < 50:
+                break
         result["warm"] = wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)
         print(f"  {store} warm: {result['warm']}", flush=True)
         result["rss_mb"] = rss_of_workers(server, args.workers)
