@@ -28,7 +28,7 @@ from pygeoapi.provider.base import ProviderConnectionError, ProviderItemNotFound
 from layers.store import where
 from server.features import paging, pg_pool, pg_sql, pg_windows
 from server.features.crs import bbox_to_lonlat
-from server.features.output import JSON_SCHEMA, RowLayout, render, wkb_geometries
+from server.features.output import JSON_SCHEMA, render, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
 from server.features.provider import (
     FID,
@@ -200,7 +200,7 @@ class PostGISProvider(GeoPackageProvider):
                 match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
             else:
                 match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
-            layout, select = self._pg_select(meta, fields, (), self.properties, skip_geometry=False)
+            layout, select = self._select(meta, fields, (), self.properties, skip_geometry=False)
             statement = Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params)
             try:
                 rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
@@ -284,38 +284,14 @@ class PostGISProvider(GeoPackageProvider):
         )
         return connection.execute(pyformat(statement), statement.params).fetchone()[0]
 
-    def _pg_select(
-        self,
-        meta: LayerMeta,
-        fields,
-        keys: Sequence[str],
-        output: Sequence[str],
-        skip_geometry: bool,
-        trailing: Sequence[str] = (),
-    ):
-        """The SELECT and where each column is; `trailing` columns follow the properties (the caller strips them)."""
-        columns = [column(ALIAS, meta.fid_column)]
-        id_index = 0
-        if self.id_field != FID:
-            columns.append(fields[self.id_field].sql)
-            id_index = 1
-        key_indexes = tuple(range(len(columns), len(columns) + len(keys)))
-        columns.extend(keys)
-        geometry_index = None
-        if not skip_geometry:
-            geometry_index = len(columns)
-            columns.append(f"ST_AsBinary({column(ALIAS, meta.geometry_column)})")
-        start = len(columns)
-        columns.extend(output_expression(fields[name]) for name in output)
-        columns.extend(trailing)
-        layout = RowLayout(
-            id_index=id_index,
-            key_indexes=key_indexes,
-            geometry_index=geometry_index,
-            properties=tuple((name, meta.columns.get(name, "string")) for name in output),
-            properties_start=start,
-        )
-        return layout, f"SELECT {', '.join(columns)} FROM {pg_sql.table(meta.table)} AS {ALIAS}"
+    def _geometry_sql(self, meta: LayerMeta) -> str:
+        return f"ST_AsBinary({column(ALIAS, meta.geometry_column)})"
+
+    def _property_sql(self, field) -> str:
+        return output_expression(field)
+
+    def _source(self, meta: LayerMeta) -> str:
+        return f"{pg_sql.table(meta.table)} AS {ALIAS}"
 
     def _page(
         self,
@@ -341,7 +317,7 @@ class PostGISProvider(GeoPackageProvider):
         skip = offset - known_offset
         sort_keys = [expr for expr, _ in order.expressions[:-1]]
         fields = pg_sql.queryables(meta, self.properties)
-        layout, select = self._pg_select(
+        layout, select = self._select(
             meta, fields, sort_keys, output, skip_geometry, trailing=["count(*) OVER ()"] if count_rows else []
         )
         spatial = [top_level_spatial(meta, test) for test in found.spatial]

@@ -293,7 +293,17 @@ class GeoPackageProvider(BaseProvider):
         wanted = set(select_properties)
         return [name for name in self.properties if name in wanted]  # one schema order for every request
 
-    def _select(self, meta: LayerMeta, fields, keys: Sequence[str], output: Sequence[str], skip_geometry: bool):
+    def _select(
+        self,
+        meta: LayerMeta,
+        fields,
+        keys: Sequence[str],
+        output: Sequence[str],
+        skip_geometry: bool,
+        trailing: Sequence[str] = (),
+    ):
+        """The SELECT and where each column is; `trailing` columns follow the properties (the caller strips them).
+        The engine's part is three hooks: the geometry column, a property's expression and the table."""
         columns = [column(ALIAS, meta.fid_column)]
         id_index = 0
         if self.id_field != FID:
@@ -304,9 +314,10 @@ class GeoPackageProvider(BaseProvider):
         geometry_index = None
         if not skip_geometry:
             geometry_index = len(columns)
-            columns.append(column(ALIAS, meta.geometry_column))
+            columns.append(self._geometry_sql(meta))
         start = len(columns)
-        columns.extend(fields[name].sql for name in output)
+        columns.extend(self._property_sql(fields[name]) for name in output)
+        columns.extend(trailing)
         layout = RowLayout(
             id_index=id_index,
             key_indexes=key_indexes,
@@ -314,8 +325,16 @@ class GeoPackageProvider(BaseProvider):
             properties=tuple((name, meta.columns.get(name, "string")) for name in output),
             properties_start=start,
         )
-        source = f"{quote_identifier(meta.table)} AS {quote_identifier(ALIAS)}"
-        return layout, f"SELECT {', '.join(columns)} FROM {source}"
+        return layout, f"SELECT {', '.join(columns)} FROM {self._source(meta)}"
+
+    def _geometry_sql(self, meta: LayerMeta) -> str:
+        return column(ALIAS, meta.geometry_column)  # the GeoPackage blob, decoded by render
+
+    def _property_sql(self, field) -> str:
+        return field.sql
+
+    def _source(self, meta: LayerMeta) -> str:
+        return f"{quote_identifier(meta.table)} AS {quote_identifier(ALIAS)}"
 
     def _page(
         self,
