@@ -23,22 +23,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from pygeoapi.provider.base import ProviderConnectionError, ProviderItemNotFoundError
+from pygeoapi.provider.base import ProviderConnectionError
 
 from layers.store import where
 from server.features import paging, pg_pool, pg_sql, pg_windows
-from server.features.crs import bbox_to_lonlat
-from server.features.output import JSON_SCHEMA, render, wkb_geometries
+from server.features.output import JSON_SCHEMA, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
 from server.features.provider import (
-    FID,
     GeoPackageProvider,
     InvalidQueryError,
     _bad_input,
     _non_negative,
     _target_crs,
 )
-from server.features.query import ALIAS, Conditions, Ordering, _area_share, conditions, ordering, seek_after
+from server.features.query import ALIAS, Conditions, _area_share
 from server.published.layer import LayerMeta, LruCache
 from server.published.sql import Fragment, all_of, column
 
@@ -82,7 +80,14 @@ def register_database(url: str) -> str:
 
 
 class PostGISProvider(GeoPackageProvider):
-    """OGC API Features over one PostGIS publication table (docs/contracts.md, "PostGIS store")."""
+    """OGC API Features over one PostGIS publication table (docs/contracts.md, "PostGIS store").
+
+    The query, item and paging logic is GeoPackageProvider's; this class brings the PostgreSQL hooks (dialect,
+    queryables, statements, geometry as WKB, the spatial test in front of the GiST), its own connection, its
+    counting strategy and the fallback copy."""
+
+    dialect = POSTGRES
+    decode_geometries = staticmethod(wkb_geometries)
 
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)
@@ -114,7 +119,7 @@ class PostGISProvider(GeoPackageProvider):
 
     def get(self, identifier: Any, **kwargs: Any) -> dict:
         try:
-            return self._get(identifier, **kwargs)
+            return super().get(identifier, **kwargs)
         except StoreAway:
             return self._fallback().get(identifier, **kwargs)
 
@@ -136,21 +141,7 @@ class PostGISProvider(GeoPackageProvider):
     ) -> dict:
         offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
         with self._layer() as (connection, meta, version), _bad_input():
-            fields = pg_sql.queryables(meta, self.properties)
-            lonlat = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
-            found = conditions(
-                meta,
-                fields,
-                bbox=lonlat,
-                datetime_=datetime_,
-                time_fields=(self.time_field, self.time_end_field),
-                properties=list(properties or []),
-                q=q,
-                filterq=filterq,
-                local=self.local,
-                dialect=POSTGRES,
-            )
-            order = ordering(fields, meta, list(sortby or []), POSTGRES)
+            found, order = self._conditions(meta, bbox, datetime_, properties, sortby, q, filterq)
             version_key = ("postgis", self.url, version, self.table)
             count_key = (version_key, found.signature)
             matched = paging.known_count(count_key)
@@ -185,31 +176,6 @@ class PostGISProvider(GeoPackageProvider):
                 paging.remember_count(count_key, matched)
             collection.update(features=features, numberMatched=matched, numberReturned=len(features))
             return collection
-
-    def _get(self, identifier: Any, crs_transform_spec: Any = None, **kwargs: Any) -> dict:
-        with self._layer() as (connection, meta, _version):
-            fields = pg_sql.queryables(meta, self.properties)
-            missing = ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
-            if self.id_field == FID:
-                try:
-                    key: Any = int(str(identifier))
-                except ValueError:
-                    raise missing from None
-                if not -(2**63) <= key < 2**63:  # beyond bigint: no row can have it
-                    raise missing
-                match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
-            else:
-                match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
-            layout, select = self._select(meta, fields, (), self.properties, skip_geometry=False)
-            statement = Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params)
-            try:
-                rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
-            except psycopg.DataError:
-                raise missing from None  # an id the id field's type cannot read names no item
-            if not rows:
-                raise missing
-            with _bad_input():
-                return render(rows, layout, _target_crs(crs_transform_spec), wkb_geometries)[0]
 
     # ------------------------------------------------------------------ internals
 
@@ -284,6 +250,21 @@ class PostGISProvider(GeoPackageProvider):
         )
         return connection.execute(pyformat(statement), statement.params).fetchone()[0]
 
+    def _queryables(self, meta: LayerMeta) -> dict:
+        return pg_sql.queryables(meta, self.properties)
+
+    def _rows(self, connection: psycopg.Connection, statement: Fragment) -> list[tuple]:
+        return connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
+
+    def _item_rows(self, connection: psycopg.Connection, statement: Fragment) -> list[tuple]:
+        try:
+            return self._rows(connection, statement)
+        except psycopg.DataError:
+            return []  # an id the id field's type cannot read names no item
+
+    def _spatial(self, meta: LayerMeta, found: Conditions, rows_needed: int) -> list[Fragment]:
+        return [top_level_spatial(meta, test) for test in found.spatial]  # PostGIS puts the GiST in front itself
+
     def _geometry_sql(self, meta: LayerMeta) -> str:
         return f"ST_AsBinary({column(ALIAS, meta.geometry_column)})"
 
@@ -292,56 +273,6 @@ class PostGISProvider(GeoPackageProvider):
 
     def _source(self, meta: LayerMeta) -> str:
         return f"{pg_sql.table(meta.table)} AS {ALIAS}"
-
-    def _page(
-        self,
-        connection: psycopg.Connection,
-        meta: LayerMeta,
-        found: Conditions,
-        order: Ordering,
-        output: Sequence[str],
-        offset: int,
-        limit: int,
-        skip_geometry: bool,
-        target_crs: str | None,
-        query_key: tuple,
-        count_rows: bool = False,
-    ) -> tuple[list[dict], int | None]:
-        """Keyset paging as the GeoPackage provider does it: seek past the nearest checkpoint, OFFSET the rest.
-        With `count_rows`, the same statement counts the rows past the checkpoint (`count(*) OVER ()`): the
-        matches are gathered for the sort anyway when there are few, and a second scan is saved. Returns the
-        features and, when counted, numberMatched."""
-        marks = paging.checkpoints(query_key)
-        known_offset, known_key = marks.nearest(offset)
-        seek = seek_after(order, known_key) if known_key is not None else None
-        skip = offset - known_offset
-        sort_keys = [expr for expr, _ in order.expressions[:-1]]
-        fields = pg_sql.queryables(meta, self.properties)
-        layout, select = self._select(
-            meta, fields, sort_keys, output, skip_geometry, trailing=["count(*) OVER ()"] if count_rows else []
-        )
-        spatial = [top_level_spatial(meta, test) for test in found.spatial]
-        where = all_of([found.where, *spatial, *([seek] if seek else [])])
-        before = 1 if skip > 0 else 0
-        statement = Fragment(
-            f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?",
-            where.params + (limit + before, skip - before),
-        )
-        rows = connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
-        counted = None
-        if count_rows and rows:
-            counted = known_offset + rows[0][-1]
-            rows = [row[:-1] for row in rows]
-
-        def key(row: tuple) -> tuple:
-            return tuple(row[i] for i in layout.key_indexes) + (row[0],)
-
-        if before and rows:
-            marks.remember(offset, key(rows[0]))
-            rows = rows[1:]
-        if rows:
-            marks.remember(offset + len(rows), key(rows[-1]))
-        return render(rows, layout, target_crs, wkb_geometries), counted
 
     @staticmethod
     def _few(meta: LayerMeta, found: Conditions) -> bool:

@@ -40,6 +40,7 @@ from server.errors import BadRequest
 from server.features import paging
 from server.features.connections import POOL
 from server.features.crs import CRS84, bbox_to_lonlat
+from server.features.dialect import SQLITE
 from server.features.filter_sql import FilterError
 from server.features.output import JSON_SCHEMA, RowLayout, render
 from server.features.query import (
@@ -56,7 +57,7 @@ from server.features.query import (
     window_counts,
 )
 from server.features.time_ranks import TIME_RANKS
-from server.published.gpkg import GeometryBlobError
+from server.published.gpkg import GeometryBlobError, to_shapely_many
 from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta
 from server.published.sql import Fragment, all_of, column, quote_identifier
 
@@ -99,6 +100,8 @@ class GeoPackageProvider(BaseProvider):
     """OGC API Features over one table of a contract GeoPackage (see docs/contracts.md)."""
 
     FILTER_CONFORMANCE = FILTER_CONFORMANCE  # read from the instance by the server's conformance page
+    dialect = SQLITE  # the engine's SQL (server.features.dialect); a subclass over another engine swaps the hooks
+    decode_geometries = staticmethod(to_shapely_many)  # the geometry column as it comes out of _geometry_sql
 
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)
@@ -174,20 +177,7 @@ class GeoPackageProvider(BaseProvider):
     ) -> dict:
         offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
         with self._layer() as (connection, meta, version), _bad_input():
-            fields = queryables(meta, self.properties)
-            lonlat = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
-            found = conditions(
-                meta,
-                fields,
-                bbox=lonlat,
-                datetime_=datetime_,
-                time_fields=(self.time_field, self.time_end_field),
-                properties=list(properties or []),
-                q=q,
-                filterq=filterq,
-                local=self.local,
-            )
-            order = ordering(fields, meta, list(sortby or []))
+            found, order = self._conditions(meta, bbox, datetime_, properties, sortby, q, filterq)
             version_key = (version, self.table)
             matched = paging.count(
                 (version_key, found.signature), lambda: self._count(connection, meta, version_key, found)
@@ -197,7 +187,7 @@ class GeoPackageProvider(BaseProvider):
                 collection["numberReturned"] = 0
                 return collection
             output = self._output_properties(select_properties)
-            features = self._page(
+            features, _ = self._page(
                 connection,
                 meta,
                 found,
@@ -215,24 +205,44 @@ class GeoPackageProvider(BaseProvider):
 
     def get(self, identifier: Any, crs_transform_spec: Any = None, **kwargs: Any) -> dict:
         with self._layer() as (connection, meta, _version):
-            fields = queryables(meta, self.properties)
+            fields = self._queryables(meta)
+            missing = ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
             if self.id_field == FID:
                 try:
                     key: Any = int(str(identifier))
                 except ValueError:
-                    raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}") from None
-                if not -(2**63) <= key < 2**63:  # beyond SQLite's INTEGER: no row can have it
-                    raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
+                    raise missing from None
+                if not -(2**63) <= key < 2**63:  # beyond a 64-bit integer key: no row can have it
+                    raise missing
                 match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
             else:
                 match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
             layout, select = self._select(meta, fields, (), self.properties, skip_geometry=False)
-            sql = f"{select} WHERE {match.sql} LIMIT 1"
-            rows = connection.execute(sql, match.params).fetchall()
+            rows = self._item_rows(connection, Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params))
             if not rows:
-                raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r} in {self.table}")
+                raise missing
             with _bad_input():
-                return render(rows, layout, _target_crs(crs_transform_spec))[0]
+                return render(rows, layout, _target_crs(crs_transform_spec), self.decode_geometries)[0]
+
+    def _conditions(
+        self, meta: LayerMeta, bbox, datetime_, properties, sortby, q, filterq
+    ) -> tuple[Conditions, Ordering]:
+        """What a query selects and in which order, in this provider's dialect."""
+        fields = self._queryables(meta)
+        lonlat = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
+        found = conditions(
+            meta,
+            fields,
+            bbox=lonlat,
+            datetime_=datetime_,
+            time_fields=(self.time_field, self.time_end_field),
+            properties=list(properties or []),
+            q=q,
+            filterq=filterq,
+            local=self.local,
+            dialect=self.dialect,
+        )
+        return found, ordering(fields, meta, list(sortby or []), self.dialect)
 
     # ------------------------------------------------------------------ internals
 
@@ -327,6 +337,18 @@ class GeoPackageProvider(BaseProvider):
         )
         return layout, f"SELECT {', '.join(columns)} FROM {self._source(meta)}"
 
+    def _queryables(self, meta: LayerMeta) -> dict:
+        return queryables(meta, self.properties)
+
+    def _rows(self, connection, statement: Fragment) -> list[tuple]:
+        return connection.execute(statement.sql, statement.params).fetchall()
+
+    def _item_rows(self, connection, statement: Fragment) -> list[tuple]:
+        return self._rows(connection, statement)
+
+    def _spatial(self, meta: LayerMeta, found: Conditions, rows_needed: int) -> list[Fragment]:
+        return spatial_fragments(meta, found.spatial, rows_needed)
+
     def _geometry_sql(self, meta: LayerMeta) -> str:
         return column(ALIAS, meta.geometry_column)  # the GeoPackage blob, decoded by render
 
@@ -348,21 +370,32 @@ class GeoPackageProvider(BaseProvider):
         skip_geometry: bool,
         target_crs: str | None,
         query_key,
-    ) -> list[dict]:
-        """Keyset paging: seek past the nearest remembered position, skip the rest with OFFSET."""
+        count_rows: bool = False,
+    ) -> tuple[list[dict], int | None]:
+        """Keyset paging: seek past the nearest remembered position, skip the rest with OFFSET. With `count_rows`
+        the same statement counts the rows past that position (`count(*) OVER ()`), sparing a second scan when
+        the matches are gathered for the sort anyway. Returns the features and, when counted, numberMatched."""
         marks = paging.checkpoints(query_key)
         known_offset, known_key = marks.nearest(offset)
         seek = seek_after(order, known_key) if known_key is not None else None
         skip = offset - known_offset
         sort_keys = [expr for expr, _ in order.expressions[:-1]]  # the fid is SELECT column 0 anyway
-        fields = queryables(meta, self.properties)
-        layout, select = self._select(meta, fields, sort_keys, output, skip_geometry)
-        where = all_of([found.where, *spatial_fragments(meta, found.spatial, skip + limit), *([seek] if seek else [])])
-        sql = f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?"
+        fields = self._queryables(meta)
+        trailing = ["count(*) OVER ()"] if count_rows else []
+        layout, select = self._select(meta, fields, sort_keys, output, skip_geometry, trailing)
+        where = all_of([found.where, *self._spatial(meta, found, skip + limit), *([seek] if seek else [])])
         # One row more in front when skipping: its key marks this very offset, so asking for the
         # same page again (or the next client's identical walk) seeks instead of skipping.
         before = 1 if skip > 0 else 0
-        rows = connection.execute(sql, where.params + (limit + before, skip - before)).fetchall()
+        statement = Fragment(
+            f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?",
+            where.params + (limit + before, skip - before),
+        )
+        rows = self._rows(connection, statement)
+        counted = None
+        if count_rows and rows:
+            counted = known_offset + rows[0][-1]
+            rows = [row[:-1] for row in rows]
 
         def key(row: tuple) -> tuple:
             return tuple(row[i] for i in layout.key_indexes) + (row[0],)
@@ -372,7 +405,7 @@ class GeoPackageProvider(BaseProvider):
             rows = rows[1:]
         if rows:
             marks.remember(offset + len(rows), key(rows[-1]))
-        return render(rows, layout, target_crs)
+        return render(rows, layout, target_crs, self.decode_geometries), counted
 
 
 def _target_crs(spec: Any) -> str | None:
