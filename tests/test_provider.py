@@ -786,8 +786,9 @@ def test_replacing_the_file_under_running_queries_fails_none(tmp_path):
     assert errors == []
 
 
-def test_sixteen_threads_get_the_same_answers_as_one(provider):
-    queries = [
+def thread_queries() -> list[dict]:
+    """A mix of every kind of query, asked from many threads at once (here and over PostGIS)."""
+    return [
         {"limit": 17, "offset": 40},
         {"bbox": [104.1, 52.2, 104.4, 52.4], "limit": 30},
         {"datetime_": "2026-11-10/2026-11-20", "limit": 25, "offset": 10},
@@ -795,6 +796,10 @@ def test_sixteen_threads_get_the_same_answers_as_one(provider):
         {"sortby": [{"property": "start_time", "order": "-"}], "limit": 20, "offset": 100},
         {"q": "Ленина", "limit": 10, "crs_transform_spec": spec(EPSG_3857)},
     ]
+
+
+def test_sixteen_threads_get_the_same_answers_as_one(provider):
+    queries = thread_queries()
     truth = [json.dumps(provider.query(**q), sort_keys=True) for q in queries]
 
     def run(index: int) -> bool:

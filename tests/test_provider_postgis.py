@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pygeoapi.provider.base import ProviderConnectionError
-from pygeofilter.parsers.ecql import parse as parse_ecql
 
 from server.features.filter_parse import parse_cql2_text
 from server.features.postgis_provider import PostGISProvider, register_database
@@ -20,7 +19,7 @@ from server.features.provider import GeoPackageProvider
 from tests import pg, test_provider
 from tests.pg_load import load_geopackage
 from tests.test_provider import *  # noqa: F403 - the same tests, over the other store
-from tests.test_provider import EPSG_3857, TABLE, definition, repairs_frame, spec, write_gpkg
+from tests.test_provider import TABLE, definition, repairs_frame, write_gpkg
 
 postgres_cluster = pg.postgres_cluster
 POSTGIS_PROVIDER = "server.features.postgis_provider.PostGISProvider"
@@ -88,14 +87,7 @@ def test_a_republished_table_is_served_at_once(postgres_cluster, tmp_path):
 
 
 def test_sixteen_threads_get_the_same_answers_as_one(provider, database):
-    queries = [
-        {"limit": 17, "offset": 40},
-        {"bbox": [104.1, 52.2, 104.4, 52.4], "limit": 30},
-        {"datetime_": "2026-11-10/2026-11-20", "limit": 25, "offset": 10},
-        {"filterq": parse_ecql("network IN ('gas','water') AND floors > 2"), "limit": 50},
-        {"sortby": [{"property": "start_time", "order": "-"}], "limit": 20, "offset": 100},
-        {"q": "Ленина", "limit": 10, "crs_transform_spec": spec(EPSG_3857)},
-    ]
+    queries = test_provider.thread_queries()
     truth = [json.dumps(provider.query(**q), sort_keys=True) for q in queries]
 
     def run(index: int) -> bool:
