@@ -9,7 +9,9 @@ The copy is made when a new version is first seen, off the event loop, while the
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from server.tiles.postgis_render import PostGISTiles
 LOGGER = logging.getLogger(__name__)
 SCHEMA = "geoportal"  # assets/stores/postgis.py writes it
 POSTGIS_PROVIDER = "server.features.postgis_provider.PostGISProvider"
+POLL_SECONDS = 0.2  # how often a worker reads the registry; a publication is noticed within this
 VERSIONS_QUERY = f"SELECT layer_id, version FROM {SCHEMA}.publications WHERE slot = 'current' ORDER BY layer_id"
 
 
@@ -45,6 +48,9 @@ class PostGISStore:
         self._copied: dict[str, int] = {}  # layer -> version of its local copy
         self._last: tuple[tuple[str, int], ...] = ()
         self._away = False
+        self._poller_lock = threading.Lock()
+        self._poller_pid: int | None = None  # the process whose poller runs (a forked worker starts its own)
+        self._polled: tuple[tuple[str, int], ...] = ()
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -76,8 +82,29 @@ class PostGISStore:
         return self._last
 
     def signature(self) -> Signature:
+        """The versions a background thread read last (every POLL_SECONDS): asked on every request, on the event
+        loop, where a registry query would hold every other request up while it runs, or for good when it waits
+        on a lock."""
+        if self._poller_pid != os.getpid():
+            self._start_poller()
         rasters = tuple(file_identity(self.raster_path(p)) for p in _raster_products())
-        return (("postgis", *self.versions()), *rasters)  # type: ignore[return-value]
+        return (("postgis", *self._polled), *rasters)  # type: ignore[return-value]
+
+    def _start_poller(self) -> None:
+        with self._poller_lock:
+            if self._poller_pid == os.getpid():
+                return
+            self._polled = self.versions()  # the first answer is current
+            self._poller_pid = os.getpid()
+            threading.Thread(target=self._poll, name="postgis-versions", daemon=True).start()
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(POLL_SECONDS)
+            try:
+                self._polled = self.versions()
+            except Exception:  # noqa: BLE001 - the poller must outlive any surprise; requests keep the last versions
+                LOGGER.exception("reading the PostGIS store's versions failed")
 
     def extents(self) -> dict[str, LayerExtent]:
         """Brings the local copies up to the registry's versions first (runs in the rebuild, off the event loop)."""
