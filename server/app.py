@@ -158,8 +158,9 @@ REFRESH_SECONDS = 5.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette):
-    """Pre-render the low zooms of the combined tileset after each publication, in the background:
-    the first low-zoom tile of a large new file costs seconds, which no visitor should wait for."""
+    """Pre-render the combined tileset (z0..tile_prerender_zoom) after each publication, in the background, into the
+    tile store the workers share (one worker renders, the others read): a tile of a large new file costs tens of ms
+    to seconds, which no visitor should wait for."""
     stop = threading.Event()
 
     def warm() -> None:
@@ -225,5 +226,11 @@ def create_app(
     app.state.live = live
     app.state.catalog, app.state.paths, app.state.settings, app.state.store = catalog, paths, settings, store
     # owns the tile cache for the process
-    app.state.tiles = VectorTiles(catalog, backend=store.tile_backend(), cache_bytes=settings.tile_cache_mb * 2**20)
+    app.state.tiles = VectorTiles(
+        catalog,
+        backend=store.tile_backend(),
+        cache_bytes=settings.tile_cache_mb * 2**20,
+        shared_dir=settings.cache_path / "tiles",  # the encoded tiles all workers read, rendered once per publication
+        prerender_zoom=settings.tile_prerender_zoom,
+    )
     return app

@@ -35,6 +35,9 @@ class ServerSettings(BaseSettings):
     # Encoded tiles kept per worker process (each worker has its own): with the imports (~235 MB resident) a worker
     # stays within 300 MB; raise it on a machine with memory to spare and layers of many tiles.
     tile_cache_mb: int = Field(32, ge=0)
+    # After each publication one worker renders the combined tileset z0..this into the cache folder's shared tile
+    # store (`tiles/`), which every worker reads: the first request of such a tile renders nothing.
+    tile_prerender_zoom: int = Field(14, ge=0, le=16)
     # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.
     max_body_bytes: int = Field(2**20, ge=1024)
     default_items: int = Field(1000, ge=1)

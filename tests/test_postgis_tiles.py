@@ -207,3 +207,40 @@ def test_tiles_come_from_the_local_copies_while_the_database_is_away(tmp_path):
         assert_same_tile(before, after, tile.z, "database away")
     finally:
         cluster.stop()
+
+
+def test_the_shared_tile_store_keeps_databases_and_versions_apart(postgres_cluster, tmp_path):  # noqa: F811
+    """Two databases whose first publication has the same version number, served with one cache folder (a server
+    pointed at another database, or at one created again): neither is answered the other's tile; a new version
+    is never answered the old one's."""
+    point = TMS.tile(104.28, 52.29, 15)
+
+    def publish(url: str, network: str) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GEOPORTAL_STORE_URL", url)
+            frame = frame_for(
+                "repairs", [repair("R-1", network, "2026-01-01T00:00:00Z")], [shapely.Point(104.28, 52.29)]
+            )
+            publish_geopackage(frame, CATALOG["repairs"], tmp_path / "writer" / "repairs.gpkg")
+
+    def served(url: str, name: str) -> VectorTiles:
+        store = PostGISStore(CATALOG, PathSettings(published_dir=tmp_path / name), url, tmp_path / f"copies-{name}")
+        store.versions()
+        return VectorTiles(CATALOG, backend=store.tile_backend(), shared_dir=tmp_path / "tiles")
+
+    def network(tile) -> str:
+        return decode(tile.body)["repairs"]["features"][0]["properties"]["network"]
+
+    (tmp_path / "writer").mkdir()
+    first, second = (postgres_cluster.create_database(f"shared_tiles_{n}") for n in (1, 2))
+    publish(first, "heat")
+    publish(second, "water")
+    one, other = served(first, "one"), served(second, "other")
+    assert network(one.tile(point.z, point.x, point.y)) == "heat"
+    assert other.cached_tile(point.z, point.x, point.y) is None
+    assert network(other.tile(point.z, point.x, point.y)) == "water"
+    assert network(served(first, "again").tile(point.z, point.x, point.y)) == "heat"  # from the store: the same bytes
+    publish(first, "gas")
+    again = served(first, "after")
+    assert again.cached_tile(point.z, point.x, point.y) is None
+    assert network(again.tile(point.z, point.x, point.y)) == "gas"

@@ -32,6 +32,11 @@ class TileBackend(Protocol):
         """Look for new versions now (before rendering a miss, off the event loop)."""
         ...
 
+    def namespace(self, ask: bool = True) -> str | None:
+        """What the versions are versions of, for tiles kept beyond the process (server/tiles/shared.py); None
+        while unknown. With `ask` False it answers without I/O (on the event loop)."""
+        ...
+
     def bounds(self, layer_id: str) -> Bbox | None:
         """The published layer's lon/lat box, None when unknown."""
         ...
@@ -64,12 +69,19 @@ class GeoPackageTiles:
     def __init__(self, published_path: Callable[[str], Path]):
         self.published_path = published_path
         self.indexes = IndexCache()  # per published file: what low-zoom thinning reads instead of the R-tree
+        self._paths: dict[str, str] = {}  # layer -> its file's path: a stat per layer and request is all that is left
 
     def identity(self, layer_id: str) -> Hashable | None:
-        return file_identity(self.published_path(layer_id))
+        path = self._paths.get(layer_id)
+        if path is None:
+            path = self._paths[layer_id] = str(self.published_path(layer_id))
+        return file_identity(path)
 
     def poll(self) -> None:
         """Every `identity` is a fresh stat already."""
+
+    def namespace(self, ask: bool = True) -> str | None:
+        return ""  # an identity names the file's path, inode, time and size: unique already
 
     def bounds(self, layer_id: str) -> Bbox | None:
         return _data_bounds(file_identity(self.published_path(layer_id)), layer_id)

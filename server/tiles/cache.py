@@ -1,10 +1,11 @@
-"""A byte-bounded LRU of encoded tiles, keyed by the identity of the GeoPackages they were read from."""
+"""A byte-bounded LRU of encoded tiles (or answers built from them), keyed by the versions they were read from."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Any
 
 
 class TileCache:
@@ -14,35 +15,36 @@ class TileCache:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()  # key -> (value, its bytes)
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> Any:
         with self._lock:
-            value = self._entries.get(key)
-            if value is None:
+            entry = self._entries.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return value
+            return entry[0]
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        size = len(value) + 200  # the key and the dict slot cost something even for an empty tile
+    def put(self, key: Hashable, value: Any, nbytes: int) -> None:
+        """`value` costs `nbytes` (its body) plus what the key, the headers and the dict slot cost."""
+        size = nbytes + 400
         if size > self.max_bytes:
             return
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= len(old) + 200
-            self._entries[key] = value
+                self._bytes -= old[1]
+            self._entries[key] = (value, size)
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted) + 200
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
 
     def clear(self) -> None:
         with self._lock:

@@ -207,6 +207,7 @@ class PostGISTiles:
         self._local = threading.local()
         self._bounds: dict[tuple[str, int], Bbox | None] = {}
         self._away = False
+        self._database: str | None = None
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -220,6 +221,28 @@ class PostGISTiles:
 
     def identity(self, layer_id: str) -> Hashable | None:
         return dict(self._known()).get(layer_id)
+
+    def namespace(self, ask: bool = True) -> str | None:
+        """Which database the versions number (the shared tile store's namespace): versions never repeat within
+        one, but a database created again, or a new cluster, starts its sequence anew. The cluster's system
+        identifier (random at initdb; the server's start time where the role may not read it) and the database's
+        and registry's oids; None until reached once (`ask` False: not asked now, as on the event loop)."""
+        if self._database is None and ask:
+            oids = (
+                f" || '/' || d.oid::text || '/' || to_regclass('{SCHEMA}.publications')::oid::text FROM pg_database d"
+                " WHERE d.datname = current_database()"
+            )
+            clusters = ("(SELECT system_identifier FROM pg_control_system())::text", "pg_postmaster_start_time()::text")
+            for cluster in clusters:
+                try:
+                    (self._database,) = self._connection().execute("SELECT " + cluster + oids).fetchone()
+                    break
+                except psycopg.errors.InsufficientPrivilege:
+                    continue
+                except psycopg.Error:
+                    self._local.connection = None
+                    return None
+        return self._database
 
     def poll(self) -> None:
         self._versions()

@@ -3,15 +3,17 @@
 Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes):
 
     tiles = VectorTiles(catalog, paths.published_path)   # once per process: it owns the tile cache and indexes
-    tiles = VectorTiles(catalog, backend=store.tile_backend())   # what the server does: the store decides how
-                                 # tiles are rendered (GeoPackage files: Python; PostGIS: ST_AsMVT), see backend.py
+    tiles = VectorTiles(catalog, backend=store.tile_backend(), shared_dir=cache / "tiles", prerender_zoom=14)
+                                 # what the server does: the store decides how tiles are rendered (GeoPackage
+                                 # files: Python; PostGIS: ST_AsMVT), see backend.py; its workers share the
+                                 # encoded tiles on disk (server/tiles/shared.py)
 
     # XYZ: one layer (layers=["road_closures"]) or the combined set (layers=None: every public layer, plus the
     # internal ones for staff), each catalog layer its own source-layer named by its id; fid = MVT feature id.
     args = dict(layers=..., staff=<key level is internal>,
                 datetime=request.query_params.get("datetime"),  # instant or start/end, as the features API
                 fields=<optional attribute names>, gzip=accepts_gzip(request.headers.get("accept-encoding")))
-    tile = tiles.cached_tile(z, x, y, **args)                    # hit: a stat per layer, fine on the event loop
+    tile = tiles.cached_tile(z, x, y, **args)   # hit (LRU, or a file of the shared store): fine on the event loop
     if tile is None:
         tile = await run_in_threadpool(tiles.tile, z, x, y, **args)   # miss: CPU-bound rendering
     if etag_matches(request.headers.get("if-none-match"), tile.etag): 304, headers tile.headers, no body
@@ -25,8 +27,8 @@ Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes)
     tiles.ogc_tileset(layer_id or None, title=..., tiling_scheme_href="{base}/TileMatrixSets/WebMercatorQuad",
                       tiles_href=".../tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt")  -> dict
     ogc_tilesets(title=..., tileset_href=".../tiles/WebMercatorQuad", tiling_scheme_href=...)  -> dict
-    tiles.refresh(max_zoom=11)   # from a background thread every few seconds: after a publication it
-                                 # builds the box indexes and renders z0-z11 (measured: see `refresh`)
+    tiles.refresh()              # from a background thread every few seconds: after a publication one worker
+                                 # renders z0..prerender_zoom into the shared store (see `refresh`)
 
 Routes: server/tiles/routes.py. Styles: server/styles/.
 """
@@ -36,7 +38,7 @@ from __future__ import annotations
 import gzip as gzip_module
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ from server.tiles.cache import TileCache
 from server.tiles.grid import MAX_ZOOM
 from server.tiles.metadata import Bbox, ogc_tilesets
 from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
+from server.tiles.shared import SharedTiles, digest
 
 __all__ = [
     "VectorTiles",
@@ -66,6 +69,9 @@ __all__ = [
 ]
 
 MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
+# Part of the shared store's namespace: raise it when the renderers draw differently, so no tile of the old
+# drawing is served from a store that outlived an upgrade.
+RENDERING = 1
 
 
 class TileError(GeoportalError):
@@ -133,6 +139,8 @@ class VectorTiles:
         cache_bytes: int = 256 * 2**20,
         gzip_level: int = 6,
         maxzoom: int = 16,
+        shared_dir: Path | None = None,
+        prerender_zoom: int = 11,
     ):
         if backend is None:
             if published_path is None:
@@ -142,10 +150,14 @@ class VectorTiles:
         self.backend = backend
         self.policy = policy or TilePolicy()
         self.cache = TileCache(cache_bytes)
+        self._layouts: dict[tuple, list] = {}  # (layers, staff, fields) -> what `_plan` derives from the catalog
         self._warmed: dict[bool, tuple] = {}  # layer identities of the last `refresh`, per staff flag
         self.local = zone(catalog.city.timezone)  # the zone a `datetime=2026-11-24` day is read in
         self.gzip_level = gzip_level
         self.maxzoom = maxzoom  # advertised in TileJSON/OGC metadata; deeper tiles still render (overzoom)
+        self.shared_dir = shared_dir  # encoded tiles on disk, shared by the workers (server/tiles/shared.py)
+        self._shared: SharedTiles | None = None  # opened once the store's namespace is known
+        self.prerender_zoom = prerender_zoom  # `refresh` renders the combined tileset z0..this once per publication
 
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
         """The requested layers in catalog order; None is the combined set (public, and internal for staff)."""
@@ -204,46 +216,95 @@ class VectorTiles:
         staff: bool,
         datetime: str | None,
         fields: Sequence[str] | None,
-    ) -> tuple[tuple, list[LayerSource]]:
+    ) -> tuple[tuple, list]:
+        """The cache key (every layer's served version and carried attributes, z/x/y, time window) and the layout
+        (per layer: spec, fields, their names) the sources are made of when the tile must be rendered."""
         if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
             raise TileNotFoundError(f"tile {z}/{x}/{y} is outside WebMercatorQuad")
-        specs = self.layer_specs(layers, staff)
-        when = parse_datetime(datetime, self.local)
-        if fields is not None:
-            unknown = set(fields) - {f.name for spec in specs for f in visible_fields(spec, staff)}
-            if unknown:
-                raise TileRequestError(f"fields: no such attribute(s) {sorted(unknown)}")
-        sources, identities = [], []
-        for spec in specs:
-            identity = self.backend.identity(spec.id)
-            if identity is None:
-                continue  # not published yet: the layer is simply absent from the tile
-            source = self.backend.source(spec, visible_fields(spec, staff, fields))
-            sources.append(source)
-            identities.append((spec.id, identity, tuple(f.name for f in source.fields)))
-        return (tuple(identities), z, x, y, when), sources
+        layers = None if layers is None else tuple(layers)
+        fields = None if fields is None else tuple(fields)
+        layout = self._layouts.get((layers, staff, fields))
+        if layout is None:
+            specs = self.layer_specs(layers, staff)
+            if fields is not None:
+                unknown = set(fields) - {f.name for spec in specs for f in visible_fields(spec, staff)}
+                if unknown:
+                    raise TileRequestError(f"fields: no such attribute(s) {sorted(unknown)}")
+            layout = []
+            for spec in specs:
+                carried = visible_fields(spec, staff, fields)
+                layout.append((spec, carried, tuple(f.name for f in carried)))
+            if len(self._layouts) > 1000:  # field lists come from requests: keep the memo bounded
+                self._layouts.clear()
+            self._layouts[(layers, staff, fields)] = layout
+        when = parse_datetime(datetime, self.local) if datetime else None
+        identities = []
+        for spec, _, names in layout:
+            version = self.backend.identity(spec.id)
+            if version is not None:  # else not published yet: the layer is simply absent from the tile
+                identities.append((spec.id, version, names))
+        return (tuple(identities), z, x, y, when), layout
 
-    def _answer(self, plan: tuple[tuple, list[LayerSource]], gzip: bool, render: bool) -> Tile | None:
-        key, sources = plan
-        raw = self.cache.get(key)
-        if raw is None:
-            if not render:
+    def _sources(self, key: tuple, layout: list) -> list[LayerSource]:
+        """What the backend renders the tile of `key` from: each layer at the version the key names."""
+        versions = {layer_id: version for layer_id, version, _ in key[0]}
+        return [
+            replace(self.backend.source(spec, carried), version=versions[spec.id])
+            for spec, carried, _ in layout
+            if spec.id in versions
+        ]
+
+    def shared(self, ask: bool = True) -> SharedTiles | None:
+        """The tile store shared with the other workers, None without a folder or while the backend cannot say
+        what its versions are of (PostGIS not reached yet; `ask` False: do not try now, as on the event loop)."""
+        if self._shared is None and self.shared_dir is not None:
+            namespace = self.backend.namespace(ask)
+            if namespace is None:
                 return None
-            _, z, x, y, when = key
-            raw, cacheable = self.backend.render(sources, z, x, y, when=when, policy=self.policy)
-            if not cacheable:  # rendered from a newer version than the key names: right now, not for the key
-                return self._uncached(raw, gzip)
-            self.cache.put(key, raw)
-        etag = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
-        headers = {"Content-Type": MVT_MEDIA_TYPE, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-        body = raw
-        if gzip and raw:
-            body = self.cache.get((key, "gzip"))
-            if body is None:
+            layers = [spec.model_dump_json() for spec in self.catalog.values()]
+            self._shared = SharedTiles(self.shared_dir / digest((RENDERING, self.policy, namespace, layers)))
+        return self._shared
+
+    def _answer(self, plan: tuple[tuple, list], gzip: bool, render: bool) -> Tile | None:
+        """From the worker's LRU, else the shared store, else (when `render`) rendered now and put in both. Without
+        `render` nothing CPU-bound is done (no rendering, no compression): None instead."""
+        key, layout = plan
+        tile = self.cache.get((key, gzip))
+        if tile is not None:
+            return tile
+        shared = self.shared(ask=render)  # the database is asked in the threadpool, never on the event loop
+        body = shared.get(key, gzip) if shared else None
+        if body is None:
+            raw = self.cache.get((key, False))
+            raw = raw.body if raw is not None else shared.get(key, False) if shared and gzip else None
+            if raw is None:
+                if not render:
+                    return None
+                _, z, x, y, when = key
+                sources = self._sources(key, layout)
+                raw, cacheable = self.backend.render(sources, z, x, y, when=when, policy=self.policy)
+                if not cacheable:  # rendered from a newer version than the key names: right now, not for the key
+                    return self._uncached(raw, gzip)
+                if shared:
+                    shared.put(key, False, raw)
+            body = raw
+            if gzip and raw:
                 if not render:
                     return None
                 body = gzip_module.compress(raw, compresslevel=self.gzip_level, mtime=0)
-                self.cache.put((key, "gzip"), body)
+            if shared and gzip:
+                shared.put(key, True, body)
+        tile = self._tile((shared.folder.name if shared else None, key), body, gzip and bool(body))
+        self.cache.put((key, gzip), tile, len(body))
+        return tile
+
+    @staticmethod
+    def _tile(key: tuple, body: bytes, encoded: bool) -> Tile:
+        """The answer for a cache key (with the store's namespace: two databases may number versions alike): the
+        ETag names the key and the encoding, so every worker gives the same."""
+        etag = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+        headers = {"Content-Type": MVT_MEDIA_TYPE, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if encoded:
             headers["Content-Encoding"] = "gzip"
             etag += "-gzip"  # a different representation needs a different strong validator
         headers["ETag"] = f'"{etag}"'
@@ -325,25 +386,44 @@ class VectorTiles:
             language=language,
         )
 
-    def refresh(self, max_zoom: int = 11, staff: bool = False) -> bool:
-        """Warm the combined tileset when a publication changed any file since the last call; True if it did.
+    def refresh(self, max_zoom: int | None = None, staff: bool = False) -> bool:
+        """Pre-render the combined tileset z0..`max_zoom` (default `prerender_zoom`) once a publication changed a
+        layer since the last call; True if this call rendered it. Call it from a background thread every few
+        seconds; requests meanwhile are answered on demand, never from stale files.
 
-        Measured on 1M points + 200k lines: the first low-zoom tile after a publication costs the box index
-        (4-16 s), z0-z11 then take ~5 s in all, and a warm tile ~0.2 ms; z12+ render on demand in 30-300 ms,
-        so pre-generating them (~1000 tiles per publication) is not worth it. Call it from a background
-        thread every few seconds; requests meanwhile are answered on demand, never from stale files."""
+        With a shared store, one worker (whichever takes the lock) renders each publication's tiles into it once,
+        gzipped and not, and removes the tiles of replaced versions; the other workers, and the server restarted
+        later, read them from there. Without one, each worker renders into its own LRU. Measured on 1M points +
+        200k lines over the city (935 tiles z0-z14): see benchmarks/README.md, "Tiles"."""
+        max_zoom = self.prerender_zoom if max_zoom is None else max_zoom
         self.backend.poll()
         identities = tuple(self.backend.identity(spec.id) for spec in self.layer_specs(None, staff))
         if identities == self._warmed.get(staff):
             return False
-        self.warm(max_zoom, staff=staff)
-        self._warmed[staff] = identities
-        return True
+        shared = self.shared()
+        if shared is None:
+            self.warm(max_zoom, staff=staff)
+            self._warmed[staff] = identities
+            return True
+        layers = self._plan(0, 0, 0, None, staff, None, None)[0][0]  # the combined set's part of the cache keys
+        task, rendered = f"prerendered-z{max_zoom}", False
+        with shared.claim(layers, task) as mine:
+            finished = shared.done(layers, task)
+            if mine and not finished:
+                shared.prune({spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()})
+                self.warm(max_zoom, staff=staff, gzip=True)
+                shared.mark_done(layers, task)
+                finished = rendered = True
+        if finished:  # else another worker is at it: look again next time (it may die half-way)
+            self._warmed[staff] = identities
+        return rendered
 
-    def warm(self, max_zoom: int, layers: Sequence[str] | None = None, *, staff: bool = False) -> int:
-        """Render every tile over the data up to `max_zoom` into the cache (e.g. after a publication)."""
+    def warm(
+        self, max_zoom: int, layers: Sequence[str] | None = None, *, staff: bool = False, gzip: bool = False
+    ) -> int:
+        """Render every tile over the data up to `max_zoom` into the caches (e.g. after a publication)."""
         count = 0
         for tile in TMS.tiles(*self.bounds(layers, staff), zooms=list(range(0, max_zoom + 1))):
-            self.tile(tile.z, tile.x, tile.y, layers, staff=staff)
+            self.tile(tile.z, tile.x, tile.y, layers, staff=staff, gzip=gzip)
             count += 1
         return count

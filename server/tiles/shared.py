@@ -1,0 +1,128 @@
+"""Encoded tiles on disk, shared by every worker of a server and kept across its restarts: a tile is rendered once
+per publication, not once per worker process.
+
+Layout under the folder (the server's cache folder, `tiles/`):
+
+    <namespace>/<layers>/layers.json            what <layers> stands for: [[layer id, served version], ...]
+    <namespace>/<layers>/<z>-<x>-<y>-<when>.mvt  the tile's MVT bytes (empty file: an empty tile)
+    <namespace>/<layers>/<z>-<x>-<y>-<when>.gz   the same, gzipped
+    <namespace>/<layers>/prerendered-z<N>        written once z0..zN of the combined tileset are all there
+
+`<namespace>` hashes what changes the bytes besides the data (the renderer's format, the tile policy, the catalog's
+layer definitions, which database for PostGIS); `<layers>` the served version of each layer the tile reads and the
+attributes it carries (the caller's level decides them); `<when>` the time window. The whole cache key of
+VectorTiles is in the path, so a publication, a level or a datetime window can never meet another's bytes. A file is
+written whole under a temporary name and renamed into place: a reader sees the tile or nothing. Folders of replaced
+versions are removed by `prune`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+
+
+def digest(value: object) -> str:
+    """A short stable name for a key part: its repr (tuples, strings, ints, dataclasses) is the same in any process."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=12).hexdigest()
+
+
+class SharedTiles:
+    """The tiles of one namespace. Reads and writes never raise: a tile that cannot be read is rendered again, one
+    that cannot be written (disk full, read-only folder) is still answered."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._failed = False  # a failed write is logged once
+        self._layer_folders: set[Path] = set()  # created by this process (layers.json written)
+
+    def _file(self, key: tuple, gzip: bool) -> Path:
+        layers, z, x, y, when = key
+        return self.folder / digest(layers) / f"{z}-{x}-{y}-{digest(when)}.{'gz' if gzip else 'mvt'}"
+
+    def get(self, key: tuple, gzip: bool) -> bytes | None:
+        try:
+            with open(self._file(key, gzip), "rb") as handle:
+                return handle.read()
+        except OSError:  # not rendered yet (or its folder pruned meanwhile)
+            return None
+
+    def put(self, key: tuple, gzip: bool, body: bytes) -> None:
+        target = self._file(key, gzip)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            self._layer_folder(target.parent, key[0])
+            temporary.write_bytes(body)
+            os.replace(temporary, target)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            if not self._failed:
+                LOGGER.warning("tiles: cannot write the shared tile store in %s: %s", self.folder, error)
+            self._failed = True
+
+    def _layer_folder(self, folder: Path, layers: tuple) -> None:
+        if folder in self._layer_folders and folder.is_dir():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        described = folder / "layers.json"
+        if not described.exists():
+            temporary = folder / f".layers.json.{os.getpid()}.{threading.get_ident()}"
+            temporary.write_text(json.dumps([[layer_id, identity] for layer_id, identity, _ in layers]))
+            os.replace(temporary, described)
+        self._layer_folders.add(folder)
+
+    @contextlib.contextmanager
+    def claim(self, layers: tuple, task: str) -> Iterator[bool]:
+        """True for the one process that may do `task` for these layer versions now (an exclusive lock on a file of
+        their folder, released when the block ends or the process dies); False for every other."""
+        folder = self.folder / digest(layers)
+        try:
+            self._layer_folder(folder, layers)
+            handle = open(folder / f".{task}.lock", "wb")  # noqa: SIM115 - held for the block
+        except OSError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield True
+        finally:
+            handle.close()
+
+    def done(self, layers: tuple, task: str) -> bool:
+        return (self.folder / digest(layers) / task).exists()
+
+    def mark_done(self, layers: tuple, task: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.folder / digest(layers) / task).touch()
+
+    def prune(self, served: dict[str, Hashable]) -> int:
+        """Remove the folders that read a version of a layer other than the one served now (`served`: layer id ->
+        version); returns how many. A request still reading one of them then renders its tile again."""
+        current = {layer_id: json.loads(json.dumps(version)) for layer_id, version in served.items()}
+        removed = 0
+        with contextlib.suppress(OSError):
+            for folder in self.folder.iterdir():
+                try:
+                    layers = json.loads((folder / "layers.json").read_text())
+                except (OSError, ValueError):
+                    continue  # being created, or not ours
+                if any(current.get(layer_id) != version for layer_id, version in layers):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    self._layer_folders.discard(folder)
+                    removed += 1
+        return removed

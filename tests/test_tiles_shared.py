@@ -1,0 +1,108 @@
+"""The tile store the workers share on disk: a tile rendered by one worker is answered by another (another process)
+without rendering; a publication, an access level or a time window never meets another's bytes; the combined tileset
+is pre-rendered once per publication, not once per worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from server.tiles.vector import VectorTiles
+from tests.test_tiles import CATALOG, FID_A, POINT_A, TMS, features_by_id, publish_repairs, tile_of
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def published(tmp_path) -> Path:
+    folder = tmp_path / "published"
+    folder.mkdir()
+    publish_repairs(folder)
+    return folder
+
+
+def worker(published: Path, shared: Path) -> VectorTiles:
+    """What each server worker holds: its own LRU, the one shared folder."""
+    return VectorTiles(CATALOG, lambda layer_id: published / f"{layer_id}.gpkg", shared_dir=shared)
+
+
+def ask_another_process(published: Path, shared: Path, z: int, x: int, y: int, **options) -> dict | None:
+    """`cached_tile` (which never renders) in a fresh interpreter, as a second worker process would ask it."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        from layers.catalog import load_catalog
+        from server.tiles.vector import VectorTiles
+        published, shared = Path({str(published)!r}), Path({str(shared)!r})
+        tiles = VectorTiles(load_catalog(), lambda layer: published / f"{{layer}}.gpkg", shared_dir=shared)
+        tile = tiles.cached_tile({z}, {x}, {y}, **json.loads(sys.argv[1]))
+        print(json.dumps(None if tile is None else {{"body": tile.body.hex(), "headers": tile.headers}}))
+    """)
+    run = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(options)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def test_another_worker_answers_a_tile_the_first_rendered_byte_for_byte(published, tmp_path):
+    shared = tmp_path / "tiles"
+    t = tile_of(POINT_A, 15)
+    first = worker(published, shared)
+    for gzip in (False, True):
+        tile = first.tile(t.z, t.x, t.y, gzip=gzip)
+        other = ask_another_process(published, shared, t.z, t.x, t.y, gzip=gzip)
+        assert other == {"body": tile.body.hex(), "headers": tile.headers}  # same bytes, ETag and encoding
+    assert ask_another_process(published, shared, t.z, t.x + 1, t.y) is None  # nobody rendered that one
+
+
+def test_a_new_publication_is_never_answered_from_the_store(published, tmp_path):
+    shared = tmp_path / "tiles"
+    t = tile_of(POINT_A, 15)
+    first, second = worker(published, shared), worker(published, shared)
+    old = first.tile(t.z, t.x, t.y)
+    assert features_by_id(old.body, "repairs")[FID_A]["properties"]["network"] == "heat"
+    publish_repairs(published, network_of_a="water")  # a new file (renamed into place)
+    assert first.cached_tile(t.z, t.x, t.y) is None and second.cached_tile(t.z, t.x, t.y) is None
+    new = second.tile(t.z, t.x, t.y)
+    assert features_by_id(new.body, "repairs")[FID_A]["properties"]["network"] == "water"
+    assert first.cached_tile(t.z, t.x, t.y).body == new.body and new.etag != old.etag
+    # the next pre-rendering removes the replaced version's tiles
+    folders = lambda: {p.name for p in first.shared().folder.iterdir()}  # noqa: E731
+    before = folders()
+    first.refresh(max_zoom=3)
+    assert len(before - folders()) == 1  # the old version's folder; the new one's tiles stay
+    assert worker(published, shared).cached_tile(t.z, t.x, t.y).body == new.body
+
+
+def test_staff_and_time_filtered_tiles_are_apart_from_the_public_ones(published, tmp_path):
+    shared = tmp_path / "tiles"
+    t = tile_of(POINT_A, 15)
+    first, second = worker(published, shared), worker(published, shared)
+    staff = first.tile(t.z, t.x, t.y, staff=True)
+    assert "notes" in features_by_id(staff.body, "repairs")[FID_A]["properties"]
+    in_march = first.tile(t.z, t.x, t.y, datetime="2025-03-01")
+    assert FID_A not in features_by_id(in_march.body, "repairs")  # R-1 ended on 20 January
+    assert second.cached_tile(t.z, t.x, t.y) is None  # neither is the public, unfiltered tile
+    public = second.tile(t.z, t.x, t.y)
+    assert "notes" not in features_by_id(public.body, "repairs")[FID_A]["properties"]
+    assert second.cached_tile(t.z, t.x, t.y, staff=True).body == staff.body
+    assert second.cached_tile(t.z, t.x, t.y, datetime="2025-03-01").body == in_march.body
+    assert second.cached_tile(t.z, t.x, t.y, datetime="2025-01-15") is None
+
+
+def test_the_combined_tileset_is_prerendered_once_for_all_workers(published, tmp_path):
+    shared = tmp_path / "tiles"
+    first, second = worker(published, shared), worker(published, shared)
+    assert first.refresh(max_zoom=6) and not second.refresh(max_zoom=6)
+    restarted = worker(published, shared)
+    assert not restarted.refresh(max_zoom=6)  # a server started again finds them rendered
+    for t in TMS.tiles(*second.bounds(), zooms=list(range(7))):
+        for gzip in (False, True):
+            assert second.cached_tile(t.z, t.x, t.y, gzip=gzip) == first.tile(t.z, t.x, t.y, gzip=gzip)
+    publish_repairs(published, network_of_a="water")
+    assert second.refresh(max_zoom=6)  # whichever worker comes first renders the new publication
