@@ -54,6 +54,7 @@ CODES = {
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",
     500: "NoApplicableCode",
+    503: "ServiceUnavailable",
 }
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="geoportal", error="invalid_token"'}
 

@@ -19,7 +19,9 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -72,6 +74,30 @@ class StoreAway(Exception):
     """The database cannot be reached now; the caller serves the fallback copy."""
 
 
+class StoreUnavailable(ProviderConnectionError):
+    """The database cannot answer now (unreachable without a local copy to serve, or every connection busy): a 503
+    with an OGC exception, for the client to try again; neither the request's fault nor a defect."""
+
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    ogc_exception_code = "ServiceUnavailable"
+
+    def __init__(self, msg: str):
+        super().__init__(msg, user_msg=msg)
+
+
+class _OutageWithoutTraceback(logging.Filter):
+    """pygeoapi logs every provider error it answers with its traceback: during an outage that would be one
+    traceback per request for a known condition (the store logs the outage itself, once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], StoreUnavailable):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("pygeoapi.api").addFilter(_OutageWithoutTraceback())
+
+
 def register_database(url: str) -> str:
     """The name a provider's `data` may carry for `url`: host:port/db, never the password."""
     name = f"postgis://{where(url)}"
@@ -94,11 +120,12 @@ class PostGISProvider(GeoPackageProvider):
         self.url = _databases.get(self.path, self.path)
         self.definition = dict(provider_def)
 
-    def _fallback(self) -> GeoPackageProvider:
+    def _fallback(self, answer: Callable[[GeoPackageProvider], Any]) -> Any:
+        """`answer` from the local copy of the layer, or a 503 when there is none."""
         copy_path = self.definition.get("fallback")
-        if not copy_path:
-            raise ProviderConnectionError(f"cannot read {self.table}: the store cannot be reached")
-        return GeoPackageProvider({**self.definition, "data": copy_path})
+        if not copy_path or not Path(copy_path).exists():
+            raise StoreUnavailable(f"cannot read {self.table}: the store cannot be reached, try again later")
+        return answer(GeoPackageProvider({**self.definition, "data": copy_path}))
 
     # ------------------------------------------------------------------ schema
 
@@ -107,7 +134,7 @@ class PostGISProvider(GeoPackageProvider):
             with self._layer() as (_connection, meta, _version):
                 return {name: copy.deepcopy(JSON_SCHEMA[meta.columns.get(name, "string")]) for name in self.properties}
         except StoreAway:
-            return self._fallback().get_fields()
+            return self._fallback(lambda local: local.get_fields())
 
     # ------------------------------------------------------------------ queries
 
@@ -115,13 +142,13 @@ class PostGISProvider(GeoPackageProvider):
         try:
             return self._query(**kwargs)
         except StoreAway:
-            return self._fallback().query(**kwargs)
+            return self._fallback(lambda local: local.query(**kwargs))
 
     def get(self, identifier: Any, **kwargs: Any) -> dict:
         try:
             return super().get(identifier, **kwargs)
         except StoreAway:
-            return self._fallback().get(identifier, **kwargs)
+            return self._fallback(lambda local: local.get(identifier, **kwargs))
 
     def _query(
         self,
@@ -191,7 +218,7 @@ class PostGISProvider(GeoPackageProvider):
                 yield connection, meta, version
         except pg_pool.PoolExhausted as error:
             LOGGER.error("%s: %s (PostGIS %s)", self.table, error, where(self.url))
-            raise ProviderConnectionError(f"cannot read {self.table}: the store is busy") from None
+            raise StoreUnavailable(f"cannot read {self.table}: the store is busy, try again later") from None
         except psycopg.DataError as error:
             # a literal the column's type cannot read (`floors = 'abc'`): the GeoPackage matches nothing, we say why
             raise InvalidQueryError(f"filter value does not fit the property: {_first_line(error)}") from None
