@@ -1,6 +1,7 @@
 """The tile store the workers share on disk: a tile rendered by one worker is answered by another (another process)
 without rendering; a publication, an access level or a time window never meets another's bytes; the combined tileset
-is pre-rendered once per publication, not once per worker."""
+is pre-rendered once per publication, not once per worker; the box index low zooms are thinned from is built once per
+publication and memory-mapped by every worker."""
 
 from __future__ import annotations
 
@@ -10,10 +11,21 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from server.tiles.vector import VectorTiles
-from tests.test_tiles import CATALOG, FID_A, POINT_A, TMS, features_by_id, publish_repairs, tile_of
+from tests.test_tiles import (
+    CATALOG,
+    CLUSTER_SIZE,
+    FID_A,
+    FID_B,
+    POINT_A,
+    TMS,
+    features_by_id,
+    publish_repairs,
+    tile_of,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,3 +118,20 @@ def test_the_combined_tileset_is_prerendered_once_for_all_workers(published, tmp
             assert second.cached_tile(t.z, t.x, t.y, gzip=gzip) == first.tile(t.z, t.x, t.y, gzip=gzip)
     publish_repairs(published, network_of_a="water")
     assert second.refresh(max_zoom=6)  # whichever worker comes first renders the new publication
+
+
+def test_the_box_index_is_built_once_per_publication_and_mapped_by_every_worker(published, tmp_path):
+    shared = tmp_path / "tiles"
+    first, second = worker(published, shared), worker(published, shared)
+    t = tile_of(POINT_A, 10)  # thinned: read from the box index
+    first.tile(t.z, t.x, t.y, ["repairs"])
+    second.tile(t.z, t.x, t.y, ["repairs"], datetime="2025-01-15")  # not in the tile store: rendered, from the index
+    (stored,) = (shared / "indexes").glob("*-*")
+    for service in (first, second):
+        ((_, index),) = service.indexes._indexes.values()
+        assert isinstance(index.ids, np.memmap) and len(index.ids) == CLUSTER_SIZE + 2
+    publish_repairs(published, network_of_a="water")
+    march = second.tile(t.z, t.x, t.y, ["repairs"], datetime="2025-03-01")  # R-1 had ended, R-2 had begun
+    assert FID_A not in features_by_id(march.body, "repairs") and FID_B in features_by_id(march.body, "repairs")
+    (replaced,) = (shared / "indexes").glob("*-*")
+    assert replaced != stored  # the new publication's; the old one's removed

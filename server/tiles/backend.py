@@ -17,9 +17,10 @@ from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval
 from server.published import files
 from server.published.files import FileIdentity, file_identity
-from server.tiles.index import IndexCache, LayerIndex, load_index
+from server.tiles.index import IndexCache, LayerIndex, load_index, stored_index
 from server.tiles.metadata import Bbox
 from server.tiles.render import LayerSource, TilePolicy, connect, render_tile
+from server.tiles.shared import digest
 
 
 class TileBackend(Protocol):
@@ -70,6 +71,11 @@ class GeoPackageTiles:
         self.published_path = published_path
         self.indexes = IndexCache()  # per published file: what low-zoom thinning reads instead of the R-tree
         self._paths: dict[str, str] = {}  # layer -> its file's path: a stat per layer and request is all that is left
+        self.index_dir: Path | None = None  # where the box indexes are kept for every worker (`share`)
+
+    def share(self, folder: Path) -> None:
+        """Keep what is built once per publication (the box indexes) in `folder`, for the other workers."""
+        self.index_dir = folder / "indexes"
 
     def identity(self, layer_id: str) -> Hashable | None:
         path = self._paths.get(layer_id)
@@ -101,11 +107,19 @@ class GeoPackageTiles:
         path = source.path
         identity = file_identity(path)
 
-        def build() -> LayerIndex:
+        def load() -> LayerIndex:
             db = connect(path)
             try:
                 return load_index(db, source.spec)
             finally:
                 db.close()
+
+        def build() -> LayerIndex:
+            if self.index_dir is None or identity is None:
+                return load()
+            # the version names the file and the layer as the catalog defines it (which time fields, their types)
+            return stored_index(
+                self.index_dir, digest(str(path)), digest((identity, source.spec.model_dump_json())), load
+            )
 
         return self.indexes.get(identity or (str(path), 0, 0, 0, 0), build)

@@ -1,11 +1,17 @@
-"""In-memory box index of a published layer: low-zoom tiles are thinned from it without scanning the R-tree."""
+"""Box index of a published layer: low-zoom tiles are thinned from it without scanning the R-tree. Built once per
+publication and kept on disk, memory-mapped by every worker (`stored_index`)."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,6 +109,41 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
             end = epoch_ms(pd.Series(times[1], dtype=object), date_end=is_date)[order]
     dates = bool(spec.temporal) and spec.field(spec.temporal.start).type == "date"
     return LayerIndex(ids_all[order], left[order], bottom[order], right[order], top[order], start, end, dates)
+
+
+ARRAYS = ("ids", "left", "bottom", "right", "top", "start", "end")
+
+
+def stored_index(folder: Path, name: str, version: str, build: Callable[[], LayerIndex]) -> LayerIndex:
+    """The index of `name` (a published file) at `version` from `folder`, built by the first process that asks
+    (the others wait for it instead of building their own) and memory-mapped: N workers hold one copy in the page
+    cache instead of N on their heaps. Another version's index of the same file is removed once this one is stored.
+    Falls back to building in memory when the folder cannot be written."""
+    target = folder / f"{name}-{version}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f".{name}.lock", "wb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per file; the others wait here, then read its arrays
+            if not (target / "index.json").exists():
+                index = build()
+                temporary = folder / f".{name}-{version}.{os.getpid()}.{threading.get_ident()}"
+                shutil.rmtree(temporary, ignore_errors=True)
+                temporary.mkdir()
+                for array in ARRAYS:
+                    if getattr(index, array) is not None:
+                        np.save(temporary / f"{array}.npy", getattr(index, array))
+                (temporary / "index.json").write_text(json.dumps({"dates": index.dates}))
+                os.replace(temporary, target)
+                for other in folder.glob(f"{name}-*"):
+                    if other != target:  # a worker still reading it keeps its mapping (the files' inodes live on)
+                        shutil.rmtree(other, ignore_errors=True)
+    except OSError:
+        return build()
+    arrays = {
+        array: np.load(target / f"{array}.npy", mmap_mode="r") if (target / f"{array}.npy").exists() else None
+        for array in ARRAYS
+    }
+    return LayerIndex(**arrays, dates=json.loads((target / "index.json").read_text())["dates"])
 
 
 class IndexCache:

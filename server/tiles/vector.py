@@ -156,6 +156,8 @@ class VectorTiles:
         self.gzip_level = gzip_level
         self.maxzoom = maxzoom  # advertised in TileJSON/OGC metadata; deeper tiles still render (overzoom)
         self.shared_dir = shared_dir  # encoded tiles on disk, shared by the workers (server/tiles/shared.py)
+        if shared_dir is not None and hasattr(backend, "share"):
+            backend.share(shared_dir)  # what else it builds once per publication (GeoPackage: the box indexes)
         self._shared: SharedTiles | None = None  # opened once the store's namespace is known
         self.prerender_zoom = prerender_zoom  # `refresh` renders the combined tileset z0..this once per publication
 
