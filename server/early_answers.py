@@ -24,6 +24,7 @@ TILE_PATH = re.compile(r"^/tiles/(?:(?P<layer>[^/]+)/)?(?P<z>[0-9]+)/(?P<x>[0-9]
 ITEMS_PATH = re.compile(r"^/collections/(?P<layer>[^/]+)/items$")
 KEY_HEADERS = (b"x-api-key", b"authorization")
 VARY = "X-API-Key, Authorization"  # what server.app.AccessDispatcher adds; CORS then adds Origin
+TILE_VARY = (b"vary", f"Accept-Encoding, {VARY}, Origin".encode())  # a tile's own Vary, then the stack's
 
 
 class EarlyAnswers:
@@ -80,10 +81,15 @@ class EarlyAnswers:
             return False
         if tile is None:
             return False
-        if etag_matches(request.get(b"if-none-match", b"").decode("latin-1") or None, tile.etag):
-            await self._send(send, 304, tile.headers.items(), b"", request, length=False)
-        else:
-            await self._send(send, 200, tile.headers.items(), tile.body, request)
+        matches = b"if-none-match" in request and etag_matches(request[b"if-none-match"].decode("latin-1"), tile.etag)
+        body = b"" if matches else tile.body
+        headers = [*tile.raw_headers, TILE_VARY]  # what `_send` makes of tile.headers, made once per tile
+        if not matches:
+            headers.append((b"content-length", str(len(body)).encode()))
+        if b"origin" in request:
+            headers.extend(self.cors)
+        await send({"type": "http.response.start", "status": 304 if matches else 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         return True
 
     async def _page(self, app, layer: str, scope: Scope, request: dict[bytes, bytes], send: Send) -> bool:

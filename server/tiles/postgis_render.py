@@ -208,6 +208,8 @@ class PostGISTiles:
         self._bounds: dict[tuple[str, int], Bbox | None] = {}
         self._away = False
         self._database: str | None = None
+        self._last_known: tuple = ()
+        self._last_versions: dict[str, int] = {}
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -220,7 +222,10 @@ class PostGISTiles:
         return connection
 
     def identity(self, layer_id: str) -> Hashable | None:
-        return dict(self._known()).get(layer_id)
+        known = self._known()
+        if known is not self._last_known:  # a new reading of the registry: index it once, not once per layer
+            self._last_known, self._last_versions = known, dict(known)
+        return self._last_versions.get(layer_id)
 
     def namespace(self, ask: bool = True) -> str | None:
         """Which database the versions number (the shared tile store's namespace): versions never repeat within

@@ -99,6 +99,8 @@ class Tile:
     body: bytes
     etag: str
     headers: dict[str, str] = field(default_factory=dict)
+    # the headers but Vary, as ASGI sends them (lower-case bytes): made once, not per request (server/early_answers.py)
+    raw_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), compare=False)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -310,7 +312,8 @@ class VectorTiles:
             headers["Content-Encoding"] = "gzip"
             etag += "-gzip"  # a different representation needs a different strong validator
         headers["ETag"] = f'"{etag}"'
-        return Tile(body=body, etag=f'"{etag}"', headers=headers)
+        raw = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k != "Vary")
+        return Tile(body=body, etag=f'"{etag}"', headers=headers, raw_headers=raw)
 
     def _uncached(self, raw: bytes, gzip: bool) -> Tile:
         """A tile answered without a validator that could be confused with a cached one's."""
