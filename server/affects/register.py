@@ -1,4 +1,8 @@
-"""The address register as the `/affects` answer reads it: exact matches by the project's parser, else candidates."""
+"""The address register as the `/affects` answer reads it: exact matches by the project's parser, else candidates.
+
+The parser is the ingest's (assets.addresses); importing the `assets` package imports pandas (~100 MB resident with
+pyarrow), so it is imported when a register is first read, never by a worker that is not asked /affects.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assets.addresses import BuildingAddress, normalize_house, normalize_street, parse_notice, split_street_key
-from assets.geocode import AddressIndex
 from server.published import gpkg
 from server.published.files import FileIdentity, file_identity
 from server.published.layer import LayerFileError, LruCache, open_version, read_meta
 from server.published.sql import quote_identifier
+
+if TYPE_CHECKING:
+    from assets.addresses import BuildingAddress
+    from assets.geocode import AddressIndex
 
 REGISTER_LAYER = "addresses"
 CANDIDATES = 5
@@ -61,6 +68,9 @@ class Register:
     """The buildings of one published version of the register."""
 
     def __init__(self, buildings: list[Building]):
+        from assets.addresses import normalize_street, split_street_key
+        from assets.geocode import AddressIndex
+
         self.buildings = buildings
         self.index: AddressIndex[Building] = AddressIndex((b.street, b.house, b) for b in buildings)
         self.by_street: dict[str, list[Building]] = defaultdict(list)
@@ -80,6 +90,8 @@ class Register:
     def candidates(self, text: str) -> list[Building]:
         """Houses of the named street nearest by number; for a street the register lacks, the streets whose
         names come closest; for text the parser cannot read, the addresses that read most alike."""
+        from assets.addresses import BuildingAddress, normalize_street, parse_notice
+
         parsed, _ = parse_notice(text)
         if parsed:
             wanted = parsed[0].address
@@ -106,6 +118,8 @@ class Register:
         return (best, distance) if distance <= NEAREST_BUILDING_M else (None, distance)
 
     def _streets_like(self, street_key: str) -> list[str]:
+        from assets.addresses import split_street_key
+
         if street_key in self.by_street:
             return [street_key]
         name = split_street_key(street_key)[0]
@@ -113,6 +127,8 @@ class Register:
         return [self.street_names[n] for n in close]
 
     def _nearest_houses(self, streets: list[str], wanted: BuildingAddress) -> list[Building]:
+        from assets.addresses import normalize_house
+
         number = _house_number(normalize_house(wanted.house)) if wanted.house else None
         found: list[tuple[int, int, str, Building]] = []
         for rank, street in enumerate(streets):

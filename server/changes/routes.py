@@ -1,26 +1,30 @@
-"""`GET /changes` (JSON, for the caller's level), `/feeds/<layer>.atom` and `/feeds/wzdx.geojson` (always public)."""
+"""`GET /changes` (JSON, for the caller's level), `/feeds/<layer>.atom` and `/feeds/wzdx.geojson` (always public).
+
+The change log is the ingest's (assets.changes, which brings pandas, GeoPandas and GDAL): it is imported by the
+first request here, never by a worker that only serves features and tiles (tests/test_lazy_imports.py).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import pyogrio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from assets.changes import Change, public_fields, read_changes, stamp
 from layers.timewindow import TimeQueryError, zone
 from server.access import refusal, sees, sees_internal, visible_fields, visible_layers
 from server.auth import presented_key
 from server.caller import base_url
-from server.changes.atom import atom_feed
-from server.changes.wzdx import WzdxSettings, work_zone_feed
 from server.errors import BadRequest, NotFound
 from server.ogcapi.site import view_of
+
+if TYPE_CHECKING:
+    from assets.changes import Change
 
 DEFAULT_DAYS = 1  # `since` left out: the last day
 MAX_CHANGES = 10_000
@@ -30,6 +34,8 @@ GEOJSON = "application/geo+json"
 
 def read_since(text: str | None, timezone: str, now: datetime) -> str:
     """`since` as the log's UTC text; an ISO date or time, zone-less ones in the city's zone."""
+    from assets.changes import stamp
+
     if text is None:
         return stamp(now - timedelta(days=DEFAULT_DAYS))
     try:
@@ -68,6 +74,8 @@ async def changes(request: Request) -> Response:
     unknown = sorted(set(params) - {"since", "layer", "limit", "after", "f"})
     if unknown:
         raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}")
+    from assets.changes import read_changes
+
     level = view_of(request).level
     since = read_since(params.get("since"), state.catalog.city.timezone, datetime.now(UTC))
     limit = _count(params.get("limit"), "limit", MAX_CHANGES, MAX_CHANGES)
@@ -110,6 +118,9 @@ def _public_layer(request: Request, layer_id: str):
 
 
 async def layer_feed(request: Request) -> Response:
+    from assets.changes import Change, public_fields, read_changes
+    from server.changes.atom import atom_feed
+
     spec = _public_layer(request, request.path_params["layer_id"])
     language = request.query_params.get("lang", "ru")
     if language not in ("ru", "en"):
@@ -127,10 +138,16 @@ async def layer_feed(request: Request) -> Response:
 
 
 def _public_frame(path, spec):
+    import pyogrio
+
+    from assets.changes import public_fields
+
     return pyogrio.read_dataframe(path, columns=public_fields(spec)) if path.exists() else None
 
 
 def wzdx_document(state) -> tuple[dict, list[str]]:
+    from server.changes.wzdx import WzdxSettings, work_zone_feed
+
     settings = WzdxSettings()
     for layer_id in (settings.closures_layer, settings.detours_layer):
         spec = state.catalog.get(layer_id)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pygeoapi
 import pyproj
-import rasterio
 
 from layers.catalog import Catalog, LayerSpec
 from layers.domains import DOMAINS
@@ -202,6 +201,8 @@ def raster_collections(store: PublishedStore) -> dict[str, dict[str, Any]]:
         path = store.raster_path(product)
         if not path.exists():
             continue
+        import rasterio  # GDAL: only where a raster is published
+
         with rasterio.open(path) as dataset:
             bounds = dataset.bounds
         to_lonlat = pyproj.Transformer.from_crs(declared["grid_crs"], "EPSG:4326", always_xy=True)

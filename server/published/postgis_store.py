@@ -3,20 +3,24 @@ from the tables (server.features.postgis_provider), and each served version is a
 for downloads and /affects, served as the features while the database cannot be reached.
 
 The copy is made when a new version is first seen, off the event loop, while the previous one keeps being served
-(docs/contracts.md, "The store seam"); N API servers on N machines share nothing but the database.
+(docs/contracts.md, "The store seam"); N API servers on N machines share nothing but the database. It is made in a
+child process: a million rows read into a frame and written by GDAL peak at over 1 GB, which glibc would keep in the
+worker (950 MB resident after the copy on 1M points, where the worker needs under 300), and the worker itself never
+imports GeoPandas and GDAL.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-import pandas as pd
 import psycopg
 import shapely
 from psycopg import sql
@@ -118,12 +122,13 @@ class PostGISStore:
 
     def sync(self) -> list[str]:
         """Copy every layer whose version changed; the layers that have a current local copy."""
-        with self._sync:
+        # the child process starts with the first copy: none while every copy is current
+        with self._sync, ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as copier:
             served = []
             for layer_id, version in self.versions():
                 if self._copied.get(layer_id) != version or not self.layer_path(layer_id).exists():
                     try:
-                        self._copy(self.catalog[layer_id], version)
+                        self._copy(copier, self.catalog[layer_id])
                     except (psycopg.Error, OSError) as error:
                         LOGGER.error(
                             "%s: version %s cannot be read from PostGIS %s: %s",
@@ -137,33 +142,12 @@ class PostGISStore:
                 served.append(layer_id)
             return served
 
-    def _copy(self, spec: LayerSpec, version: int) -> None:
-        from assets.publish import publish_geopackage  # the one writer of the GeoPackage contract
-
-        names = [f.name for f in spec.fields]
-        query = sql.SQL("SELECT fid, {} ST_AsBinary(geom) FROM {}.{}").format(
-            sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for n in names),
-            sql.Identifier(SCHEMA),
-            sql.Identifier(spec.id),
-        )
-        with psycopg.connect(self.url) as connection:
-            # one snapshot: the registry row and the rows of the same version
-            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            current = connection.execute(
-                f"SELECT version, by_source FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'",
-                (spec.id,),
-            ).fetchone()
-            if current is None:
-                raise psycopg.DataError(f"{spec.id} is no longer published")
-            version, by_source = current  # a newer one than asked for is as good
-            rows = connection.execute(query).fetchall()
-        geometry = shapely.from_wkb([None if row[-1] is None else bytes(row[-1]) for row in rows])
-        frame = pd.DataFrame([row[:-1] for row in rows], columns=["fid", *names])
-        del rows
-        layer = gpd.GeoDataFrame(frame, geometry=list(geometry), crs="EPSG:4326")
+    def _copy(self, copier: ProcessPoolExecutor, spec: LayerSpec) -> None:
         self.copies.mkdir(parents=True, exist_ok=True)
-        publish_geopackage(layer, spec, self.layer_path(spec.id), by_source, to_store=False)
-        self._copied[spec.id] = version
+        try:
+            self._copied[spec.id] = copier.submit(copy_layer, self.url, spec, self.layer_path(spec.id)).result()
+        except BrokenProcessPool as error:  # the child died (killed, out of memory): tried again at the next sync
+            raise OSError(f"the copying process died: {error}") from None
 
     def feature_provider(self, layer_id: str) -> dict[str, Any]:
         """Features straight from the table (server.features.postgis_provider); `data` names the database without
@@ -199,3 +183,36 @@ def _raster_products() -> list[str]:
     from layers.rasters import RASTER_PRODUCTS
 
     return list(RASTER_PRODUCTS)
+
+
+def copy_layer(url: str, spec: LayerSpec, path: Path) -> int:
+    """The current version of a layer from PostGIS into a GeoPackage at `path`; the version copied (run in the
+    store's child process)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from assets.publish import publish_geopackage  # the one writer of the GeoPackage contract
+
+    names = [f.name for f in spec.fields]
+    query = sql.SQL("SELECT fid, {} ST_AsBinary(geom) FROM {}.{}").format(
+        sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for n in names),
+        sql.Identifier(SCHEMA),
+        sql.Identifier(spec.id),
+    )
+    with psycopg.connect(url) as connection:
+        # one snapshot: the registry row and the rows of the same version
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        current = connection.execute(
+            f"SELECT version, by_source FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'",
+            (spec.id,),
+        ).fetchone()
+        if current is None:
+            raise psycopg.DataError(f"{spec.id} is no longer published")
+        version, by_source = current  # a newer one than asked for is as good
+        rows = connection.execute(query).fetchall()
+    geometry = shapely.from_wkb([None if row[-1] is None else bytes(row[-1]) for row in rows])
+    frame = pd.DataFrame([row[:-1] for row in rows], columns=["fid", *names])
+    del rows
+    layer = gpd.GeoDataFrame(frame, geometry=list(geometry), crs="EPSG:4326")
+    publish_geopackage(layer, spec, path, by_source, to_store=False)
+    return version

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from pyproj import Transformer
-from rasterio.io import MemoryFile
 
 from layers.catalog import Catalog, LayerSpec
 from layers.domains import DOMAINS
@@ -107,6 +105,8 @@ def map_config(catalog: Catalog, published, raster_path: Path, base_url: str, st
         "raster": None,
     }
     if raster_path.exists():
+        import rasterio  # GDAL: only where a raster is published
+
         with rasterio.open(raster_path) as dataset:
             bounds = dataset.bounds
         # pyproj, not rasterio's PROJ: the server registers the city's CRSs in pyproj's database only
@@ -133,6 +133,9 @@ def map_style(catalog: Catalog, base_url: str, staff: bool, basemap_url: str | N
 
 def raster_png(path: Path) -> bytes:
     """The disruption load as an RGBA PNG on its own Web Mercator grid (the map drapes it by its corners)."""
+    import rasterio
+    from rasterio.io import MemoryFile
+
     with rasterio.open(path) as dataset:
         values = dataset.read(1).astype(float)
     top = max(float(values.max()), 1.0)
