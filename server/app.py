@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -38,6 +39,7 @@ from server.errors import (
     server_error,
 )
 from server.features.crs import install_city_crs
+from server.memory import TRIM_SECONDS, release_free_memory
 from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
 from server.ogcapi.routes import api_routes, patch_pygeoapi
@@ -160,15 +162,21 @@ REFRESH_SECONDS = 5.0
 async def lifespan(app: Starlette):
     """Pre-render the combined tileset (z0..tile_prerender_zoom) after each publication, in the background, into the
     tile store the workers share (one worker renders, the others read): a tile of a large new file costs tens of ms
-    to seconds, which no visitor should wait for."""
+    to seconds, which no visitor should wait for. The same thread hands the memory freed by such one-off work (tile
+    indexes, pre-rendering, a rebuilt site, PostGIS copies) back to the system (server.memory)."""
     stop = threading.Event()
 
     def warm() -> None:
+        trimmed = time.monotonic()
         while not stop.wait(REFRESH_SECONDS):
+            rendered = False
             try:
-                app.state.tiles.refresh()
+                rendered = app.state.tiles.refresh()
             except (OSError, sqlite3.Error) as error:  # a file replaced mid-read: next round
                 logging.getLogger(__name__).warning("tile pre-rendering skipped: %s", error)
+            if rendered or time.monotonic() - trimmed >= TRIM_SECONDS:
+                release_free_memory()
+                trimmed = time.monotonic()
 
     worker = threading.Thread(target=warm, name="tile-refresh", daemon=True)
     worker.start()

@@ -1,0 +1,42 @@
+"""What a worker process holds in memory: glibc's malloc tuned for a threaded server, and freed memory handed back.
+
+Building a tile index or a local copy of a large layer allocates hundreds of MB that are freed at the end; glibc
+keeps most of that freed memory in its heap for reuse instead of returning it, so the worker's resident size stays
+at the peak. Measured on 1M points: the tile index build leaves +157 MB resident (the index itself is 53 MB of
+arrays); `malloc_trim` gives back 96 MB of it in 8 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+from functools import lru_cache
+
+M_ARENA_MAX = -8  # mallopt parameters (malloc.h)
+TRIM_SECONDS = 30.0  # how often the tile refresh thread hands freed memory back (server.app's lifespan)
+
+
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+            return libc
+    return None  # not glibc: nothing to tune
+
+
+def few_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread its own malloc arena (up to 8 per core); the request threads' pages of 1,000 features
+    then leave memory spread over many arenas that is never returned. Measured on 1M features: +71 MB resident after
+    a minute of random pages with the default, +16 MB with two arenas, at the same speed."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_ARENA_MAX, arenas)
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the system (glibc `malloc_trim`): milliseconds, whatever was built before."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
