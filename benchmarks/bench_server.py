@@ -9,7 +9,8 @@ draws random bboxes and 7-day windows; Debian's `wrk`, installed with apt-get wh
 servers in turn, so a busy moment on the shared machine hits each alike; each ratio is against stock with the same
 number of workers in the same run. Cases: small bbox, 7-day datetime window and the first page of 1,000 at 8
 connections; `items?limit=100` and `items?limit=1000` at 64 connections. The steady RSS of each of our worker
-processes is read from /proc after the load. The PostGIS cases run on a throw-away cluster (tests/pg.py). The
+processes is read from /proc after the load, with its PSS/USS (which do not count shared libraries in full).
+The PostGIS cases run on a throw-away cluster (tests/pg.py). The
 stock SQLiteGPKG provider needs SQLite extension loading (SpatiaLite): it runs under Debian's python3 in the venv
 bench_provider.py builds, which also gets SQLAlchemy, GeoAlchemy2 and psycopg2 for the PostgreSQL provider.
 Results: a table with the issue's targets on stdout and benchmarks/out/bench_server.json.
@@ -309,6 +310,17 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def shared_mb(pid: int) -> tuple[float, float] | None:
+    """(PSS, USS) in MB: RSS counts every shared library page in full in each worker; PSS splits the shared pages
+    among the processes mapping them, USS is what the worker alone holds (what one more worker costs)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    kb = {line.split()[0].rstrip(":"): int(line.split()[1]) for line in rollup[1:] if line.endswith("kB")}
+    return kb["Pss"] / 1024, (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -395,6 +407,9 @@ def targets(ours: Server, stocks: list[Server]) -> list[tuple[str, str, bool | N
     if r.get("rss_mb"):
         worst = max(r["rss_mb"])
         rows.append(("steady RSS ≤ 300 MB per worker", " ".join(f"{v:.0f}" for v in r["rss_mb"]) + " MB", worst <= 300))
+    if r.get("pss_mb"):
+        figure = " ".join(f"{p:.0f}/{u:.0f}" for p, u in zip(r["pss_mb"], r["uss_mb"], strict=True)) + " MB"
+        rows.append(("(PSS/USS per worker: shared pages split/left out)", figure, None))
     return rows
 
 
@@ -495,6 +510,9 @@ def main() -> None:
         for server in servers:
             if server.kind == "ours":
                 server.results["rss_mb"] = [rss_mb(pid) for pid in worker_pids(server) if rss_mb(pid)]
+                shares = [shared_mb(pid) for pid in worker_pids(server)]
+                server.results["pss_mb"] = [pss for pss, _ in filter(None, shares)]
+                server.results["uss_mb"] = [uss for _, uss in filter(None, shares)]
         load.append(os.getloadavg()[0])
         checked = {s.name: first_page_as_file(s.url, gpkg) for s in servers if s.kind == "ours"}
     finally:
