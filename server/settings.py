@@ -32,7 +32,7 @@ class ServerSettings(BaseSettings):
     basemap_attribution: str = "© OpenStreetMap contributors"
     # Derived files (public copies of GeoPackages for download); the temporary folder by default.
     cache_dir: Path | None = None
-    # Encoded tiles kept per worker process (each worker has its own): with the imports (~235 MB resident) a worker
+    # Encoded tiles kept per worker process (each worker has its own): with the imports (~105 MB resident) a worker
     # stays within 300 MB; raise it on a machine with memory to spare and layers of many tiles.
     tile_cache_mb: int = Field(32, ge=0)
     # After each publication one worker renders the combined tileset z0..this into the cache folder's shared tile
