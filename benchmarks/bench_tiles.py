@@ -7,10 +7,12 @@ server (`python -m server`, each store) against nginx serving the same tiles as 
     .venv/bin/python benchmarks/bench_tiles.py --no-serve            # pyramids only
 
 Serving, per store (GeoPackage files; PostGIS on a throw-away cluster, tests/pg.py): the server is started on
-the published layers; cold = each z12–z14 tile over the data requested exactly once at 64 connections while the
-server has just started (its background pre-rendering of z0–z11 running); warm = wrk on random tiles of the same
-list once every worker has them; then nginx on the same tiles' bytes as static files. Also the resident memory of
-each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
+the published layers with an empty cache folder; first = each z12–z14 tile over the data requested exactly once at
+64 connections right away (rendered on demand while one worker pre-renders z0–z14 into the shared tile store);
+once that is done the server is restarted on the same files and cache folder, and cold = each tile requested
+exactly once again (no worker has served a tile; the bytes come from the shared store on disk); warm = wrk on
+random tiles of the same list once every worker has them; then nginx on the same tiles' bytes as static files.
+Also the resident memory of each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
 `benchmarks/out/tiles/`: repair permits clustered like a city (dense centres over a uniform background) and
 closure polylines of 2–8 vertices. Serving needs Debian's nginx and wrk (installed when run as root with apt-get).
 """
@@ -522,29 +524,28 @@ def serve_store(store: str, published: Path, work: Path, args: argparse.Namespac
 
 
 def serve_benchmark(published: Path, args: argparse.Namespace) -> list[dict]:
+    """Each store in turn; the PostGIS cluster is started and loaded only when its turn comes, so no store is
+    measured while the database digests the bulk load (autovacuum, analyze)."""
     work = OUT / "serve"
     work.mkdir(exist_ok=True)
-    stores = [s for s in args.stores.split(",") if s]
     results = []
-    cluster = None
-    try:
-        url = None
-        if "postgis" in stores:
-            from tests.pg import Cluster, missing_reason
+    for store in [s for s in args.stores.split(",") if s]:
+        if store != "postgis":
+            results.append(serve_store(store, published, work, args, None))
+            continue
+        from tests.pg import Cluster, missing_reason
 
-            reason = missing_reason()
-            if reason:
-                print(f"PostGIS store skipped: {reason}")
-                stores.remove("postgis")
-            else:
-                cluster = Cluster()
-                cluster.start()
-                url = cluster.create_database("bench_tiles")
-                publish_to_postgis(published, url)
-        for store in stores:
-            results.append(serve_store(store, published, work, args, url if store == "postgis" else None))
-    finally:
-        if cluster is not None:
+        reason = missing_reason()
+        if reason:
+            print(f"PostGIS store skipped: {reason}")
+            continue
+        cluster = Cluster()
+        try:
+            cluster.start()
+            url = cluster.create_database("bench_tiles")
+            publish_to_postgis(published, url)
+            results.append(serve_store(store, published, work, args, url))
+        finally:
             cluster.stop()
     return results
 
