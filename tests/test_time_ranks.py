@@ -47,3 +47,22 @@ def test_a_column_holding_numbers_is_not_ranked() -> None:
     db.executemany("INSERT INTO repairs (start_time) VALUES (?)", [("2026-01-02T00:00:00.000Z",), ("20260101",)])
     assert read_ranks(db, "repairs", "start_time") is None
     assert TimeRanks().count(db, "v2", "repairs", "start_time", ">", "2026-01-01") is None
+
+
+def test_given_the_file_the_ranks_are_read_off_the_request(connection: sqlite3.Connection, tmp_path) -> None:
+    """The first count of a file version is None (the provider counts in SQL) while a thread reads the ranks (~1 s on
+    1M features, which a request used to wait for); the counts after come from them."""
+    from server.features.connections import POOL
+
+    path = str(tmp_path / "repairs.gpkg")
+    connection.commit()  # the fixture inserted in a transaction
+    connection.execute("VACUUM INTO ?", (path,))
+    ranks = TimeRanks()
+    value = "2026-06-01T00:00:00.000Z"
+    with POOL.connection(path) as (on_file, version):
+        first = ranks.count(on_file, (version, "repairs"), "repairs", "start_time", ">", value, path)
+        assert ranks.wait_for_reads(60)
+        counted = ranks.count(on_file, (version, "repairs"), "repairs", "start_time", ">", value, path)
+        expected = on_file.execute("SELECT count(*) FROM repairs WHERE start_time > ?", (value,)).fetchone()[0]
+    assert first is None
+    assert counted == expected > 0

@@ -217,8 +217,9 @@ class GeoPackageProvider(BaseProvider):
                 match = Fragment(f"{column(ALIAS, meta.fid_column)} = ?", (key,))
             else:
                 match = Fragment(f"{fields[self.id_field].sql} = ?", (str(identifier),))
-            layout, select = self._select(meta, fields, (), self.properties, skip_geometry=False)
-            rows = self._item_rows(connection, Fragment(f"{select} WHERE {match.sql} LIMIT 1", match.params))
+            layout, columns = self._select(meta, fields, (), self.properties, skip_geometry=False)
+            statement = f"SELECT {columns} FROM {self._source(meta)} WHERE {match.sql} LIMIT 1"
+            rows = self._item_rows(connection, Fragment(statement, match.params))
             if not rows:
                 raise missing
             with _bad_input():
@@ -285,7 +286,7 @@ class GeoPackageProvider(BaseProvider):
                 # the same two counts, from the column's ranks (server/features/time_ranks.py) when it has them
                 sides = ((window.start_field, ">", window.last), (window.end_field, "<", window.first))
                 ranked = [
-                    TIME_RANKS.count(connection, version_key, meta.table, name, operator, value)
+                    TIME_RANKS.count(connection, version_key, meta.table, name, operator, value, self.path)
                     for name, operator, value in sides
                     if value is not None
                 ]
@@ -312,7 +313,7 @@ class GeoPackageProvider(BaseProvider):
         skip_geometry: bool,
         trailing: Sequence[str] = (),
     ):
-        """The SELECT and where each column is; `trailing` columns follow the properties (the caller strips them).
+        """The SELECT's columns and where each is; `trailing` columns follow the properties (the caller strips them).
         The engine's part is three hooks: the geometry column, a property's expression and the table."""
         columns = [column(ALIAS, meta.fid_column)]
         id_index = 0
@@ -335,7 +336,7 @@ class GeoPackageProvider(BaseProvider):
             properties=tuple((name, meta.columns.get(name, "string")) for name in output),
             properties_start=start,
         )
-        return layout, f"SELECT {', '.join(columns)} FROM {self._source(meta)}"
+        return layout, ", ".join(columns)
 
     def _queryables(self, meta: LayerMeta) -> dict:
         return queryables(meta, self.properties)
@@ -357,6 +358,14 @@ class GeoPackageProvider(BaseProvider):
 
     def _source(self, meta: LayerMeta) -> str:
         return f"{quote_identifier(meta.table)} AS {quote_identifier(ALIAS)}"
+
+    def _page_sql(self, meta: LayerMeta, columns: str, where: str, order: str, count_rows: bool) -> str:
+        """A page's statement, LIMIT and OFFSET left as its last two parameters."""
+        return f"SELECT {columns} FROM {self._source(meta)} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+
+    def _matched_sql(self) -> str:
+        """The trailing column of `count_rows`: how many rows match, the page's limit aside."""
+        return "count(*) OVER ()"
 
     def _page(
         self,
@@ -381,14 +390,14 @@ class GeoPackageProvider(BaseProvider):
         skip = offset - known_offset
         sort_keys = [expr for expr, _ in order.expressions[:-1]]  # the fid is SELECT column 0 anyway
         fields = self._queryables(meta)
-        trailing = ["count(*) OVER ()"] if count_rows else []
-        layout, select = self._select(meta, fields, sort_keys, output, skip_geometry, trailing)
+        trailing = [self._matched_sql()] if count_rows else []
+        layout, columns = self._select(meta, fields, sort_keys, output, skip_geometry, trailing)
         where = all_of([found.where, *self._spatial(meta, found, skip + limit), *([seek] if seek else [])])
         # One row more in front when skipping: its key marks this very offset, so asking for the
         # same page again (or the next client's identical walk) seeks instead of skipping.
         before = 1 if skip > 0 else 0
         statement = Fragment(
-            f"{select} WHERE {where.sql} ORDER BY {order.sql} LIMIT ? OFFSET ?",
+            self._page_sql(meta, columns, where.sql, order.sql, count_rows),
             where.params + (limit + before, skip - before),
         )
         rows = self._rows(connection, statement)

@@ -6,20 +6,25 @@ window_counts); each of those is an index range count that walks every matching 
 SAMPLE-th value is kept with the exact count of values up to it; a count is then that remembered count plus an
 index range count between the nearest sample and the value: at most ~2 × SAMPLE entries, whatever the table size.
 Values compare as SQLite compares TEXT (BINARY: code point order, which Python's str order is); a column holding
-anything else than text and NULL is not ranked (None: the caller counts with SQL as before).
+anything else than text and NULL is not ranked (None: the caller counts with SQL as before). Reading a column takes
+~1 s on 1M features: given the file's path, a thread reads it in the background on a connection of its own, and until
+it is done the count is None (the caller counts in SQL), so no request waits for the read.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import sqlite3
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from server.published.layer import LruCache
+from server.features.connections import POOL
+from server.published.layer import LayerFileError, LruCache
 from server.published.sql import quote_identifier
 
+LOGGER = logging.getLogger(__name__)
 SAMPLE = 1024
 
 
@@ -60,11 +65,17 @@ class TimeRanks:
     def __init__(self, versions: int = 16):
         self._ranks = LruCache(versions)
         self._lock = threading.Lock()
+        self._building: dict[tuple, threading.Thread] = {}
 
-    def _of(self, connection: sqlite3.Connection, version: Hashable, table: str, column: str) -> Ranks | None:
+    def _of(
+        self, connection: sqlite3.Connection, version: Hashable, table: str, column: str, path: str | None
+    ) -> Ranks | None:
         key = (version, table, column)
         found = self._ranks.get(key)
         if found is None:
+            if path is not None:
+                self._read_later(key, path)
+                return None
             with self._lock:  # one build per key, the others wait for it
                 found = self._ranks.get(key)
                 if found is None:
@@ -72,11 +83,50 @@ class TimeRanks:
                     self._ranks.put(key, found)
         return found or None
 
+    def _read_later(self, key: tuple, path: str) -> None:
+        with self._lock:
+            if key in self._building:
+                return
+            thread = self._building[key] = threading.Thread(
+                target=self._read, args=(key, path), name="time-ranks", daemon=True
+            )
+        thread.start()
+
+    def _read(self, key: tuple, path: str) -> None:
+        version, table, column = key
+        try:
+            with POOL.connection(path) as (connection, current):
+                if current == version[0]:  # else the file was published again: its requests ask for its ranks
+                    self._ranks.put(key, read_ranks(connection, table, column) or False)
+        except (LayerFileError, sqlite3.DatabaseError) as error:  # counted in SQL meanwhile; the next count asks again
+            LOGGER.warning("%s: the ranks of %s could not be read: %s", table, column, error)
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
+
+    def wait_for_reads(self, timeout: float) -> bool:
+        """Wait until no ranks are being read (tests); True when none is left."""
+        with self._lock:
+            threads = list(self._building.values())
+        for thread in threads:
+            thread.join(timeout)
+        with self._lock:
+            return not self._building
+
     def count(
-        self, connection: sqlite3.Connection, version: Hashable, table: str, column: str, operator: str, value: str
+        self,
+        connection: sqlite3.Connection,
+        version: Hashable,
+        table: str,
+        column: str,
+        operator: str,
+        value: str,
+        path: str | None = None,
     ) -> int | None:
-        """count(*) WHERE column `operator` value, for operator '>' or '<'; None when the column is not ranked."""
-        ranks = self._of(connection, version, table, column)
+        """count(*) WHERE column `operator` value, for operator '>' or '<'; None when the column is not ranked, or
+        while its ranks are read in the background (given the `path` of the file `version` is the (identity, table)
+        of; without it the ranks are read here)."""
+        ranks = self._of(connection, version, table, column, path)
         if ranks is None or not isinstance(value, str):
             return None
         name, source = quote_identifier(column), quote_identifier(table)
