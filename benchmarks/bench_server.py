@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 OUT = bench_provider.OUT / "bench_server"
 EXTENT = bench_provider.EXTENT
 READY_SECONDS = 900  # a PostGIS server copies 1M rows into its local file before it answers
+IDLE_ROUNDS = 4  # of 2 s each
 SETTLE_SECONDS = 300  # our servers pre-render the low zooms after start: the load waits until they are idle
 SEED = 20261124
 ITEMS = "/collections/repairs/items"
@@ -337,10 +338,14 @@ def settle(servers: list[Server]) -> None:
     idle servers; bounded by SETTLE_SECONDS."""
     pids = [pid for server in servers for pid in [server.process.pid, *_children(server.process.pid)]]
     deadline = time.monotonic() + SETTLE_SECONDS
+    idle = 0
     while time.monotonic() < deadline:
         before = cpu_seconds(pids)
         time.sleep(2)  # the measuring interval of the CPU use
-        if cpu_seconds(pids) - before < 0.1:
+        idle = idle + 1 if cpu_seconds(pids) - before < 0.1 else 0
+        # idle for longer than the servers' pre-rendering period (server.app.REFRESH_SECONDS, 5 s): a server that
+        # answered at once starts pre-rendering 5 s after its start, which would otherwise run into the load
+        if idle >= IDLE_ROUNDS:
             return
     print(f"  servers still busy after {SETTLE_SECONDS} s; measuring anyway", flush=True)
 
