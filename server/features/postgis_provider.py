@@ -52,6 +52,7 @@ COLUMNS = (
     " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
 )
 FEW_ROWS = 20_000  # estimated matches up to which the page query counts them too (see _page)
+MATCHED = "geoportal_matched"  # the page query's count of all matches (no layer field is named so)
 AWAY_SECONDS = 2.0  # after a failed connection, serve the fallback this long before trying the database again
 
 _databases: dict[str, str] = {}  # name -> URL
@@ -300,6 +301,18 @@ class PostGISProvider(GeoPackageProvider):
 
     def _source(self, meta: LayerMeta) -> str:
         return f"{pg_sql.table(meta.table)} AS {ALIAS}"
+
+    def _page_sql(self, meta: LayerMeta, columns: str, where: str, order: str, count_rows: bool) -> str:
+        """The page's rows picked first, its output (text, ST_AsBinary) computed for them alone: PostgreSQL would
+        compute it for every matching row before the sort (a small bbox: ~570 rows for 10, 1.8 -> 1.2 ms)."""
+        matched = f", count(*) OVER () AS {MATCHED}" if count_rows else ""
+        picked = (
+            f"SELECT {ALIAS}.*{matched} FROM {self._source(meta)} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        )
+        return f"SELECT {columns} FROM ({picked}) AS {ALIAS} ORDER BY {order}"
+
+    def _matched_sql(self) -> str:
+        return column(ALIAS, MATCHED)
 
     @staticmethod
     def _few(meta: LayerMeta, found: Conditions) -> bool:
