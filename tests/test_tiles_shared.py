@@ -103,8 +103,22 @@ def test_staff_and_time_filtered_tiles_are_apart_from_the_public_ones(published,
     public = second.tile(t.z, t.x, t.y)
     assert "notes" not in features_by_id(public.body, "repairs")[FID_A]["properties"]
     assert second.cached_tile(t.z, t.x, t.y, staff=True).body == staff.body
-    assert second.cached_tile(t.z, t.x, t.y, datetime="2025-03-01").body == in_march.body
-    assert second.cached_tile(t.z, t.x, t.y, datetime="2025-01-15") is None
+    # windows are as many as requests make up: not kept on disk, only in the worker that rendered one
+    assert second.cached_tile(t.z, t.x, t.y, datetime="2025-03-01") is None
+    assert first.cached_tile(t.z, t.x, t.y, datetime="2025-03-01").body == in_march.body
+
+
+def test_only_the_tilesets_tiles_are_kept_on_disk(published, tmp_path):
+    """What requests can make up without bound (time windows, empty tiles anywhere in the world, overzoom past the
+    advertised maxzoom) stays in each worker's memory; the disk holds at most the data's tiles per publication."""
+    shared = tmp_path / "tiles"
+    first = worker(published, shared)
+    here, deep, far = tile_of(POINT_A, 15), tile_of(POINT_A, first.maxzoom + 2), TMS.tile(-70.0, -40.0, 12)
+    assert first.tile(here.z, here.x, here.y, datetime="2025-01-15").body
+    assert first.tile(deep.z, deep.x, deep.y).body and first.tile(far.z, far.x, far.y).body == b""
+    assert not list(shared.rglob("*.mvt"))
+    first.tile(here.z, here.x, here.y)
+    assert len(list(shared.rglob("*.mvt"))) == 1
 
 
 def test_the_combined_tileset_is_prerendered_once_for_all_workers(published, tmp_path):

@@ -10,8 +10,9 @@ Layout under the folder (the server's cache folder, `tiles/`):
 
 `<namespace>` hashes what changes the bytes besides the data (the renderer's format, the tile policy, the catalog's
 layer definitions, which database for PostGIS); `<layers>` the served version of each layer the tile reads and the
-attributes it carries (the caller's level decides them); `<when>` the time window. The whole cache key of
-VectorTiles is in the path, so a publication, a level or a datetime window can never meet another's bytes. A file is
+attributes it carries (the caller's level decides them); `<when>` the time window (VectorTiles keeps only tiles
+without one here, see `_kept_on_disk`). The whole cache key of VectorTiles is in the path, so a publication, a
+level or a datetime window can never meet another's bytes. A file is
 written whole under a temporary name and renamed into place: a reader sees the tile or nothing. Folders of replaced
 versions are removed by `prune`.
 """

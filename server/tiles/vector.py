@@ -277,10 +277,11 @@ class VectorTiles:
         if tile is not None:
             return tile
         shared = self.shared(ask=render)  # the database is asked in the threadpool, never on the event loop
-        body = shared.get(key, gzip) if shared else None
+        on_disk = shared is not None and self._kept_on_disk(key)
+        body = shared.get(key, gzip) if on_disk else None
         if body is None:
             raw = self.cache.get((key, False))
-            raw = raw.body if raw is not None else shared.get(key, False) if shared and gzip else None
+            raw = raw.body if raw is not None else shared.get(key, False) if on_disk and gzip else None
             if raw is None:
                 if not render:
                     return None
@@ -289,18 +290,24 @@ class VectorTiles:
                 raw, cacheable = self.backend.render(sources, z, x, y, when=when, policy=self.policy)
                 if not cacheable:  # rendered from a newer version than the key names: right now, not for the key
                     return self._uncached(raw, gzip)
-                if shared:
+                if on_disk and raw:  # an empty tile is rendered again in no time: not worth a file
                     shared.put(key, False, raw)
             body = raw
             if gzip and raw:
                 if not render:
                     return None
                 body = gzip_module.compress(raw, compresslevel=self.gzip_level, mtime=0)
-            if shared and gzip:
+            if on_disk and gzip and body:
                 shared.put(key, True, body)
         tile = self._tile((shared.folder.name if shared else None, key), body, gzip and bool(body))
         self.cache.put((key, gzip), tile, len(body))
         return tile
+
+    def _kept_on_disk(self, key: tuple) -> bool:
+        """The tilesets' tiles up to the advertised maxzoom, as many as the data make. Tiles of a `datetime=` window
+        or overzoomed are as many as requests can make up: they stay in each worker's LRU only."""
+        _, z, _, _, when = key
+        return when is None and z <= self.maxzoom
 
     @staticmethod
     def _tile(key: tuple, body: bytes, encoded: bool) -> Tile:
