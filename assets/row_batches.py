@@ -7,7 +7,11 @@ lookup in one call, with the same outcome cell for cell (tests/test_csv_batches.
 
 from __future__ import annotations
 
-from assets.records import BatchedRecords, Reject, RowBatch, raw_text
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.records import BatchedRecords, ColumnBatch, Reject, RowBatch, raw_text
 
 # after this many records, a column whose values are mostly distinct stops sharing its strings
 SHARING_SAMPLE = 20_000
@@ -46,6 +50,27 @@ def collect_rows(
     distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
     numbers: list[str] = []
     for item in records.batches:
+        if isinstance(item, ColumnBatch):
+            for _, reject in item.rejects:
+                rejects.append(
+                    Reject(
+                        reject.source, reject.number, reject.error_field or "", reject.error, raw_text(reject.values)
+                    )
+                )
+            columns, item_numbers = item.columns, item.numbers
+            if not distinct and len(numbers) + len(item_numbers) >= SHARING_SAMPLE:
+                cut = SHARING_SAMPLE - len(numbers)
+                _add_columns(
+                    data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short
+                )
+                numbers += item_numbers[:cut]
+                columns, item_numbers = [c.slice(cut) for c in columns], item_numbers[cut:]
+                distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
+                for column in (c for c, stopped in distinct.items() if stopped):
+                    shared[column].clear()
+            _add_columns(data, shared, distinct, item.header, columns, words, kept, short)
+            numbers += item_numbers
+            continue
         if not isinstance(item, RowBatch):
             if item.number == "file":
                 warnings.append(f"{item.source}: {item.error}")
@@ -95,3 +120,51 @@ def _add_rows(
                     for v in cells[position[column]]
                 ]
             )
+
+
+def _add_columns(
+    data: dict[str, list],
+    shared: dict[str, _Shared],
+    distinct: dict[str, bool],
+    header: list[str],
+    columns: list[pa.Array],
+    words: set[str],
+    kept: dict[str, set[str]],
+    short: int,
+) -> None:
+    """`_add_rows` for Arrow columns: a sharing column's distinct texts go through its `_Shared` once per
+    piece; in a column of distinct texts only the short ones that could be a placeholder are tested."""
+    rows = len(columns[0]) if columns else 0
+    if not rows:
+        return
+    position = {name: i for i, name in enumerate(header)}
+    never = _never_placeholder(words)
+    for column, values in data.items():
+        if column not in position:
+            values.extend([None] * rows)
+            continue
+        cells = columns[position[column]]
+        if not distinct.get(column):
+            encoded = pc.dictionary_encode(cells)
+            lookup = shared[column].__getitem__
+            mapped = np.array([None, *map(lookup, encoded.dictionary.to_pylist())], dtype=object)[1:]
+            values.extend(mapped[encoded.indices.to_numpy(zero_copy_only=False)].tolist())
+            continue
+        texts = cells.to_pylist()
+        maybe = pc.less_equal(pc.utf8_length(cells), short)
+        if never:
+            maybe = pc.and_(maybe, pc.invert(pc.match_substring_regex(cells, never)))
+        dropped = kept[column]
+        for i in np.flatnonzero(maybe.to_numpy(zero_copy_only=False)).tolist():
+            word = texts[i].strip().casefold()
+            if word in words and word not in dropped:
+                texts[i] = None
+        values.extend(texts)
+
+
+def _never_placeholder(words: set[str]) -> str:
+    """RE2 class of the ASCII characters no placeholder holds: a text with one of them, not space, keeps
+    it through strip() and casefold() (ASCII casefolds to lower case), so it is none of `words`."""
+    letters = set("".join(words))
+    chars = [chr(c) for c in range(128) if not chr(c).isspace() and chr(c).lower() not in letters]
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]" if chars else ""

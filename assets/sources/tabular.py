@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from assets.records import BatchedRecords, RawRecord, RowBatch, SourceError, SourceTable
+from assets.records import BatchedRecords, ColumnBatch, RawRecord, RowBatch, SourceError, SourceTable
 
 # A quoted field may legitimately span lines (notes with line breaks); past this many lines an
 # open quote is a broken row, and the reader resynchronises on the next physical line.
@@ -61,9 +61,9 @@ def choose_encoding(head: bytes, declared: str, source: str, expected_columns: s
     return declared, None  # the header matches nothing: the column check names what is missing
 
 
-def _logical_records(lines: Iterable[str]) -> Iterator[tuple[int, str | None, str]]:
-    """(first physical line number, text or None if broken, raw) for each record of a CSV text,
-    streaming: only the lines of the record being assembled are held."""
+def _logical_records(lines: Iterable[str], first: int = 1) -> Iterator[tuple[int, str | None, str]]:
+    """(first physical line number, text or None if broken, raw) for each record of a CSV text whose
+    first line is line `first`, streaming: only the lines of the record being assembled are held."""
     source = iter(lines)
     pending: deque[str] = deque()
 
@@ -74,7 +74,7 @@ def _logical_records(lines: Iterable[str]) -> Iterator[tuple[int, str | None, st
         pending.append(line.rstrip("\r\n"))
         return True
 
-    number = 1
+    number = first
     while True:
         if not pending:
             for line in source:  # balanced lines, nearly all of them, go straight through
@@ -108,6 +108,18 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
     chosen, warning = choose_encoding(head, encoding, source, expected)
+    from assets.sources.csv_pieces import column_pieces, read_pieces  # it imports this module
+
+    handle = open(path, "rb")  # noqa: SIM115 - closed by _closing
+    pieces = read_pieces(handle, chosen)
+    if pieces is not None:
+        header_text, body = pieces
+        header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
+        items = column_pieces(body, header, source, delimiter, chosen)
+        if warning:
+            items = _after(RawRecord(source, "file", {}, error=warning, error_field="encoding"), items)
+        return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=handle.close)
+    handle.close()  # a header over several lines, or no text: the line reader alone
     text = open(path, encoding=chosen, errors="replace", newline="")  # noqa: SIM115 - closed by _csv_rows
     records = _logical_records(text)
     try:
@@ -123,7 +135,12 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     return SourceTable(source, header, BatchedRecords(batches), close=text.close)
 
 
-def _closing(records: Iterator[RawRecord | RowBatch], handle) -> Iterator[RawRecord | RowBatch]:
+def _after(first: RawRecord, items: Iterator[RawRecord | ColumnBatch]) -> Iterator[RawRecord | ColumnBatch]:
+    yield first
+    yield from items
+
+
+def _closing(records: Iterator, handle) -> Iterator:
     try:
         yield from records
     finally:
