@@ -16,6 +16,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +198,27 @@ def database_only_server(published_city_postgis: tuple, folder: Path):
     running = start_server(database_only, folder / "server.log", {"GEOPORTAL_STORE_URL": url})
     running.paths = paths
     return running
+
+
+@contextmanager
+def server_on_own_cluster(folder: Path, database: str, publish) -> Iterator[tuple[Cluster, Any]]:
+    """`python -m server` over a PostGIS database on a cluster of its own (the caller may stop it: the database going
+    away is what such tests are about), after `publish(url)` filled it: (the cluster, the running server)."""
+    from tests.conftest import city_paths
+    from tests.server_fixtures import start_server, stop_server
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster()
+    cluster.start()
+    try:
+        url = cluster.create_database(database)
+        publish(url)
+        server = start_server(city_paths(folder / "city"), folder / "server.log", {"GEOPORTAL_STORE_URL": url})
+        try:
+            yield cluster, server
+        finally:
+            stop_server(server)
+    finally:
+        cluster.stop()

@@ -141,27 +141,18 @@ def test_a_new_publication_in_postgis_is_served_without_a_restart(postgres_url: 
 
 
 def test_a_database_that_goes_away_is_logged_and_the_last_versions_stay_served(tmp_path: Path) -> None:
-    reason = pg.missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = pg.Cluster()  # its own cluster: this test stops it
-    cluster.start()
-    try:
-        url = cluster.create_database("geoportal_away")
-        spec = CATALOG["addresses"]
+    spec = CATALOG["addresses"]
+
+    def publish(url: str) -> None:
         publish_postgis(small_frame(spec, ["kept"]), spec, url)
-        server = start_server(city_paths(tmp_path / "city"), tmp_path / "server.log", {"GEOPORTAL_STORE_URL": url})
-        try:
-            assert features(server, "/collections/addresses/items", STAFF_KEY)[0] == 200
-            cluster.stop()
 
-            status, body = features(server, "/collections/addresses/items", STAFF_KEY)
-
-            assert status == 200, body
-            assert [f["properties"][spec.id_field] for f in body["features"]] == ["kept"]
-            assert "PostGIS store" in server.log_text() and "unreachable" in server.log_text()
-            assert "Traceback" not in server.log_text()
-        finally:
-            stop_server(server)
-    finally:
+    with pg.server_on_own_cluster(tmp_path, "geoportal_away", publish) as (cluster, server):
+        assert features(server, "/collections/addresses/items", STAFF_KEY)[0] == 200
         cluster.stop()
+
+        status, body = features(server, "/collections/addresses/items", STAFF_KEY)
+
+        assert status == 200, body
+        assert [f["properties"][spec.id_field] for f in body["features"]] == ["kept"]
+        assert "PostGIS store" in server.log_text() and "unreachable" in server.log_text()
+        assert "Traceback" not in server.log_text()

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from assets.stores.postgis import publish_postgis
 from layers.catalog import load_catalog
 from tests import pg
-from tests.conftest import city_paths
-from tests.server_fixtures import STAFF_KEY, start_server, stop_server
+from tests.server_fixtures import STAFF_KEY
 from tests.test_postgis_publish import small_frame
 
 SPEC = load_catalog()["addresses"]
@@ -19,33 +16,23 @@ ITEMS = "/collections/addresses/items"
 
 
 def test_a_database_away_without_a_local_copy_answers_503(tmp_path: Path) -> None:
-    reason = pg.missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = pg.Cluster()  # its own cluster: this test stops it
-    cluster.start()
-    try:
-        url = cluster.create_database("geoportal_away_503")
+    def publish(url: str) -> None:
         publish_postgis(small_frame(SPEC, ["kept"]), SPEC, url)
-        server = start_server(city_paths(tmp_path / "city"), tmp_path / "server.log", {"GEOPORTAL_STORE_URL": url})
-        try:
-            with server.client(STAFF_KEY) as client:
-                assert client.get(ITEMS, params={"limit": 3}).status_code == 200
-                cluster.stop()
-                (tmp_path / "cache" / "postgis" / f"{SPEC.id}.gpkg").unlink()  # no copy left to serve from
 
-                answers = [
-                    client.get(ITEMS, params={"limit": 5}),  # not the cached page
-                    client.get(ITEMS, params={"limit": 5, "f": "json"}),  # the store is tried again after a while
-                    client.get(f"{ITEMS}/12345"),
-                ]
-            for answer in answers:
-                assert answer.status_code == 503, answer.text
-                body = answer.json()
-                assert body["code"] == "ServiceUnavailable", body
-                assert "cannot be reached" in body["description"], body
-            assert "Traceback" not in server.log_text()
-        finally:
-            stop_server(server)
-    finally:
-        cluster.stop()
+    with pg.server_on_own_cluster(tmp_path, "geoportal_away_503", publish) as (cluster, server):
+        with server.client(STAFF_KEY) as client:
+            assert client.get(ITEMS, params={"limit": 3}).status_code == 200
+            cluster.stop()
+            (tmp_path / "cache" / "postgis" / f"{SPEC.id}.gpkg").unlink()  # no copy left to serve from
+
+            answers = [
+                client.get(ITEMS, params={"limit": 5}),  # not the cached page
+                client.get(ITEMS, params={"limit": 5, "f": "json"}),  # the store is tried again after a while
+                client.get(f"{ITEMS}/12345"),
+            ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            body = answer.json()
+            assert body["code"] == "ServiceUnavailable", body
+            assert "cannot be reached" in body["description"], body
+        assert "Traceback" not in server.log_text()
