@@ -90,6 +90,8 @@ def collect_rows(
                 shared[column].clear()  # ids, WKT, phone numbers: a dict of them would only cost memory
         _add_rows(data, shared, distinct, item.header, rows, words, kept, short)
         numbers += item_numbers
+    # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
+    pa.default_memory_pool().release_unused()
     return numbers
 
 
