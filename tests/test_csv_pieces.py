@@ -87,3 +87,15 @@ def test_collected_pieces_keep_placeholders_and_rejects(tmp_path: Path, monkeypa
 def test_spaces_are_those_of_str_isspace() -> None:
     spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
     assert spaces == csv_pieces.SPACES
+
+
+@pytest.mark.parametrize("width", [1001, 1002, 1500])
+def test_a_header_wider_than_the_plain_row_test_is_read_by_lines(tmp_path: Path, width: int) -> None:
+    """RE2 repeats a group at most 1,000 times: a 1,500-column export raised ArrowInvalid instead of being read."""
+    path = tmp_path / "f.csv"
+    rows = [";".join(f"h{i}" for i in range(width))]
+    rows += [";".join(f"v{r}_{i}" for i in range(width)) for r in range(5)] + [";".join(["x"] * (width - 1))]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    table = read_csv(path, "f.csv", "utf-8", ";", set())
+    assert _seen(table.records) == _seen(_by_lines(path, "utf-8"))
+    assert len(_seen(_by_lines(path, "utf-8"))) == 6

@@ -25,6 +25,8 @@ from assets.records import ColumnBatch, RawRecord, RowBatch
 from assets.sources.tabular import BATCH, MAX_LINES_PER_RECORD, UNDECODABLE, _judged, _logical_records
 
 PIECE_BYTES = 8 * 1024 * 1024
+# RE2 repeats a group at most 1,000 times: a wider header is read by the line reader alone
+MAX_PLAIN_WIDTH = 1001
 # what str.isspace() holds true (checked by tests/test_csv_pieces.py): a line that starts with one of
 # these or with the delimiter may be blank or padding, which the line reader skips
 SPACES = (

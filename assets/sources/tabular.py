@@ -108,18 +108,19 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
     chosen, warning = choose_encoding(head, encoding, source, expected)
-    from assets.sources.csv_pieces import column_pieces, read_pieces  # it imports this module
+    from assets.sources.csv_pieces import MAX_PLAIN_WIDTH, column_pieces, read_pieces  # it imports this module
 
     handle = open(path, "rb")  # noqa: SIM115 - closed by _closing
     pieces = read_pieces(handle, chosen)
     if pieces is not None:
         header_text, body = pieces
         header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
-        items = column_pieces(body, header, source, delimiter, chosen)
-        if warning:
-            items = _after(RawRecord(source, "file", {}, error=warning, error_field="encoding"), items)
-        return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=handle.close)
-    handle.close()  # a header over several lines, or no text: the line reader alone
+        if len(header) <= MAX_PLAIN_WIDTH:
+            items = column_pieces(body, header, source, delimiter, chosen)
+            if warning:
+                items = _after(RawRecord(source, "file", {}, error=warning, error_field="encoding"), items)
+            return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=handle.close)
+    handle.close()  # a header over several lines, wider than the plain-row test, or no text: the line reader alone
     text = open(path, encoding=chosen, errors="replace", newline="")  # noqa: SIM115 - closed by _csv_rows
     records = _logical_records(text)
     try:
