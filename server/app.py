@@ -43,7 +43,7 @@ from server.memory import TRIM_SECONDS, release_free_memory
 from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
 from server.ogcapi.routes import api_routes, patch_pygeoapi
-from server.ogcapi.site import VIEW, LiveSite, build_site, view_of
+from server.ogcapi.site import SITE, VIEW, LiveSite, build_site, view_of
 from server.published.store import open_store
 from server.reports.routes import report_routes
 from server.settings import ServerSettings, get_server_settings
@@ -79,7 +79,7 @@ class AccessDispatcher:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        site = await self.live.current()
+        site = scope.get(SITE) or await self.live.current()  # checked once per request
         key = presented_key(Headers(scope=scope))
         level = "public" if key is None else await self.level_of(key)
         if level is None:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.ogcapi.routes import PAGES, page_key
+from server.ogcapi.site import SITE
 from server.tiles.vector import accepts_gzip, etag_matches
 
 TILE_PATH = re.compile(r"^/tiles/(?:(?P<layer>[^/]+)/)?(?P<z>[0-9]+)/(?P<x>[0-9]+)/(?P<y>[0-9]+)\.pbf$")
@@ -94,6 +95,7 @@ class EarlyAnswers:
 
     async def _page(self, app, layer: str, scope: Scope, request: dict[bytes, bytes], send: Send) -> bool:
         site = await app.state.live.current()  # the same check of the published version as the dispatcher's
+        scope[SITE] = site  # which the dispatcher then takes instead of checking again
         view = site.views["public"]
         accept, language = (request.get(name) for name in (b"accept", b"accept-language"))
         key = page_key(layer, scope["query_string"], *(v.decode("latin-1") if v else None for v in (accept, language)))

@@ -14,3 +14,27 @@ def test_site_is_not_rebuilt_while_nothing_changes(published_city):
     assert "disruption_load" in GeoPackageStore(app.state.catalog, published_city).watched_files()
     first, second = asyncio.run(live.current()), asyncio.run(live.current())
     assert first is second is live.site, "a request must not pay for rebuilding the API"
+
+
+def test_a_request_checks_the_published_files_once(published_city):
+    """Each check is a stat per published file on the event loop, and each stat hands the GIL over to the request
+    threads: a public items request used to check twice (the early answers, then the access dispatcher)."""
+    import httpx
+
+    app = create_app(paths=published_city)
+    live = app.state.live
+    checks = []
+    signature = live._signature
+    live._signature = lambda: checks.append(1) or signature()
+
+    async def ask() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            statuses = []
+            for query in ({"limit": 3}, {"limit": 3, "bbox": "104.2,52.2,104.4,52.4"}):
+                checks.clear()
+                statuses.append((await client.get("/collections/road_closures/items", params=query)).status_code)
+                assert len(checks) == 1, query
+            return statuses
+
+    assert asyncio.run(ask()) == [200, 200]

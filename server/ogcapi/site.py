@@ -31,6 +31,9 @@ from server.settings import ServerSettings
 
 LOGGER = logging.getLogger(__name__)
 VIEW = "geoportal.view"  # where the access dispatcher puts the caller's View in the request scope
+# the Site a request was checked against (early answers, then the dispatcher): one check of the published files per
+# request; each check is a stat per file on the event loop, and each stat hands the GIL to the request threads
+SITE = "geoportal.site"
 COMMON_CLASSES = tuple(core_api.CONFORMANCE_CLASSES)  # copied: pygeoapi's conformance() appends to the original
 READ_ONLY_EXCLUDED = {"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"}
 FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
