@@ -8,16 +8,37 @@ files with the Python renderer (server/tiles/render.py); the PostGIS store bring
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import urllib.parse
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import shapely
+
 from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval
 from server.published import files
 from server.published.files import FileIdentity, file_identity
-from server.tiles.index import IndexCache, LayerIndex, load_index, stored_index
+from server.published.gpkg import to_shapely_many
+from server.published.sql import quote_identifier
+from server.tiles.carry import changed_limit
+from server.tiles.index import (
+    IndexCache,
+    LayerIndex,
+    index_of,
+    index_rows,
+    load_index,
+    mercator_bounds,
+    read_stored,
+    replaced,
+    stored_index,
+    temporal_columns,
+)
 from server.tiles.metadata import Bbox
 from server.tiles.render import LayerSource, TilePolicy, connect, render_tile
 from server.tiles.shared import digest
@@ -51,6 +72,17 @@ class TileBackend(Protocol):
         when a publication came in between: the tile is right for now but not for that key)."""
         ...
 
+    def changed_boxes(self, spec: LayerSpec, old: object, new: Hashable) -> np.ndarray | None:
+        """Web Mercator boxes (n x 4) of the features that appeared, changed or ended from version `old` (as the
+        shared store's layers.json holds it: JSON) to `new` of the layer, a changed feature's old and new box; None
+        when the store cannot tell (see server/tiles/carry.py). Optional: a backend without it renders anew."""
+        ...
+
+
+def shapely_bounds(geometries: np.ndarray) -> np.ndarray:
+    """Lon/lat bounds of the geometries that are there (a missing one has no box)."""
+    return shapely.bounds(geometries[~shapely.is_missing(geometries)]).reshape(-1, 4)
+
 
 @lru_cache(maxsize=256)
 def _data_bounds(identity: FileIdentity, layer_id: str) -> Bbox | None:
@@ -72,10 +104,119 @@ class GeoPackageTiles:
         self.indexes = IndexCache()  # per published file: what low-zoom thinning reads instead of the R-tree
         self._paths: dict[str, str] = {}  # layer -> its file's path: a stat per layer and request is all that is left
         self.index_dir: Path | None = None  # where the box indexes are kept for every worker (`share`)
+        self.version_dir: Path | None = None  # hard links of the served files, to compare the next version with
+        self._retained: set[Hashable] = set()
 
     def share(self, folder: Path) -> None:
-        """Keep what is built once per publication (the box indexes) in `folder`, for the other workers."""
+        """Keep what is built once per publication (the box indexes) in `folder`, for the other workers, and a hard
+        link of each served file (`retain`), which the next version is compared with (`changed_boxes`)."""
         self.index_dir = folder / "indexes"
+        self.version_dir = folder / "versions"
+
+    def _kept_file(self, identity: tuple) -> Path:
+        assert self.version_dir is not None
+        path, _, inode, mtime, size = identity
+        return self.version_dir / f"{digest(path)}-{inode}-{mtime}-{size}.gpkg"
+
+    def retain(self, layer_id: str) -> None:
+        """Keep the layer's served file reachable after the pipeline replaces it: a hard link (no bytes copied;
+        the old file's blocks are freed once `forget` removes it). Not possible across file systems: the next
+        version is then rendered anew."""
+        identity = self.identity(layer_id)
+        if self.version_dir is None or identity is None or identity in self._retained:
+            return
+        kept = self._kept_file(identity)  # type: ignore[arg-type]
+        try:
+            self.version_dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.link(identity[0], kept)  # type: ignore[index]
+            stat = kept.stat()
+            if (stat.st_dev, stat.st_ino) != identity[1:3]:  # type: ignore[index]
+                kept.unlink()  # the file was replaced between the stat and the link: that one is not this version
+                return
+        except OSError:
+            return
+        self._retained.add(identity)
+
+    def forget(self, served: set[Hashable]) -> None:
+        """Remove the kept files of versions not served now (`served`: identities)."""
+        if self.version_dir is None:
+            return
+        keep = {self._kept_file(identity).name for identity in served if identity}  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            for kept in self.version_dir.iterdir():
+                if kept.name not in keep:
+                    with contextlib.suppress(OSError):
+                        kept.unlink()
+        self._retained &= set(served)
+
+    def changed_boxes(self, spec: LayerSpec, old: object, new: Hashable) -> np.ndarray | None:
+        """The new file compared with the kept link of the old one, ATTACHed: a join by fid (the primary key) in
+        SQLite. While it has the rows at hand it also stores the new version's box index, derived from the old
+        one's (`index.replaced`), so no worker scans the new file for it."""
+        if self.version_dir is None or not isinstance(old, list) or len(old) != 5 or not isinstance(new, tuple):
+            return None
+        old_identity = tuple(old)
+        kept = self._kept_file(old_identity)
+        try:
+            if kept.stat().st_ino != old_identity[2]:
+                return None
+            db = files.connect(new[0], immutable=True)
+        except (OSError, sqlite3.Error):
+            return None
+        try:
+            if file_identity(new[0]) != new:  # replaced again meanwhile: the connection may hold another version
+                return None
+            uri = "file:" + urllib.parse.quote(os.path.abspath(kept)) + "?mode=ro&immutable=1"
+            db.execute("ATTACH DATABASE ? AS previous", (uri,))
+            statement, limit = self._difference(db, spec)
+            rows = db.execute(statement, [limit + 1]).fetchall()
+        except sqlite3.Error:
+            return None  # another schema (a column added or gone): render anew
+        finally:
+            db.close()
+        if len(rows) > limit:
+            return None
+        boxes = []
+        for column in (1, 2):  # the new geometries, then the old ones
+            geometries = to_shapely_many([row[column] for row in rows])
+            bounds = shapely_bounds(geometries)
+            boxes.append(np.column_stack(mercator_bounds(*bounds.T)) if len(bounds) else np.empty((0, 4)))
+        self._store_index(spec, old_identity, new, rows)
+        return np.concatenate(boxes)
+
+    @staticmethod
+    def _difference(db: sqlite3.Connection, spec: LayerSpec) -> tuple[str, int]:
+        """The statement listing (fid, new geometry, old geometry, new temporal columns...) of every feature that
+        appeared, changed (geometry or any catalog field) or ended, and how many the layer may change."""
+        (features,) = db.execute(f"SELECT count(*) FROM {quote_identifier(spec.id)}").fetchone()
+        table = quote_identifier(spec.id)
+        compared = ["geom", *(f.name for f in spec.fields)]
+        differs = " OR ".join(f"n.{quote_identifier(c)} IS NOT o.{quote_identifier(c)}" for c in compared)
+        times = temporal_columns(spec)
+        new_times = "".join(f", n.{quote_identifier(c)}" for c in times)
+        no_times = ", NULL" * len(times)
+        statement = (
+            f"SELECT n.fid, n.geom, o.geom{new_times} FROM main.{table} n LEFT JOIN previous.{table} o"
+            f" ON o.fid = n.fid WHERE o.fid IS NULL OR {differs}"
+            f" UNION ALL SELECT o.fid, NULL, o.geom{no_times} FROM previous.{table} o"
+            f" WHERE NOT EXISTS (SELECT 1 FROM main.{table} n WHERE n.fid = o.fid) LIMIT ?"
+        )
+        return statement, changed_limit(features)
+
+    def _store_index(self, spec: LayerSpec, old: tuple, new: tuple, rows: list[tuple]) -> None:
+        """The new version's box index from the old one's, if stored (else the first thinned tile scans the file)."""
+        if self.index_dir is None:
+            return
+        name, layer = digest(str(new[0])), spec.model_dump_json()
+        previous = read_stored(self.index_dir, name, digest((old, layer)))
+        if previous is None:
+            return
+        present = [(row[0], row[1], *row[3:]) for row in rows if row[1] is not None]
+        ids, bounds, times = index_rows(present) if present else (np.empty(0, np.int64), np.empty((0, 4)), [])
+        added = index_of(spec, ids, bounds, times)
+        removed = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        stored_index(self.index_dir, name, digest((new, layer)), lambda: replaced(previous, removed, added))
 
     def identity(self, layer_id: str) -> Hashable | None:
         path = self._paths.get(layer_id)
@@ -98,6 +239,8 @@ class GeoPackageTiles:
     def render(
         self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy
     ) -> tuple[bytes, bool]:
+        for source in sources:
+            self.retain(source.spec.id)  # a version some tile was drawn from: the next one is compared with it
         # A file replaced meanwhile is read whole as the new version (connections pin what they opened): the
         # tile is cached under the identity stat'ed before, which no later request asks for.
         return render_tile(sources, z, x, y, when=when, policy=policy, index_of=self._index), True

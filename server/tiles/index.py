@@ -86,29 +86,63 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
     """One sequential scan of the table (fid, geometry, temporal columns) in batches. Boxes are the exact
     geometry bounds, not the R-tree's (float32, rounded outwards by a few ulps): the size order and cells of
     points would otherwise follow rounding noise, which the PostGIS renderer cannot reproduce."""
-    names = [spec.temporal.start, *([spec.temporal.end] if spec.temporal.end else [])] if spec.temporal else []
+    names = temporal_columns(spec)
     columns = "".join(f", {quote_identifier(name)}" for name in names)
     cursor = db.execute(f"SELECT fid, geom{columns} FROM {quote_identifier(spec.id)}")
     ids, boxes, times = [], [], [[] for _ in names]
     while rows := cursor.fetchmany(batch):
-        geometries = to_shapely_many([row[1] for row in rows])
-        present = ~shapely.is_missing(geometries)
-        ids.append(np.fromiter((row[0] for row in rows), np.int64, len(rows))[present])
-        boxes.append(shapely.bounds(geometries[present]))
-        for i, column in enumerate(times):
-            column.extend(row[2 + i] for row, keep in zip(rows, present, strict=True) if keep)
+        part_ids, part_boxes, part_times = index_rows(rows)
+        ids.append(part_ids)
+        boxes.append(part_boxes)
+        for column, part in zip(times, part_times, strict=True):
+            column.extend(part)
     ids_all = np.concatenate(ids) if ids else np.empty(0, np.int64)
-    box = np.concatenate(boxes) if boxes else np.empty((0, 4))
-    left, bottom, right, top = mercator_bounds(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
-    order = np.lexsort((ids_all, -((right - left) + (top - bottom))))
+    return index_of(spec, ids_all, np.concatenate(boxes) if boxes else np.empty((0, 4)), times)
+
+
+def temporal_columns(spec: LayerSpec) -> list[str]:
+    """The columns the index keeps besides fid and geometry: the temporal start and end fields."""
+    return [spec.temporal.start, *([spec.temporal.end] if spec.temporal.end else [])] if spec.temporal else []
+
+
+def index_rows(rows: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, list[list]]:
+    """Rows (fid, GeoPackage geometry, temporal columns...) as fids, lon/lat bounds and temporal texts, leaving out
+    the features without a geometry (no tile shows them)."""
+    geometries = to_shapely_many([row[1] for row in rows])
+    present = ~shapely.is_missing(geometries)
+    ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))[present]
+    width = len(rows[0]) - 2 if rows else 0
+    times = [[row[2 + i] for row, keep in zip(rows, present, strict=True) if keep] for i in range(width)]
+    return ids, shapely.bounds(geometries[present]).reshape(-1, 4), times
+
+
+def index_of(spec: LayerSpec, ids: np.ndarray, bounds: np.ndarray, times: list[list]) -> LayerIndex:
+    """The index of features given by fid, lon/lat bounds and temporal texts, in any order."""
+    left, bottom, right, top = mercator_bounds(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+    times = times or [[] for _ in temporal_columns(spec)]  # no rows at all
     start = end = None
     if spec.temporal:
-        start = epoch_ms(times[0])[order]
+        start = epoch_ms(times[0])
         if spec.temporal.end:
-            is_date = spec.field(spec.temporal.end).type == "date"
-            end = epoch_ms(times[1], date_end=is_date)[order]
+            end = epoch_ms(times[1], date_end=spec.field(spec.temporal.end).type == "date")
     dates = bool(spec.temporal) and spec.field(spec.temporal.start).type == "date"
-    return LayerIndex(ids_all[order], left[order], bottom[order], right[order], top[order], start, end, dates)
+    return _sorted(ids, left, bottom, right, top, start, end, dates)
+
+
+def _sorted(ids, left, bottom, right, top, start, end, dates: bool) -> LayerIndex:
+    order = np.lexsort((ids, -((right - left) + (top - bottom))))
+    pick = lambda a: None if a is None else np.ascontiguousarray(a[order])  # noqa: E731
+    return LayerIndex(pick(ids), pick(left), pick(bottom), pick(right), pick(top), pick(start), pick(end), dates)
+
+
+def replaced(index: LayerIndex, removed: np.ndarray, added: LayerIndex) -> LayerIndex:
+    """The index of the next version of a layer from this one: the features of fids `removed` (ended or changed)
+    taken out, `added` (appeared or changed, as they are now) put in. The same arrays as `load_index` over the new
+    version (the order is a total one: size, then the unique fid), at the cost of a sort instead of a scan."""
+    keep = ~np.isin(index.ids, removed)
+    join = lambda a, b: None if a is None else np.concatenate([np.asarray(a)[keep], b])  # noqa: E731
+    arrays = [join(getattr(index, name), getattr(added, name)) for name in ARRAYS]
+    return _sorted(*arrays, dates=index.dates)
 
 
 ARRAYS = ("ids", "left", "bottom", "right", "top", "start", "end")
@@ -144,6 +178,19 @@ def stored_index(folder: Path, name: str, version: str, build: Callable[[], Laye
         for array in ARRAYS
     }
     return LayerIndex(**arrays, dates=json.loads((target / "index.json").read_text())["dates"])
+
+
+def read_stored(folder: Path, name: str, version: str) -> LayerIndex | None:
+    """The index `stored_index` kept of `name` at `version`, memory-mapped; None when it is not there (any more)."""
+    target = folder / f"{name}-{version}"
+    try:
+        arrays = {
+            array: np.load(target / f"{array}.npy", mmap_mode="r") if (target / f"{array}.npy").exists() else None
+            for array in ARRAYS
+        }
+        return LayerIndex(**arrays, dates=json.loads((target / "index.json").read_text())["dates"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 class IndexCache:

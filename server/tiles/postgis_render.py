@@ -22,13 +22,16 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval, active_clauses
 from server.tiles.backend import TileBackend
+from server.tiles.carry import changed_limit
 from server.tiles.grid import MAX_LATITUDE
+from server.tiles.index import mercator_bounds
 from server.tiles.metadata import Bbox
 from server.tiles.render import LayerSource, TileFrame, TilePolicy
 
@@ -269,6 +272,58 @@ class PostGISTiles:
 
     def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...]) -> LayerSource:
         return LayerSource(spec, None, fields, self.identity(spec.id))
+
+    def changed_boxes(self, spec: LayerSpec, old: object, new: Hashable) -> np.ndarray | None:
+        """The served table joined by fid with the `__previous` one the store keeps for rollback, in one snapshot
+        with the registry, which must say they are versions `new` and `old`."""
+        if not isinstance(old, int) or not isinstance(new, int):
+            return None
+        registry = sql.Identifier(SCHEMA, "publications")
+        box = lambda a: sql.SQL(", ").join(  # noqa: E731 - lon/lat bounds of one side
+            sql.SQL(f"ST_{edge}({a}.geom)") for edge in ("XMin", "YMin", "XMax", "YMax")
+        )
+        differs = sql.SQL(" OR ").join(
+            [
+                sql.SQL("n.geom::bytea IS DISTINCT FROM o.geom::bytea"),
+                *(sql.SQL("n.{0} IS DISTINCT FROM o.{0}").format(sql.Identifier(f.name)) for f in spec.fields),
+            ]
+        )
+        statement = sql.SQL(
+            "SELECT {new}, {old} FROM {current} n FULL JOIN {previous} o ON o.fid = n.fid"
+            " WHERE n.fid IS NULL OR o.fid IS NULL OR {differs} LIMIT %s"
+        ).format(
+            new=box("n"),
+            old=box("o"),
+            current=sql.Identifier(SCHEMA, spec.id),
+            previous=sql.Identifier(SCHEMA, spec.id + "__previous"),
+            differs=differs,
+        )
+        try:
+            connection = self._connection()
+            with connection.transaction():
+                connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                slots = dict(
+                    connection.execute(
+                        sql.SQL("SELECT slot, array[version, features] FROM {} WHERE layer_id = %s").format(registry),
+                        (spec.id,),
+                    ).fetchall()
+                )
+                if [v[0] for v in (slots.get("current"), slots.get("previous")) if v] != [new, old]:
+                    return None  # another publication (or a rollback) since: `__previous` is not `old`
+                limit = changed_limit(slots["current"][1])
+                rows = connection.execute(statement, (limit + 1,)).fetchall()
+        except psycopg.OperationalError:
+            self._local.connection = None
+            return None
+        except psycopg.Error:
+            return None  # another schema (a column added or gone): render anew
+        if len(rows) > limit:
+            return None
+        values = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+        values = values.reshape(-1, 8)
+        lonlat = np.concatenate([values[:, :4], values[:, 4:]])
+        lonlat = lonlat[~np.isnan(lonlat).any(axis=1)]  # a side without the feature (appeared, ended)
+        return np.column_stack(mercator_bounds(*lonlat.T)) if len(lonlat) else np.empty((0, 4))
 
     def render(
         self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy

@@ -3,10 +3,12 @@ per publication, not once per worker process.
 
 Layout under the folder (the server's cache folder, `tiles/`):
 
-    <namespace>/<layers>/layers.json            what <layers> stands for: [[layer id, served version], ...]
+    <namespace>/<layers>/layers.json            what <layers> stands for: [[layer id, served version, fields], ...]
     <namespace>/<layers>/<z>-<x>-<y>-<when>.mvt  the tile's MVT bytes (empty file: an empty tile)
     <namespace>/<layers>/<z>-<x>-<y>-<when>.gz   the same, gzipped
     <namespace>/<layers>/prerendered-z<N>        written once z0..zN of the combined tileset are all there
+    <namespace>/<layers>/carried                 written once the tiles a publication cannot have changed are linked
+                                                 in from the folder of the version before (server/tiles/carry.py)
 
 `<namespace>` hashes what changes the bytes besides the data (the renderer's format, the tile policy, the catalog's
 layer definitions, which database for PostGIS); `<layers>` the served version of each layer the tile reads and the
@@ -27,7 +29,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -68,9 +70,12 @@ class SharedTiles:
         except OSError as error:
             with contextlib.suppress(OSError):
                 temporary.unlink()
-            if not self._failed:
-                LOGGER.warning("tiles: cannot write the shared tile store in %s: %s", self.folder, error)
-            self._failed = True
+            self._warn(error)
+
+    def _warn(self, error: OSError) -> None:
+        if not self._failed:
+            LOGGER.warning("tiles: cannot write the shared tile store in %s: %s", self.folder, error)
+        self._failed = True
 
     def _layer_folder(self, folder: Path, layers: tuple) -> None:
         if folder in self._layer_folders and folder.is_dir():
@@ -79,14 +84,16 @@ class SharedTiles:
         described = folder / "layers.json"
         if not described.exists():
             temporary = folder / f".layers.json.{os.getpid()}.{threading.get_ident()}"
-            temporary.write_text(json.dumps([[layer_id, identity] for layer_id, identity, _ in layers]))
+            described_layers = [[layer_id, identity, list(names)] for layer_id, identity, names in layers]
+            temporary.write_text(json.dumps(described_layers))
             os.replace(temporary, described)
         self._layer_folders.add(folder)
 
     @contextlib.contextmanager
-    def claim(self, layers: tuple, task: str) -> Iterator[bool]:
+    def claim(self, layers: tuple, task: str, wait: bool = False) -> Iterator[bool]:
         """True for the one process that may do `task` for these layer versions now (an exclusive lock on a file of
-        their folder, released when the block ends or the process dies); False for every other."""
+        their folder, released when the block ends or the process dies); False for every other (`wait`: True once
+        the process holding it is done, False only when the lock cannot be taken at all)."""
         folder = self.folder / digest(layers)
         try:
             self._layer_folder(folder, layers)
@@ -96,7 +103,7 @@ class SharedTiles:
             return
         try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 yield False
                 return
@@ -122,8 +129,46 @@ class SharedTiles:
                     layers = json.loads((folder / "layers.json").read_text())
                 except (OSError, ValueError):
                     continue  # being created, or not ours
-                if any(current.get(layer_id) != version for layer_id, version in layers):
+                if any(current.get(layer_id) != version for layer_id, version, *_ in layers):
                     shutil.rmtree(folder, ignore_errors=True)
                     self._layer_folders.discard(folder)
                     removed += 1
         return removed
+
+    def folders(self) -> Iterator[tuple[Path, list]]:
+        """Every folder of the namespace with what its layers.json says: [[layer id, version, fields], ...] (the
+        version as JSON has it: a tuple comes back a list)."""
+        with contextlib.suppress(OSError):
+            for folder in self.folder.iterdir():
+                try:
+                    yield folder, json.loads((folder / "layers.json").read_text())
+                except (OSError, ValueError):
+                    continue  # being created, or not ours
+
+    def link_from(self, source: Path, layers: tuple, keep: Callable[[int, int, int], bool]) -> int:
+        """Hard-link into the folder of `layers` every tile file of `source` (another version's folder) whose z/x/y
+        `keep` accepts: the same bytes under the new key, none copied. A tile already there (rendered meanwhile by
+        a request) stays. Returns how many files were linked."""
+        target = self.folder / digest(layers)
+        linked = 0
+        try:
+            self._layer_folder(target, layers)
+            names = os.listdir(source)
+        except OSError as error:
+            self._warn(error)
+            return 0
+        for name in names:
+            if name.startswith(".") or not name.endswith((".mvt", ".gz")):
+                continue
+            z, x, y = (int(part) for part in name.split("-", 3)[:3])
+            if not keep(z, x, y):
+                continue
+            try:
+                os.link(source / name, target / name)
+                linked += 1
+            except FileExistsError:
+                continue
+            except OSError as error:  # pruned meanwhile, or a file system without hard links
+                self._warn(error)
+                return linked
+        return linked

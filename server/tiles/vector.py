@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import gzip as gzip_module
 import hashlib
+import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
@@ -50,6 +52,7 @@ from server.errors import BadRequest, GeoportalError, NotFound, status_of
 from server.tiles import metadata as tile_metadata
 from server.tiles.backend import GeoPackageTiles, TileBackend
 from server.tiles.cache import TileCache
+from server.tiles.carry import DirtyTiles, dirty_tiles
 from server.tiles.grid import MAX_ZOOM
 from server.tiles.metadata import Bbox, ogc_tilesets
 from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
@@ -72,6 +75,7 @@ MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
 # Part of the shared store's namespace: raise it when the renderers draw differently, so no tile of the old
 # drawing is served from a store that outlived an upgrade.
 RENDERING = 1
+CARRIED = "carried"  # the mark of a folder whose tiles the versions before have handed on (server/tiles/carry.py)
 
 
 class TileError(GeoportalError):
@@ -101,6 +105,11 @@ class Tile:
     headers: dict[str, str] = field(default_factory=dict)
     # the headers but Vary, as ASGI sends them (lower-case bytes): made once, not per request (server/early_answers.py)
     raw_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), compare=False)
+
+
+def _as_json(value: object) -> object:
+    """A version as layers.json holds it (tuples come back lists)."""
+    return json.loads(json.dumps(value))
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -162,6 +171,10 @@ class VectorTiles:
             backend.share(shared_dir)  # what else it builds once per publication (GeoPackage: the box indexes)
         self._shared: SharedTiles | None = None  # opened once the store's namespace is known
         self.prerender_zoom = prerender_zoom  # `refresh` renders the combined tileset z0..this once per publication
+        self._carried: set[tuple] = set()  # folders (their layers) this process knows to be carried over
+        self._carry_lock = threading.Lock()
+        self._dirty: dict[tuple, DirtyTiles] = {}  # what this process found changed, per folder: rendered first
+        self._changes: dict[tuple, Any] = {}  # (layer, old, new) -> the backend's changed boxes (None: unknown)
 
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
         """The requested layers in catalog order; None is the combined set (public, and internal for staff)."""
@@ -279,6 +292,8 @@ class VectorTiles:
         shared = self.shared(ask=render)  # the database is asked in the threadpool, never on the event loop
         on_disk = shared is not None and self._kept_on_disk(key)
         body = shared.get(key, gzip) if on_disk else None
+        if body is None and on_disk and render and self._carry(shared, key[0]):  # type: ignore[union-attr]
+            body = shared.get(key, gzip)  # type: ignore[union-attr]
         if body is None:
             raw = self.cache.get((key, False))
             raw = raw.body if raw is not None else shared.get(key, False) if on_disk and gzip else None
@@ -302,6 +317,79 @@ class VectorTiles:
         tile = self._tile((shared.folder.name if shared else None, key), body, gzip and bool(body))
         self.cache.put((key, gzip), tile, len(body))
         return tile
+
+    def _carry(self, shared: SharedTiles, layers: tuple) -> bool:
+        """Link into the folder of `layers` every tile of the versions before that their publication cannot have
+        changed (server/tiles/carry.py), once per folder: whichever process asks first does it, the others wait for
+        it instead of rendering meanwhile. True the first time this process asks (tiles may be there now)."""
+        if layers in self._carried:
+            return False
+        with self._carry_lock:
+            if layers in self._carried:
+                return False
+            if not shared.done(layers, CARRIED):
+                with shared.claim(layers, "carry", wait=True) as mine:
+                    if mine and not shared.done(layers, CARRIED):
+                        dirty = self._link_previous(shared, layers)
+                        if dirty is not None:
+                            if len(self._dirty) > 16:
+                                self._dirty.clear()
+                            self._dirty[layers] = dirty
+                        shared.mark_done(layers, CARRIED)
+            if len(self._carried) > 1000:  # folders come and go with publications: keep the memo bounded
+                self._carried.clear()
+            self._carried.add(layers)
+        return True
+
+    def _link_previous(self, shared: SharedTiles, layers: tuple) -> DirtyTiles | None:
+        """From the newest folder of the same layers and attributes at other versions whose changes the backend can
+        tell, link the tiles no change reaches; the changes found, or None (nothing carried: all rendered anew)."""
+        wanted = [[layer_id, list(names)] for layer_id, _, names in layers]
+        now = [_as_json(version) for _, version, _ in layers]
+        candidates = []
+        for folder, entries in shared.folders():
+            if any(len(entry) != 3 for entry in entries) or [[e[0], e[2]] for e in entries] != wanted:
+                continue
+            if [entry[1] for entry in entries] != now:
+                try:
+                    candidates.append(((folder / "layers.json").stat().st_mtime_ns, folder, entries))
+                except OSError:
+                    continue  # pruned meanwhile
+        for _, folder, entries in sorted(candidates, key=lambda c: c[0], reverse=True):
+            boxes = []
+            for (layer_id, old, _), (_, new, _), new_json in zip(entries, layers, now, strict=True):
+                if old != new_json:
+                    found = self._changed_boxes(layer_id, old, new)
+                    if found is None:
+                        break
+                    boxes.append(found)
+            else:
+                dirty = dirty_tiles(boxes, self.policy)
+                shared.link_from(folder, layers, lambda z, x, y, dirty=dirty: not dirty(z, x, y))
+                return dirty
+        return None
+
+    def _changed_boxes(self, layer_id: str, old: object, new: object) -> Any:
+        """The backend's answer, once per process and pair of versions (a publication changes several folders)."""
+        key = (layer_id, json.dumps(old), repr(new))
+        if key not in self._changes:
+            spec = self.catalog.get(layer_id)
+            changed_boxes = getattr(self.backend, "changed_boxes", None)
+            if len(self._changes) > 64:
+                self._changes.clear()
+            self._changes[key] = None if spec is None or changed_boxes is None else changed_boxes(spec, old, new)
+        return self._changes[key]
+
+    def _carry_all(self, shared: SharedTiles) -> None:
+        """Before the folders of replaced versions are removed: carry each over into its successor's folder (the
+        same layers and attributes at the versions served now), whether or not a request asked for it yet."""
+        served = {spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()}
+        for _, entries in list(shared.folders()):
+            if any(len(entry) != 3 or served.get(entry[0]) is None for entry in entries):
+                continue
+            layers = tuple((entry[0], served[entry[0]], tuple(entry[2])) for entry in entries)
+            if [entry[1] for entry in entries] != [_as_json(version) for _, version, _ in layers]:
+                self._carry(shared, layers)
 
     def _kept_on_disk(self, key: tuple) -> bool:
         """The tilesets' tiles up to the advertised maxzoom, as many as the data make. Tiles of a `datetime=` window
@@ -409,6 +497,9 @@ class VectorTiles:
         200k lines over the city (935 tiles z0-z14): see benchmarks/README.md, "Tiles"."""
         max_zoom = self.prerender_zoom if max_zoom is None else max_zoom
         self.backend.poll()
+        if hasattr(self.backend, "retain"):  # the versions served now: what the next publication is compared with
+            for spec in self.catalog.values():
+                self.backend.retain(spec.id)
         identities = tuple(self.backend.identity(spec.id) for spec in self.layer_specs(None, staff))
         if identities == self._warmed.get(staff):
             return False
@@ -422,8 +513,12 @@ class VectorTiles:
         with shared.claim(layers, task) as mine:
             finished = shared.done(layers, task)
             if mine and not finished:
-                shared.prune({spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()})
-                self.warm(max_zoom, staff=staff, gzip=True)
+                self._carry_all(shared)
+                served = {spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()}
+                shared.prune(served)
+                if hasattr(self.backend, "forget"):
+                    self.backend.forget(set(served.values()))
+                self.warm(max_zoom, staff=staff, gzip=True, first=self._dirty.get(layers))
                 shared.mark_done(layers, task)
                 finished = rendered = True
         if finished:  # else another worker is at it: look again next time (it may die half-way)
@@ -431,11 +526,21 @@ class VectorTiles:
         return rendered
 
     def warm(
-        self, max_zoom: int, layers: Sequence[str] | None = None, *, staff: bool = False, gzip: bool = False
+        self,
+        max_zoom: int,
+        layers: Sequence[str] | None = None,
+        *,
+        staff: bool = False,
+        gzip: bool = False,
+        first: Callable[[int, int, int], bool] | None = None,
     ) -> int:
-        """Render every tile over the data up to `max_zoom` into the caches (e.g. after a publication)."""
+        """Render every tile over the data up to `max_zoom` into the caches (e.g. after a publication); the tiles
+        `first` accepts (those a publication changed) before the others (carried over: read, not rendered)."""
         count = 0
-        for tile in TMS.tiles(*self.bounds(layers, staff), zooms=list(range(0, max_zoom + 1))):
+        tiles = list(TMS.tiles(*self.bounds(layers, staff), zooms=list(range(0, max_zoom + 1))))
+        if first is not None:
+            tiles.sort(key=lambda t: not first(t.z, t.x, t.y))  # stable: zoom by zoom within each part
+        for tile in tiles:
             self.tile(tile.z, tile.x, tile.y, layers, staff=staff, gzip=gzip)
             count += 1
         return count
