@@ -48,7 +48,7 @@ from server.published.store import open_store
 from server.reports.routes import report_routes
 from server.settings import ServerSettings, get_server_settings
 from server.styles.routes import style_routes
-from server.tiles.routes import tile_routes
+from server.tiles.routes import is_tile_path, tile_routes
 from server.tiles.vector import VectorTiles
 from server.webmap.routes import map_routes
 
@@ -79,7 +79,9 @@ class AccessDispatcher:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        site = scope.get(SITE) or await self.live.current()  # checked once per request
+        site = scope.get(SITE) or (
+            self.live.site if is_tile_path(scope["path"]) else await self.live.current()  # checked once per request
+        )
         key = presented_key(Headers(scope=scope))
         level = "public" if key is None else await self.level_of(key)
         if level is None:

@@ -18,7 +18,9 @@ import shapely
 
 from assets.publish import publish_geopackage, stable_fid
 from layers.catalog import load_catalog
-from server.tiles.render import TMS
+from server.tiles.index import ARRAYS, load_index
+from server.tiles.render import TMS, connect
+from server.tiles.vector import VectorTiles
 from tests import pg
 from tests.conftest import city_paths
 from tests.server_fixtures import STAFF_KEY, RunningServer, start_server, stop_server
@@ -162,3 +164,46 @@ def network_at_changed(tiles: dict[tuple, bytes]) -> tuple[str | None, str | Non
         layer = mapbox_vector_tile.decode(tiles[("public", 16, t.x, t.y)]).get("repairs", {"features": []})
         found.append(next((f["properties"]["network"] for f in layer["features"] if f["id"] == FID), None))
     return found[0], found[1]
+
+
+def worker(published: Path, shared: Path) -> VectorTiles:
+    return VectorTiles(load_catalog(), lambda layer_id: published / f"{layer_id}.gpkg", shared_dir=shared)
+
+
+def test_the_new_box_index_is_the_old_one_updated_as_a_scan_would_build_it(tmp_path):
+    published, shared = tmp_path / "published", tmp_path / "tiles"
+    published.mkdir()
+    publish(published, OLD_POINT, "heat")
+    tiles = worker(published, shared)
+    low, far = TMS.tile(*OLD_POINT, 9), TMS.tile(104.39, 52.21, 15)
+    tiles.tile(low.z, low.x, low.y)  # thinned: the box index is built and stored
+    tiles.tile(far.z, far.x, far.y)
+    publish(published, NEW_POINT, "water")
+    tiles.tile(far.z, far.x, far.y)  # carried over: the new version's index derived from the old one's
+    (stored,) = (shared / "indexes").glob("*-*")
+    db = connect(published / "repairs.gpkg")
+    try:
+        scanned = load_index(db, SPEC)
+    finally:
+        db.close()
+    for name in ARRAYS:
+        derived = np.load(stored / f"{name}.npy") if (stored / f"{name}.npy").exists() else None
+        expected = getattr(scanned, name)
+        assert (derived is None) == (expected is None) and (derived is None or np.array_equal(derived, expected))
+
+
+def test_without_the_previous_version_at_hand_every_tile_is_rendered_anew(tmp_path):
+    published, shared = tmp_path / "published", tmp_path / "tiles"
+    published.mkdir()
+    publish(published, OLD_POINT, "heat")
+    tiles = worker(published, shared)
+    far = TMS.tile(104.39, 52.21, 12)  # a few repairs, none of them the changed one
+    assert tiles.tile(far.z, far.x, far.y).body
+    before = tile_files(tmp_path)
+    for kept in (shared / "versions").iterdir():  # the hard link of the file served before: gone
+        kept.unlink()
+    publish(published, NEW_POINT, "water")
+    answer = worker(published, shared).tile(far.z, far.x, far.y)
+    assert answer.body == worker(published, tmp_path / "empty").tile(far.z, far.x, far.y).body
+    rendered = {path: inode for path, inode in tile_files(tmp_path).items() if path not in before}
+    assert rendered and not set(rendered.values()) & set(before.values())

@@ -6,6 +6,8 @@ exactly as in the features API.
 
 from __future__ import annotations
 
+import re
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +18,14 @@ from server.errors import BadRequest, NotFound
 from server.tiles.vector import accepts_gzip, etag_matches, ogc_tilesets
 
 WEB_MERCATOR = "WebMercatorQuad"
+_TILE_PATH = re.compile(r"/(tiles/|collections/[^/]+/tiles(/|$))")
+
+
+def is_tile_path(path: str) -> bool:
+    """A path these routes answer. They read the store's versions per request themselves (server/tiles/vector.py),
+    so they need the caller's level and not the Site rebuilt after a publication (downloads copied, seconds at 1M
+    features): the access dispatcher does not hold them back for it."""
+    return _TILE_PATH.match(path) is not None
 
 
 async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | None) -> Response:

@@ -28,7 +28,9 @@ Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes)
                       tiles_href=".../tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt")  -> dict
     ogc_tilesets(title=..., tileset_href=".../tiles/WebMercatorQuad", tiling_scheme_href=...)  -> dict
     tiles.refresh()              # from a background thread every few seconds: after a publication one worker
-                                 # renders z0..prerender_zoom into the shared store (see `refresh`)
+                                 # renders z0..prerender_zoom into the shared store (see `refresh`); the tiles
+                                 # the publication cannot have changed are carried over from the version
+                                 # before instead (server/tiles/carry.py), by `refresh` or the first request
 
 Routes: server/tiles/routes.py. Styles: server/styles/.
 """
@@ -38,7 +40,9 @@ from __future__ import annotations
 import gzip as gzip_module
 import hashlib
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
@@ -75,6 +79,7 @@ MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
 # Part of the shared store's namespace: raise it when the renderers draw differently, so no tile of the old
 # drawing is served from a store that outlived an upgrade.
 RENDERING = 1
+LOGGER = logging.getLogger(__name__)
 CARRIED = "carried"  # the mark of a folder whose tiles the versions before have handed on (server/tiles/carry.py)
 
 
@@ -321,12 +326,12 @@ class VectorTiles:
     def _carry(self, shared: SharedTiles, layers: tuple) -> bool:
         """Link into the folder of `layers` every tile of the versions before that their publication cannot have
         changed (server/tiles/carry.py), once per folder: whichever process asks first does it, the others wait for
-        it instead of rendering meanwhile. True the first time this process asks (tiles may be there now)."""
+        it instead of rendering meanwhile. True unless this process knew it carried already (tiles may be there now)."""
         if layers in self._carried:
             return False
-        with self._carry_lock:
+        with self._carry_lock:  # a thread that waited here looks again too: the tiles may be there now
             if layers in self._carried:
-                return False
+                return True
             if not shared.done(layers, CARRIED):
                 with shared.claim(layers, "carry", wait=True) as mine:
                     if mine and not shared.done(layers, CARRIED):
@@ -355,6 +360,7 @@ class VectorTiles:
                     candidates.append(((folder / "layers.json").stat().st_mtime_ns, folder, entries))
                 except OSError:
                     continue  # pruned meanwhile
+        started = time.perf_counter()
         for _, folder, entries in sorted(candidates, key=lambda c: c[0], reverse=True):
             boxes = []
             for (layer_id, old, _), (_, new, _), new_json in zip(entries, layers, now, strict=True):
@@ -365,8 +371,14 @@ class VectorTiles:
                     boxes.append(found)
             else:
                 dirty = dirty_tiles(boxes, self.policy)
-                shared.link_from(folder, layers, lambda z, x, y, dirty=dirty: not dirty(z, x, y))
+                linked = shared.link_from(folder, layers, lambda z, x, y, dirty=dirty: not dirty(z, x, y))
+                LOGGER.info(
+                    "tiles: %d tile files carried over to %s (%d changed boxes) in %.2f s",
+                    linked, folder.parent.name + "/" + digest(layers), len(dirty), time.perf_counter() - started,
+                )  # fmt: skip
                 return dirty
+        if candidates:
+            LOGGER.info("tiles: nothing carried over to %s: the changes are unknown", digest(layers))
         return None
 
     def _changed_boxes(self, layer_id: str, old: object, new: object) -> Any:
