@@ -29,7 +29,8 @@ from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
 from layers.store import where
 from server.published.extents import LayerExtent, read_extent
-from server.published.files import Signature, file_identity
+from server.published.files import Signature
+from server.published.watch import WatchedFiles
 from server.tiles.postgis_render import PostGISTiles
 
 LOGGER = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class PostGISStore:
         self._poller_lock = threading.Lock()
         self._poller_pid: int | None = None  # the process whose poller runs (a forked worker starts its own)
         self._polled: tuple[tuple[str, int], ...] = ()
+        self._rasters: WatchedFiles | None = None  # the raster products stay files in the published folder
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)
@@ -91,8 +93,9 @@ class PostGISStore:
         on a lock."""
         if self._poller_pid != os.getpid():
             self._start_poller()
-        rasters = tuple(file_identity(self.raster_path(p)) for p in _raster_products())
-        return (("postgis", *self._polled), *rasters)  # type: ignore[return-value]
+        if self._rasters is None:
+            self._rasters = WatchedFiles({p: self.raster_path(p) for p in _raster_products()})
+        return (("postgis", *self._polled), *self._rasters.signature())  # type: ignore[return-value]
 
     def _start_poller(self) -> None:
         with self._poller_lock:

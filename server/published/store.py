@@ -17,7 +17,8 @@ from layers.catalog import Catalog
 from layers.rasters import RASTER_PRODUCTS
 from layers.settings import PathSettings
 from server.published.extents import LayerExtent, read_extent
-from server.published.files import Signature, published_signature
+from server.published.files import Signature
+from server.published.watch import WatchedFiles
 
 if TYPE_CHECKING:
     from server.tiles.backend import TileBackend
@@ -60,7 +61,7 @@ class GeoPackageStore:
     def __init__(self, catalog: Catalog, paths: PathSettings):
         self.catalog = catalog
         self.paths = paths
-        self._watched: dict[str, str] | None = None
+        self._watched: WatchedFiles | None = None
 
     def watched_files(self) -> dict[str, Path]:
         """Every published file the served configuration depends on: the layers' GeoPackages and the rasters."""
@@ -69,9 +70,9 @@ class GeoPackageStore:
         return files
 
     def signature(self) -> Signature:
-        if self._watched is None:  # asked on every request: the paths once, as strings
-            self._watched = {name: str(path) for name, path in self.watched_files().items()}
-        return published_signature(self._watched)
+        if self._watched is None:  # asked on every request: stat'ed again only after the kernel saw a change
+            self._watched = WatchedFiles(self.watched_files())
+        return self._watched.signature()
 
     def extents(self) -> dict[str, LayerExtent]:
         """A layer without its GeoPackage is not served yet; one whose file cannot be read is not served until
