@@ -18,6 +18,7 @@ import shapely
 
 from assets.publish import publish_geopackage, stable_fid
 from layers.catalog import load_catalog
+from server.tiles.carry import CHANGED_MIN
 from server.tiles.index import ARRAYS, load_index
 from server.tiles.render import TMS, connect
 from server.tiles.vector import VectorTiles
@@ -207,3 +208,27 @@ def test_without_the_previous_version_at_hand_every_tile_is_rendered_anew(tmp_pa
     assert answer.body == worker(published, tmp_path / "empty").tile(far.z, far.x, far.y).body
     rendered = {path: inode for path, inode in tile_files(tmp_path).items() if path not in before}
     assert rendered and not set(rendered.values()) & set(before.values())
+
+
+def test_a_republication_that_changes_most_features_renders_every_tile_anew(tmp_path):
+    """Over CHANGED_SHARE of a layer (and CHANGED_MIN features) changed: nearly every tile is dirty anyway."""
+    published, shared = tmp_path / "published", tmp_path / "tiles"
+    published.mkdir()
+    count = CHANGED_MIN + 200
+    rng = np.random.default_rng(3)
+    points = list(shapely.points(rng.uniform(104.2, 104.4, count), rng.uniform(52.2, 52.4, count)))
+
+    def publish_all(network: str, changed: int) -> None:
+        rows = [repair(f"M-{i}", network if i < changed else "gas", "2026-01-01T00:00:00Z") for i in range(count)]
+        publish_geopackage(frame_for("repairs", rows, points), SPEC, published / "repairs.gpkg")
+
+    far = TMS.tile(104.39, 52.21, 12)
+    publish_all("gas", 0)
+    assert worker(published, shared).tile(far.z, far.x, far.y).body
+    for changed, carried in ((1, True), (count, False)):  # one repair (elsewhere), then every one changes network
+        before = tile_files(tmp_path)
+        publish_all("water" if carried else "heat", changed)
+        answer = worker(published, shared).tile(far.z, far.x, far.y)
+        assert answer.body == worker(published, tmp_path / f"empty{changed}").tile(far.z, far.x, far.y).body
+        rendered = {path: inode for path, inode in tile_files(tmp_path).items() if path not in before}
+        assert rendered and bool(set(rendered.values()) & set(before.values())) == carried
