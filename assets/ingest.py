@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
 
 from assets.geocode import AddressIndex
 from assets.joins import apply_joins, joined_columns
-from assets.normalize import ROW, collect, normalise
+from assets.normalize import ROW, Problems, collect_chunks, normalise
 from assets.publish import publish_geopackage, stable_fids, write_rejects
 from assets.records import Counts, Reject, SourceError
 from assets.responsibility import published_zones, tag_zones
@@ -67,48 +68,97 @@ def source_files(spec: LayerSpec, paths: PathSettings) -> Iterator[tuple[SourceS
             yield source, path, relative
 
 
-def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.datetime | None = None) -> LayerBuild:
+# Records normalised at a time: the raw cells (a million distinct texts: ids, WKT, phone numbers) of one
+# chunk are alive at once, not those of the whole source. Sources with joins are built whole.
+CHUNK_ROWS = 100_000
+
+
+def build_layer(
+    spec: LayerSpec,
+    catalog: Catalog,
+    paths: PathSettings,
+    now: dt.datetime | None = None,
+    chunk_rows: int | None = CHUNK_ROWS,
+) -> LayerBuild:
     """Raises SourceError when a source file as a whole is unusable: publishing the layer without
     one of its sources would silently drop that source's features from the map. `now` (default:
-    the clock) places the plausible-date window."""
+    the clock) places the plausible-date window. A source is read and normalised `chunk_rows` records
+    at a time (None: whole), with the same outcome."""
+    now = now or dt.datetime.now(dt.UTC)  # one window for every chunk
     geocoders = {layer: address_index(layer, catalog, paths) for layer in spec.geocode_layers}
     label = lambda relative: relative  # noqa: E731 - messages name files as the catalog does
-    frames, rejects, warnings, counts, unjoined, crs_used = [], [], [], Counts(), 0, []
+    sources, rejects, warnings, counts, unjoined, crs_used = [], [], [], Counts(), 0, []
     for source, path, file_label in source_files(spec, paths):
         table = open_source(source, path, file_label)
-        raw = collect(table, source, catalog.city.nulls_for(source))
-        used = source_crs(source, table.crs, catalog.city, file_label)
-        raw.crs = used.crs
-        crs_used.append(f"{file_label}: {used.label}")
-        warnings += raw.warnings + ([used.warning] if used.warning else [])
-        selected = len(raw.table)
-        if source.select:
-            mask = pd.Series(True, index=raw.table.index)
-            for column, wanted in source.select.items():
-                mask &= raw.table[column].astype(str) == wanted
-            raw.table = raw.table[mask].reset_index(drop=True)
-            counts.skipped += selected - len(raw.table)
-            raw.read -= selected - len(raw.table)
-        if source.joins:
-            raw.table, outcome = apply_joins(raw.table, source, paths.source_path, label)
-            rejects += outcome.rejects
-            unjoined += outcome.unmatched_records
         constants = {**source.constants, source.source_field: file_label} if source.source_field else source.constants
         effective = source.model_copy(update={"columns": joined_columns(source), "select": {}, "constants": constants})
         geocoder = geocoders.get(source.geometry.geocode) if source.geometry and source.geometry.geocode else None
-        published, source_rejects, repaired = normalise(spec, effective, raw, catalog.city, geocoder, now)
-        counts.read += raw.read
-        counts.repaired += repaired
-        counts.by_source[source.path] = counts.by_source.get(source.path, 0) + len(published)
-        published["_source"] = file_label
-        frames.append(published)
-        rejects += source_rejects
-        del raw, published  # the raw table is the build's largest object: gone before the next source
-    # one source (the usual case) is not copied: at a million rows a concat costs 100+ MB at the peak
+        problems = Problems(table.source)
+        used, unusable, selected_before = None, None, 0
+        pieces, reader_rejects, join_rejects, source_warnings = [], [], [], []
+        rows = None if source.joins else chunk_rows  # a join is judged on the whole table
+        for raw in collect_chunks(table, source, catalog.city.nulls_for(source), rows):
+            if used is None and unusable is None:
+                try:
+                    used = source_crs(source, table.crs, catalog.city, file_label)
+                except SourceError as error:
+                    unusable = error  # raised once the file is read, as when it was read whole
+            source_warnings += raw.warnings
+            if unusable is not None:
+                continue
+            raw.crs = used.crs
+            selected = len(raw.table)
+            if source.select:
+                mask = pd.Series(True, index=raw.table.index)
+                for column, wanted in source.select.items():
+                    mask &= raw.table[column].astype(str) == wanted
+                raw.table = raw.table[mask]
+                raw.table.index = pd.RangeIndex(selected_before, selected_before + len(raw.table))
+                selected_before += len(raw.table)
+                counts.skipped += selected - len(raw.table)
+                raw.read -= selected - len(raw.table)
+            if source.joins:
+                raw.table, outcome = apply_joins(raw.table, source, paths.source_path, label)
+                join_rejects += outcome.rejects
+                unjoined += outcome.unmatched_records
+            published, chunk_rejects, repaired = normalise(spec, effective, raw, catalog.city, geocoder, now, problems)
+            counts.read += raw.read
+            counts.repaired += repaired
+            reader_rejects += chunk_rejects
+            pieces.append(published)
+            del raw, published  # the raw table is the build's largest object: gone before the next chunk
+        if unusable is not None:
+            raise unusable
+        crs_used.append(f"{file_label}: {used.label}")
+        warnings += source_warnings + ([used.warning] if used.warning else [])
+        published_count = sum(len(piece) for piece in pieces)
+        counts.by_source[source.path] = counts.by_source.get(source.path, 0) + published_count
+        for piece in pieces:
+            piece["_source"] = file_label
+        sources.append(pieces)
+        rejects += join_rejects + reader_rejects + problems.rejects()
+        del pieces
+    # the duplicates leave each chunk before the chunks are joined: a copy of the whole layer without them
+    # would cost 100+ MB at the peak, at a million rows
+    kinds = [_column_kinds(pieces) for pieces in sources]
+    duplicate_rejects, duplicated = _first_of_each_id(sources, spec)
+    if duplicated is not None:
+        start = 0
+        for pieces in sources:
+            for i, piece in enumerate(pieces):
+                drop = duplicated[start : start + len(piece)]
+                start += len(piece)
+                if drop.any():
+                    pieces[i] = piece[~drop]  # the chunk with them goes now
+                del piece
+    frames = [_chunks_joined(pieces, kind) for pieces, kind in zip(sources, kinds, strict=True)]
+    del sources
+    # one source (the usual case) is not copied again
     frame = (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)) if frames else gpd.GeoDataFrame()
-    del frames  # the dropping of duplicates below copies the frame: the one before it is gone with it
+    del frames
+    if duplicated is not None:
+        frame.index = pd.RangeIndex(len(frame))
     frame = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
-    frame, duplicate_rejects = _first_of_each_id(frame, spec)
     rejects += duplicate_rejects
     # the zones as published now: a zone layer that changes is upstream, so it re-runs this one
     zones, zone_warnings = published_zones(spec, catalog, paths)
@@ -121,13 +171,44 @@ def build_layer(spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.
     return LayerBuild(spec, frame, rejects, counts, warnings, crs_used, unjoined)
 
 
-def _first_of_each_id(frame: gpd.GeoDataFrame, spec: LayerSpec) -> tuple[gpd.GeoDataFrame, list[Reject]]:
-    duplicated = frame[spec.id_field].duplicated(keep="first")
+def _column_kinds(pieces: list[gpd.GeoDataFrame]) -> dict[str, pd.StringDtype]:
+    """The text type of each column that is text in some chunk and not in every one (pandas infers a
+    column's type per chunk: one without any text is of objects); normalised whole, it is text."""
+    kinds: dict[str, set] = {}
+    for piece in (piece for piece in pieces if len(piece)):
+        for column in piece.columns:
+            kinds.setdefault(column, set()).add(piece[column].dtype)
+    text = {column: [k for k in found if isinstance(k, pd.StringDtype)] for column, found in kinds.items()}
+    return {column: text[column][0] for column, found in kinds.items() if len(found) > 1 and len(text[column]) == 1}
+
+
+def _chunks_joined(pieces: list[gpd.GeoDataFrame], kinds: dict[str, pd.StringDtype]) -> gpd.GeoDataFrame:
+    """A source's published chunks as one frame, as normalising it whole gives it: same index (the rows'
+    positions), same column types (`kinds`: see `_column_kinds`)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    full = [piece for piece in pieces if len(piece)] or pieces[:1]
+    joined = pd.concat(full) if len(full) > 1 else full[0]
+    for column, kind in kinds.items():
+        joined[column] = joined[column].astype(kind)
+    return joined
+
+
+def _first_of_each_id(sources: list[list[gpd.GeoDataFrame]], spec: LayerSpec) -> tuple[list[Reject], np.ndarray | None]:
+    """(a reject for each record whose id an earlier record of the layer has, in layer order; which rows
+    of the layer they are, None for none). Only the ids, sources and record numbers are joined for it."""
+    pieces = [piece for chunks in sources for piece in chunks]
+    if not pieces:
+        return [], None
+    ids = pd.concat([piece[spec.id_field] for piece in pieces], ignore_index=True)
+    duplicated = ids.duplicated(keep="first")
     if not duplicated.any():
-        return frame, []
-    # the first rows of the duplicated ids only, not a second copy of the whole layer
-    twice = frame[spec.id_field].isin(frame.loc[duplicated, spec.id_field])
-    first_seen = frame[twice & ~duplicated].set_index(spec.id_field)
+        return [], None
+    # the rows of the duplicated ids only, not a second copy of the whole layer
+    twice = ids.isin(ids[duplicated]).to_numpy()
+    rows = pd.concat([piece[[spec.id_field, "_source", ROW]] for piece in pieces], ignore_index=True)
+    involved = rows[twice]
+    first_seen = involved[~duplicated[twice].to_numpy()].set_index(spec.id_field)
     rejects = [
         Reject(
             row["_source"],
@@ -137,9 +218,9 @@ def _first_of_each_id(frame: gpd.GeoDataFrame, spec: LayerSpec) -> tuple[gpd.Geo
             f"{first_seen.at[row[spec.id_field], '_source']} {first_seen.at[row[spec.id_field], ROW]}",
             str(row[spec.id_field]),
         )
-        for _, row in frame[duplicated].iterrows()
+        for _, row in rows[duplicated].iterrows()
     ]
-    return frame[~duplicated].reset_index(drop=True), rejects
+    return rejects, duplicated.to_numpy()
 
 
 def publish_layer(build: LayerBuild, paths: PathSettings) -> Path:

@@ -4,7 +4,7 @@ cannot be published and why (pure: the tables come in already read)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -21,6 +21,9 @@ from assets.sources.notices import BUILDING
 from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 
 ROW, GEOMETRY = "_record", "_geometry"
+# the record numbers ("line 14") stay with the published rows until the duplicates are judged: a million
+# of them as Python strings are ~60 MB, in Arrow ~15 MB
+RECORD_NUMBERS = pd.StringDtype("pyarrow")
 UNSEEN = object()
 
 
@@ -50,8 +53,18 @@ def check_columns(table: SourceTable, spec: SourceSpec) -> None:
 def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, ...] = ()) -> RawFrame:
     """The records as a table; cells that are placeholders (`nulls`: `Не заполнено`) are empty in it,
     except those the column's `values:` mapping names (the catalog's word for that cell wins)."""
+    return next(collect_chunks(table, spec, nulls))
+
+
+def collect_chunks(
+    table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, ...] = (), rows: int | None = None
+) -> Iterator[RawFrame]:
+    """`collect` in chunks of about `rows` records (None: one chunk), each indexed by the positions of its
+    records in the whole table; at least one chunk, empty for a source without records. Each chunk holds
+    the reader's rejects and warnings met while reading it. Only a delimited file comes in chunks, at the
+    ends of its pieces: its cells are texts. Other readers' cells are typed values (dates, numbers), whose
+    column's type pandas infers from the whole column: their records come as one chunk."""
     check_columns(table, spec)
-    frame = RawFrame(table.source, pd.DataFrame())
     # a list per column and one object per distinct string: a million small dicts and their
     # repeated values ("Теплосеть", dates) cost gigabytes otherwise. The placeholder test runs once
     # per distinct string, when it first enters this table, so it costs nothing per cell.
@@ -61,24 +74,43 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
     words = {word.strip().casefold() for word in nulls}
     kept = {column: _keys(spec.values.get(spec.columns.get(column, ""), {})) for column in columns}
     longest = max((len(word) for word in words), default=0)
+    rejects: list[Reject] = []
+    warnings: list[str] = []
+    offset = 0
+
+    def chunk(numbers: list[str], geometries: list | None) -> RawFrame:
+        nonlocal offset
+        index = pd.RangeIndex(offset, offset + len(numbers))
+        frame = RawFrame(table.source, pd.DataFrame(data, columns=columns, index=index), list(rejects), list(warnings))
+        frame.table[ROW] = pd.Series(pd.array(numbers, dtype=RECORD_NUMBERS), index=index)
+        frame.table[GEOMETRY] = pd.Series(
+            [None] * len(numbers) if geometries is None else geometries, index=index, dtype=object
+        )
+        frame.read = len(numbers) + len(rejects)
+        offset += len(numbers)
+        for values in data.values():  # the chunk's frame owns its cells now
+            values.clear()
+        rejects.clear()
+        warnings.clear()
+        return frame
+
+    if isinstance(table.records, BatchedRecords):  # a CSV: its runs of split rows, column by column
+        yielded = False
+        for numbers in collect_rows(table.records, rejects, warnings, data, words, kept, longest + 8, rows):
+            if numbers or rejects or warnings or not yielded:  # the last one may be empty: no record at all
+                yielded = True
+                yield chunk(numbers, None)
+        return
     # (column, its list's append, its distinct strings) with the lookups bound once: this loop runs
     # once per cell, a million rows are ten million cells
     plan = [(column, data[column].append, same[column]) for column in columns]
-    if isinstance(table.records, BatchedRecords):  # a CSV: its runs of split rows, column by column
-        numbers = collect_rows(table.records, frame.rejects, frame.warnings, data, words, kept, longest + 8)
-        frame.read += len(numbers) + len(frame.rejects)
-        frame.table = pd.DataFrame(data, columns=columns)
-        frame.table[ROW] = numbers
-        frame.table[GEOMETRY] = pd.Series([None] * len(numbers), dtype=object)
-        return frame
     numbers, geometries = [], []
     for record in table.records:
         if record.number == "file":
-            frame.warnings.append(f"{record.source}: {record.error}")
+            warnings.append(f"{record.source}: {record.error}")
             continue
-        frame.read += 1
         if record.error:
-            frame.rejects.append(
+            rejects.append(
                 Reject(record.source, record.number, record.error_field or "", record.error, raw_text(record.values))
             )
             continue
@@ -102,28 +134,45 @@ def collect(table: SourceTable, spec: SourceSpec, nulls: list[str] | tuple[str, 
             # ids, WKT, phone numbers hardly repeat: a dict of a million distinct strings would cost
             # tens of MB per column and save nothing
             plan = [(c, a, s if s is not None and len(s) <= SHARING_SAMPLE // 2 else None) for c, a, s in plan]
-    frame.table = pd.DataFrame(data, columns=columns)
-    frame.table[ROW] = numbers
-    frame.table[GEOMETRY] = pd.Series(geometries, dtype=object)
-    return frame
+    yield chunk(numbers, geometries)
 
 
 class Problems:
-    """Row-level problems; a row with any problem is rejected, every problem is reported."""
+    """Row-level problems; a row with any problem is rejected, every problem is reported.
 
-    def __init__(self, source: str, rows: pd.Series):
+    One Problems may follow the chunks of a source (`chunk` before each): its rejects come in the order
+    one table would give them. Each `add` and `step` starts a phase (every chunk goes through the same
+    phases, in the same order); a row is listed in the phase of its first problem, the rows of a phase
+    in the order they were met (each phase visits its rows in table order)."""
+
+    def __init__(self, source: str, rows: pd.Series | None = None):
         self.source, self.rows = source, rows
-        self.found: dict[object, list[tuple[str, str, str]]] = defaultdict(list)
+        self.phase = 0
+        # row index → (phase of its first problem, its record number, its problems)
+        self.found: dict[object, tuple[int, str, list[tuple[str, str, str]]]] = {}
+
+    def chunk(self, rows: pd.Series) -> None:
+        """The next chunk's record numbers (indexed like its rows); its phases count from the start."""
+        self.rows, self.phase = rows, 0
+
+    def step(self) -> None:
+        """A new phase: before each loop of `add_row` calls."""
+        self.phase += 1
 
     def add(self, mask: pd.Series, field_name: str, reason: str, raw: pd.Series | None = None) -> None:
+        self.step()
         for index in mask[mask].index:
             self.add_row(index, field_name, reason, "" if raw is None else str(raw[index]))
 
     def add_row(self, index: object, field_name: str, reason: str, value: str = "") -> None:
-        self.found[index].append((field_name, reason, value))
+        entry = self.found.get(index)
+        if entry is None:
+            entry = self.found[index] = (self.phase, str(self.rows[index]), [])
+        entry[2].append((field_name, reason, value))
 
     def rejects(self) -> list[Reject]:
-        return [Reject(self.source, str(self.rows[i]), f, r, v) for i, items in self.found.items() for f, r, v in items]
+        ordered = sorted(self.found.values(), key=lambda entry: entry[0])  # stable: chunk by chunk within a phase
+        return [Reject(self.source, record, f, r, v) for _, record, items in ordered for f, r, v in items]
 
     @property
     def bad(self) -> pd.Index:
@@ -247,6 +296,7 @@ def geometries(
         failed = np.flatnonzero(unreadable)
         unreadable[failed] = ~coerce.blank(pd.Series(texts[failed], dtype=object)).to_numpy()
         unreadable = pd.Series(unreadable, index=table.index)
+        problems.step()
         for index in unreadable[unreadable].index:
             text = table.at[index, how.wkt]
             problems.add_row(index, how.wkt, wkt_problem(text), str(text))
@@ -267,6 +317,7 @@ def geometries(
     result[empty] = None
     # judged as delivered: reprojection turns a zero-area polygon into a valid sliver
     result, repaired, refused = repair(result, layer.geometry_type)
+    problems.step()
     for position in np.flatnonzero(refused != None):  # noqa: E711 - elementwise on an object array
         problems.add_row(table.index[position], "geometry", refused[position])
     result = to_wgs84(result, crs)
@@ -283,6 +334,7 @@ def geometries(
         if len(single):
             result[single] = make(result[single], indices=np.arange(len(single)))
             kinds[single] = TYPE_ID[layer.geometry_type]
+    problems.step()
     for i in np.flatnonzero((kinds != TYPE_ID[layer.geometry_type]) & (kinds != -1)):
         fitted, why = fit_type(result[i], layer.geometry_type)
         if why:
@@ -293,6 +345,7 @@ def geometries(
     shapely.prepare(extent)
     outside = ~shapely.is_missing(result) & ~shapely.within(result, extent)
     texts = shapely.to_wkt(result[outside], rounding_precision=-1)
+    problems.step()
     for position, bounds, text in zip(np.flatnonzero(outside), shapely.bounds(result[outside]), texts, strict=True):
         problems.add_row(table.index[position], "geometry", beyond_extent(bounds, city.extent), text[:80])
     return result, int(repaired.sum()), addresses
@@ -323,6 +376,7 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
     texts = table[column].to_numpy(dtype=object)
     buildings = table[BUILDING].to_numpy(dtype=object)
     matched: dict[str, tuple] = {}  # registers repeat addresses: each text is parsed and matched once
+    problems.step()
     for position in np.flatnonzero(shapely.is_missing(result)):
         building, text = buildings[position], texts[position]
         if building is None or isinstance(building, float):
@@ -350,11 +404,23 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
 
 
 def normalise(
-    layer: LayerSpec, source: SourceSpec, frame: RawFrame, city: City, geocoder=None, now: dt.datetime | None = None
+    layer: LayerSpec,
+    source: SourceSpec,
+    frame: RawFrame,
+    city: City,
+    geocoder=None,
+    now: dt.datetime | None = None,
+    problems: Problems | None = None,
 ) -> tuple[gpd.GeoDataFrame, list[Reject], int]:
-    """(published rows of this source, rejects, repaired geometry count); `now` defaults to the clock."""
+    """(published rows of this source, rejects, repaired geometry count); `now` defaults to the clock.
+    `problems`: one for every chunk of a source (`collect_chunks`); the rejects are then only the reader's
+    of this chunk, those of its rows are taken from `problems` once every chunk is in."""
     now = now or dt.datetime.now(dt.UTC)
-    problems = Problems(frame.source, frame.table[ROW])
+    chunked = problems is not None
+    if problems is None:
+        problems = Problems(frame.source, frame.table[ROW])
+    else:
+        problems.chunk(frame.table[ROW])
     values = attributes(layer, source, frame, city, problems, now)
     # typed: of the raw cells only what the geometry is made of stays (the build's peak is ahead)
     how = source.geometry
@@ -372,4 +438,4 @@ def normalise(
     kept = ~values.index.isin(problems.bad)
     values = values[kept]
     published = gpd.GeoDataFrame(values, geometry=gpd.GeoSeries(shapes[kept], index=values.index), crs="EPSG:4326")
-    return published, frame.rejects + problems.rejects(), repaired
+    return published, frame.rejects if chunked else frame.rejects + problems.rejects(), repaired

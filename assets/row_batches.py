@@ -7,6 +7,8 @@ lookup in one call, with the same outcome cell for cell (tests/test_csv_batches.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,17 +41,26 @@ def collect_rows(
     words: set[str],
     kept: dict[str, set[str]],
     short: int,
-) -> list[str]:
+    rows: int | None = None,
+) -> Iterator[list[str]]:
     """The record numbers of the well-formed rows, whose cells are appended to `data` column by column
     (None for a placeholder: trimmed and casefolded one of `words`, not `kept` by the column's values
     mapping); the reader's rejects and file warnings go to `rejects` and `warnings`. Each run's cells go
     through their column's `_Shared`, or, in a column of mostly distinct texts after the first
     SHARING_SAMPLE records, only the texts of at most `short` characters are tested: exactly what
-    `collect`'s record path does per cell."""
+    `collect`'s record path does per cell. The numbers are yielded each time at least `rows` are in (the
+    caller takes the cells out of `data`, `rejects` and `warnings` then) and once at the end."""
     shared = {column: _Shared(words, kept[column]) for column in data}
     distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
     numbers: list[str] = []
+    seen = 0  # records before this chunk's
     for item in records.batches:
+        if rows is not None and len(numbers) >= rows:
+            yield numbers
+            seen += len(numbers)
+            numbers = []
+            # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
+            pa.default_memory_pool().release_unused()
         if isinstance(item, ColumnBatch):
             for _, reject in item.rejects:
                 rejects.append(
@@ -58,8 +69,8 @@ def collect_rows(
                     )
                 )
             columns, item_numbers = item.columns, item.numbers
-            if not distinct and len(numbers) + len(item_numbers) >= SHARING_SAMPLE:
-                cut = SHARING_SAMPLE - len(numbers)
+            if not distinct and seen + len(numbers) + len(item_numbers) >= SHARING_SAMPLE:
+                cut = SHARING_SAMPLE - seen - len(numbers)
                 _add_columns(
                     data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short
                 )
@@ -78,21 +89,21 @@ def collect_rows(
             assert item.error, "a reader passes on a record outside a RowBatch only to reject it"
             rejects.append(Reject(item.source, item.number, item.error_field or "", item.error, raw_text(item.values)))
             continue
-        rows, item_numbers = item.rows, item.numbers
-        if not distinct and len(numbers) + len(rows) >= SHARING_SAMPLE:
+        batch_rows, item_numbers = item.rows, item.numbers
+        if not distinct and seen + len(numbers) + len(batch_rows) >= SHARING_SAMPLE:
             # the sharing is decided after exactly SHARING_SAMPLE records: this run is split there
-            cut = SHARING_SAMPLE - len(numbers)
-            _add_rows(data, shared, distinct, item.header, rows[:cut], words, kept, short)
+            cut = SHARING_SAMPLE - seen - len(numbers)
+            _add_rows(data, shared, distinct, item.header, batch_rows[:cut], words, kept, short)
             numbers += item_numbers[:cut]
-            rows, item_numbers = rows[cut:], item_numbers[cut:]
+            batch_rows, item_numbers = batch_rows[cut:], item_numbers[cut:]
             distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
             for column in (c for c, stopped in distinct.items() if stopped):
                 shared[column].clear()  # ids, WKT, phone numbers: a dict of them would only cost memory
-        _add_rows(data, shared, distinct, item.header, rows, words, kept, short)
+        _add_rows(data, shared, distinct, item.header, batch_rows, words, kept, short)
         numbers += item_numbers
     # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
     pa.default_memory_pool().release_unused()
-    return numbers
+    yield numbers
 
 
 def _add_rows(

@@ -33,7 +33,7 @@ from assets.responsibility import is_event_layer
 from layers.catalog import load_catalog
 from layers.settings import PathSettings
 
-catalog_dir, sample_dir, out, now, wanted = sys.argv[2:7]
+catalog_dir, sample_dir, out, now, wanted, chunk_rows = sys.argv[2:8]
 out = Path(out)
 paths = PathSettings(root=out, catalog_dir=catalog_dir, sample_dir=sample_dir, live_dir=out / "live",
                      published_dir=out / "published", rejects_dir=out / "rejects")
@@ -44,7 +44,8 @@ layers.sort(key=lambda l: (bool(l.geocode_layers), is_event_layer(l), l.id))
 report = {}
 for spec in layers:
     try:
-        build = build_layer(spec, catalog, paths, now=dt.datetime.fromisoformat(now))
+        options = {"chunk_rows": int(chunk_rows)} if chunk_rows else {}  # the old tree may not have the setting
+        build = build_layer(spec, catalog, paths, now=dt.datetime.fromisoformat(now), **options)
         publish_layer(build, paths)
         c = build.counts
         report[spec.id] = {"counts": [c.read, c.published, c.repaired, c.rejected, c.skipped, c.by_source],
@@ -56,11 +57,22 @@ for spec in layers:
 """
 
 
-def run_tree(tree: Path, catalog: Path, sample: Path, out: Path, layers: str) -> dict:
+def run_tree(tree: Path, catalog: Path, sample: Path, out: Path, layers: str, chunk_rows: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree), "GEOPORTAL_STORE_URL": ""}
     subprocess.run(
-        [sys.executable, "-c", WORKER, str(tree), str(catalog), str(sample), str(out), NOW, layers],
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(tree),
+            str(catalog),
+            str(sample),
+            str(out),
+            NOW,
+            layers,
+            str(chunk_rows or ""),
+        ],
         check=True,
         env=env,
         cwd=tree,
@@ -131,6 +143,9 @@ def main() -> None:
     parser.add_argument("--city", choices=["sample", "synthetic"], default="sample")
     parser.add_argument("--scale", type=float, default=0.1, help="of the synthetic city")
     parser.add_argument("--layers", default="", help="comma-separated subset (default: all)")
+    parser.add_argument(
+        "--chunk-rows", type=int, help="the new tree's build_layer(chunk_rows=...): records normalised at a time"
+    )
     args = parser.parse_args()
     if args.city == "sample":
         catalog, sample = REPO / "layers", REPO / "data" / "sample" / "irkutsk"
@@ -145,7 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="diff_ingest_") as work:
         old, new = Path(work) / "old", Path(work) / "new"
         old_report = run_tree(args.old.resolve(), catalog, sample, old, args.layers)
-        new_report = run_tree(args.new.resolve(), catalog, sample, new, args.layers)
+        new_report = run_tree(args.new.resolve(), catalog, sample, new, args.layers, args.chunk_rows)
         problems = compare(old, new, old_report, new_report)
     print("\n".join(problems) if problems else "identical: published layers, rejects, counts and warnings")
     sys.exit(1 if problems else 0)
