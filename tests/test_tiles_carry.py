@@ -37,14 +37,17 @@ COUNT = 400
 DEADLINE_SECONDS = 60
 
 
-def publish(folder: Path, point: tuple[float, float], network: str) -> None:
+def publish(folder: Path, point: tuple[float, float], network: str, swap_last: bool = False) -> None:
     """The pipeline's writer: a cluster round the changed repair (thinned cells with point_count at low zooms, and
-    neighbours within a tile buffer of it) and a scatter over the city."""
+    neighbours within a tile buffer of it) and a scatter over the city. `swap_last`: the last repair of the
+    scatter ends and another appears in its place."""
     rng = np.random.default_rng(11)
     near = shapely.points(rng.normal(OLD_POINT[0], 0.004, 150), rng.normal(OLD_POINT[1], 0.003, 150))
     far = shapely.points(rng.uniform(104.2, 104.4, COUNT - 151), rng.uniform(52.2, 52.4, COUNT - 151))
     rows = [repair(CHANGED, network, "2026-01-01T00:00:00Z")]
     rows += [repair(f"S-{i}", "gas", "2026-01-01T00:00:00Z") for i in range(1, COUNT)]
+    if swap_last:
+        rows[-1] = repair("S-new", "water", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
     publish_geopackage(frame_for("repairs", rows, [shapely.Point(point), *near, *far]), SPEC, folder / "repairs.gpkg")
 
 
@@ -179,7 +182,7 @@ def test_the_new_box_index_is_the_old_one_updated_as_a_scan_would_build_it(tmp_p
     low, far = TMS.tile(*OLD_POINT, 9), TMS.tile(104.39, 52.21, 15)
     tiles.tile(low.z, low.x, low.y)  # thinned: the box index is built and stored
     tiles.tile(far.z, far.x, far.y)
-    publish(published, NEW_POINT, "water")
+    publish(published, NEW_POINT, "water", swap_last=True)  # one changed, one ended, one appeared
     tiles.tile(far.z, far.x, far.y)  # carried over: the new version's index derived from the old one's
     (stored,) = (shared / "indexes").glob("*-*")
     db = connect(published / "repairs.gpkg")

@@ -24,7 +24,7 @@ from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval
 from server.published import files
 from server.published.files import FileIdentity, file_identity
-from server.published.gpkg import to_shapely_many
+from server.published.gpkg import GeometryBlobError, to_shapely_many
 from server.published.sql import quote_identifier
 from server.tiles.carry import changed_limit
 from server.tiles.index import (
@@ -178,11 +178,13 @@ class GeoPackageTiles:
         if len(rows) > limit:
             return None
         boxes = []
-        for column in (1, 2):  # the new geometries, then the old ones
-            geometries = to_shapely_many([row[column] for row in rows])
-            bounds = shapely_bounds(geometries)
-            boxes.append(np.column_stack(mercator_bounds(*bounds.T)) if len(bounds) else np.empty((0, 4)))
-        self._store_index(spec, old_identity, new, rows)
+        try:
+            for column in (1, 2):  # the new geometries, then the old ones
+                bounds = shapely_bounds(to_shapely_many([row[column] for row in rows]))
+                boxes.append(np.column_stack(mercator_bounds(*bounds.T)) if len(bounds) else np.empty((0, 4)))
+            self._store_index(spec, old_identity, new, rows)
+        except GeometryBlobError:
+            return None  # an unreadable geometry: whatever the tiles make of it, not worth guessing
         return np.concatenate(boxes)
 
     @staticmethod
