@@ -165,6 +165,7 @@ class GeoPackageTiles:
         except (OSError, sqlite3.Error):
             return None
         try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the file is open (pinned) from here on
             if file_identity(new[0]) != new:  # replaced again meanwhile: the connection may hold another version
                 return None
             uri = "file:" + urllib.parse.quote(os.path.abspath(kept)) + "?mode=ro&immutable=1"
