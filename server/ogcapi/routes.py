@@ -7,6 +7,7 @@ request scope, where the access dispatcher put the View of the caller's level.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from http import HTTPStatus
@@ -19,9 +20,10 @@ import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 import pygeoapi.l10n as l10n
+from anyio import CapacityLimiter, to_thread
+from anyio.lowlevel import RunVar
 from pygeoapi.api import API, APIRequest
 from pygeoapi.util import render_j2_template, to_json
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -60,6 +62,25 @@ def patch_pygeoapi() -> None:
     speedups.install()
 
 
+QUERY_LIMITER: RunVar[CapacityLimiter] = RunVar("geoportal_query_threads")  # one per event loop, i.e. per worker
+
+
+def _query_limiter(request: Request) -> CapacityLimiter | None:
+    """The threads a worker runs pygeoapi handlers on: the store's `query_threads` (None: anyio's default, 40).
+    The GeoPackage store's queries run on the worker's own CPU (SQLite in the process): beyond the cores, a thread
+    more only waits for the GIL, and each thread that takes it between another's short releases (a SQLite step, a
+    GEOS call, a stat) holds that one up."""
+    threads = getattr(request.app.state.store, "query_threads", None)
+    if threads is None:
+        return None
+    try:
+        return QUERY_LIMITER.get()
+    except LookupError:
+        limiter = CapacityLimiter(threads)
+        QUERY_LIMITER.set(limiter)
+        return limiter
+
+
 def to_response(headers: dict[str, str], status: int, content: str | bytes) -> Response:
     return Response(content, status_code=int(status), headers=headers)
 
@@ -72,7 +93,8 @@ async def call(
     api_request = await APIRequest.from_starlette(request, api.locales)
     if check_format and not api_request.is_valid():
         return to_response(*api.get_format_exception(api_request))
-    return to_response(*await run_in_threadpool(handler, api, api_request, *args))
+    work = functools.partial(handler, api, api_request, *args)
+    return to_response(*await to_thread.run_sync(work, limiter=_query_limiter(request)))
 
 
 def _as_geojson(response: Response) -> Response:
