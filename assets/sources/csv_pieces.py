@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import queue
+import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +26,10 @@ import pyarrow.csv as arrow_csv
 from assets.records import ColumnBatch, RawRecord, RowBatch
 from assets.sources.tabular import BATCH, MAX_LINES_PER_RECORD, UNDECODABLE, _judged, _logical_records
 
+T = TypeVar("T")
 PIECE_BYTES = 8 * 1024 * 1024
+# pieces read ahead by a thread of their own (`prefetched`); 0: read in the caller's thread
+READ_AHEAD = 1
 # RE2 repeats a group at most 1,000 times: a wider header is read by the line reader alone
 MAX_PLAIN_WIDTH = 1001
 # what str.isspace() holds true (checked by tests/test_csv_pieces.py): a line that starts with one of
@@ -87,6 +92,55 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """`items`, made by a thread of their own up to `depth` ahead of the caller: Arrow's CSV parser and its
+    regular expressions run without the GIL, beside the caller's work on the previous piece. An error of
+    `items` is raised to the caller where the item would have come; a caller that stops early stops the
+    thread (and closes `items`) before going on. `depth` 0: `items` as they are."""
+    if depth < 1:
+        yield from items
+        return
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((True, item)):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, raised there
+            offer((False, error))
+            return
+        offer((False, None))
+
+    worker = threading.Thread(target=produce, name="csv-pieces", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, value = ready.get()
+            if more:
+                yield value
+            elif value is None:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 def column_pieces(
     body: Iterator[tuple[str, bool]], header: list[str], source: str, delimiter: str, encoding: str
 ) -> Iterator[ColumnBatch]:
@@ -96,6 +150,9 @@ def column_pieces(
     limit = csv.field_size_limit()
     number, carried = 2, ""
     for text, last in body:
+        # Arrow's allocator (mimalloc) keeps freed blocks in the heap of the thread that made them: this
+        # thread's, when the pieces are read ahead, which only this thread can give back
+        pa.default_memory_pool().release_unused()
         batch, carried, used = _piece(
             carried + text, last, number, header, source, delimiter, encoding, (plain, starts_plain, limit)
         )

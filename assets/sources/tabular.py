@@ -108,15 +108,16 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
     chosen, warning = choose_encoding(head, encoding, source, expected)
-    from assets.sources.csv_pieces import MAX_PLAIN_WIDTH, column_pieces, read_pieces  # it imports this module
+    from assets.sources import csv_pieces  # it imports this module
 
     handle = open(path, "rb")  # noqa: SIM115 - closed by _closing
-    pieces = read_pieces(handle, chosen)
+    pieces = csv_pieces.read_pieces(handle, chosen)
     if pieces is not None:
         header_text, body = pieces
         header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
-        if len(header) <= MAX_PLAIN_WIDTH:
-            items = column_pieces(body, header, source, delimiter, chosen)
+        if len(header) <= csv_pieces.MAX_PLAIN_WIDTH:
+            items = csv_pieces.column_pieces(body, header, source, delimiter, chosen)
+            items = csv_pieces.prefetched(items, csv_pieces.READ_AHEAD)
             if warning:
                 items = _after(RawRecord(source, "file", {}, error=warning, error_field="encoding"), items)
             return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=handle.close)
