@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from assets.source_crs import source_crs
 from assets.sources import open_source
 from layers.catalog import Catalog, LayerSpec, SourceSpec
 from layers.settings import PathSettings
+from server.memory import release_free_memory
 
 
 @dataclass
@@ -69,10 +69,6 @@ def source_files(spec: LayerSpec, paths: PathSettings) -> Iterator[tuple[SourceS
             yield source, path, relative
 
 
-try:
-    _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim  # glibc
-except (OSError, AttributeError):
-    _MALLOC_TRIM = None
 # Records normalised at a time: the raw cells (a million distinct texts: ids, WKT, phone numbers) of one
 # chunk are alive at once, not those of the whole source. Sources with joins are built whole.
 CHUNK_ROWS = 100_000
@@ -132,7 +128,7 @@ def build_layer(
             reader_rejects += chunk_rejects
             pieces.append(published)
             del raw, published  # the raw table is the build's largest object: gone before the next chunk
-            _give_back()
+            release_free_memory()  # glibc keeps a chunk's freed memory in its arenas (the read-ahead thread has one)
         if unusable is not None:
             raise unusable
         crs_used.append(f"{file_label}: {used.label}")
@@ -174,15 +170,8 @@ def build_layer(
     frame.insert(0, "fid", stable_fids(spec.id, frame[spec.id_field]))
     counts.published = len(frame)
     counts.rejected = len({(r.source, r.record) for r in rejects})
-    _give_back()  # the chunks joined: what they held is free, before publishing adds its own
+    release_free_memory()  # the chunks joined: what they held is free, before publishing adds its own
     return LayerBuild(spec, frame, rejects, counts, warnings, crs_used, unjoined)
-
-
-def _give_back() -> None:
-    """Hand the memory freed by a chunk back to the system (glibc keeps it in its arenas otherwise, one per
-    thread that allocated: the CSV's read-ahead thread has its own)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def _column_kinds(pieces: list[gpd.GeoDataFrame]) -> dict[str, pd.StringDtype]:

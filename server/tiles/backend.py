@@ -75,7 +75,7 @@ class TileBackend(Protocol):
     def changed_boxes(self, spec: LayerSpec, old: object, new: Hashable) -> np.ndarray | None:
         """Web Mercator boxes (n x 4) of the features that appeared, changed or ended from version `old` (as the
         shared store's layers.json holds it: JSON) to `new` of the layer, a changed feature's old and new box; None
-        when the store cannot tell (see server/tiles/carry.py). Optional: a backend without it renders anew."""
+        when the store cannot tell (see server/tiles/carry.py): the new version is then rendered anew."""
         ...
 
 

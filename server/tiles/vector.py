@@ -386,10 +386,9 @@ class VectorTiles:
         key = (layer_id, json.dumps(old), repr(new))
         if key not in self._changes:
             spec = self.catalog.get(layer_id)
-            changed_boxes = getattr(self.backend, "changed_boxes", None)
             if len(self._changes) > 64:
                 self._changes.clear()
-            self._changes[key] = None if spec is None or changed_boxes is None else changed_boxes(spec, old, new)
+            self._changes[key] = None if spec is None else self.backend.changed_boxes(spec, old, new)
         return self._changes[key]
 
     def _carry_all(self, shared: SharedTiles) -> None:
