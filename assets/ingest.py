@@ -22,7 +22,7 @@ from assets.source_crs import source_crs
 from assets.sources import open_source
 from layers.catalog import Catalog, LayerSpec, SourceSpec
 from layers.settings import PathSettings
-from server.memory import release_free_memory
+from server.memory import collect_young, collector_paused, release_free_memory
 
 
 @dataclass
@@ -85,6 +85,13 @@ def build_layer(
     one of its sources would silently drop that source's features from the map. `now` (default:
     the clock) places the plausible-date window. A source is read and normalised `chunk_rows` records
     at a time (None: whole), with the same outcome."""
+    with collector_paused():
+        return _build_layer(spec, catalog, paths, now, chunk_rows)
+
+
+def _build_layer(
+    spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.datetime | None, chunk_rows: int | None
+) -> LayerBuild:
     now = now or dt.datetime.now(dt.UTC)  # one window for every chunk
     geocoders = {layer: address_index(layer, catalog, paths) for layer in spec.geocode_layers}
     label = lambda relative: relative  # noqa: E731 - messages name files as the catalog does
@@ -128,6 +135,7 @@ def build_layer(
             reader_rejects += chunk_rejects
             pieces.append(published)
             del raw, published  # the raw table is the build's largest object: gone before the next chunk
+            collect_young()  # the chunk's own cycles, if any: the collector is paused for the build
             release_free_memory()  # glibc keeps a chunk's freed memory in its arenas (the read-ahead thread has one)
         if unusable is not None:
             raise unusable
@@ -230,6 +238,7 @@ def publish_layer(build: LayerBuild, paths: PathSettings) -> Path:
     """The GeoPackage first, then its rejects: a rejects file always describes a publication that
     happened. Raises PublicationError (file and OS error) when the file system refuses either."""
     target = paths.published_path(build.spec.id)
-    publish_geopackage(build.frame, build.spec, target, build.counts.by_source)
-    write_rejects(build.rejects, paths.rejects_path(build.spec.id))
+    with collector_paused():
+        publish_geopackage(build.frame, build.spec, target, build.counts.by_source)
+        write_rejects(build.rejects, paths.rejects_path(build.spec.id))
     return target

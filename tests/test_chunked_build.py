@@ -88,3 +88,28 @@ def test_rows_the_reader_rejects_keep_their_place_among_the_chunks(city, tmp_pat
     assert chunked.rejects == whole.rejects
     pd.testing.assert_frame_equal(chunked.frame, whole.frame, check_exact=True)
     assert chunked.counts == whole.counts
+
+
+def test_the_build_leaves_the_garbage_collector_as_it_found_it(city, tmp_path):
+    """The build pauses Python's cyclic collector (it walked a million geometries again and again): it is
+    back on afterwards, also when a source is unusable, and stays off for a caller that had turned it off."""
+    import gc
+
+    from assets.records import SourceError
+
+    spec = CATALOG["repairs"]
+    assert gc.isenabled()
+    build = build_layer(spec, CATALOG, city, now=NOW)
+    assert gc.isenabled()
+    publish_layer(build, city.model_copy(update={"published_dir": tmp_path / "published"}))
+    assert gc.isenabled()
+    nowhere = city.model_copy(update={"sample_dir": tmp_path / "empty", "live_dir": tmp_path / "empty"})
+    with pytest.raises(SourceError):
+        build_layer(spec, CATALOG, nowhere, now=NOW)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        build_layer(spec, CATALOG, city, now=NOW)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
