@@ -7,10 +7,16 @@ The copy is made when a new version is first seen, off the event loop, while the
 child process: a million rows read into a frame and written by GDAL peak at over 1 GB, which glibc would keep in the
 worker (950 MB resident after the copy on 1M points, where the worker needs under 300), and the worker itself never
 imports GeoPandas and GDAL.
+
+Workers of one machine share the copies (the cache folder): the first worker to see a version copies it under a
+per-layer file lock and stamps it; the others wait on the lock and find it done, so a publication costs one copy
+per machine, not one per worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -131,7 +137,7 @@ class PostGISStore:
             for layer_id, version in self.versions():
                 if self._copied.get(layer_id) != version or not self.layer_path(layer_id).exists():
                     try:
-                        self._copy(copier, self.catalog[layer_id])
+                        self._copy(copier, self.catalog[layer_id], version)
                     except (psycopg.Error, OSError) as error:
                         LOGGER.error(
                             "%s: version %s cannot be read from PostGIS %s: %s",
@@ -145,12 +151,36 @@ class PostGISStore:
                 served.append(layer_id)
             return served
 
-    def _copy(self, copier: ProcessPoolExecutor, spec: LayerSpec) -> None:
+    def _copy(self, copier: ProcessPoolExecutor, spec: LayerSpec, version: int) -> None:
+        """Make the local copy of `version`, unless another worker of this machine made it (then its stamp says so)."""
         self.copies.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.copies / f".{spec.id}.lock"):  # the other workers wait here, then find the copy made
+            if self._stamped(spec.id) == version and self.layer_path(spec.id).exists():
+                self._copied[spec.id] = version
+                return
+            try:
+                copied = copier.submit(copy_layer, self.url, spec, self.layer_path(spec.id)).result()
+            except BrokenProcessPool as error:  # the child died (killed, out of memory): tried again at the next sync
+                raise OSError(f"the copying process died: {error}") from None
+            self._stamp(spec.id, copied)
+            self._copied[spec.id] = copied
+
+    def _stamp_path(self, layer_id: str) -> Path:
+        return self.copies / f"{layer_id}.version"
+
+    def _stamped(self, layer_id: str) -> int | None:
+        """The version the local copy holds, as its maker wrote it after the copy; None when unknown."""
         try:
-            self._copied[spec.id] = copier.submit(copy_layer, self.url, spec, self.layer_path(spec.id)).result()
-        except BrokenProcessPool as error:  # the child died (killed, out of memory): tried again at the next sync
-            raise OSError(f"the copying process died: {error}") from None
+            return int(self._stamp_path(layer_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _stamp(self, layer_id: str, version: int) -> None:
+        # after the copy's own rename: a stamp never names a copy that is not there (a crash in between only
+        # costs one more copy)
+        part = self._stamp_path(layer_id).with_suffix(f".version.{os.getpid()}")
+        part.write_text(str(version))
+        os.replace(part, self._stamp_path(layer_id))
 
     def feature_provider(self, layer_id: str) -> dict[str, Any]:
         """Features straight from the table (server.features.postgis_provider); `data` names the database without
@@ -180,6 +210,17 @@ class PostGISStore:
 
         local = GeoPackageTiles(self.layer_path)  # the copies of the last versions, while the database is away
         return PostGISTiles(self.url, self.versions, lambda: self._last, local)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive lock between the processes of one machine (flock: released when the holder dies)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _raster_products() -> list[str]:
