@@ -170,7 +170,12 @@ async def lifespan(app: Starlette):
 
     def warm() -> None:
         trimmed = time.monotonic()
-        while not stop.wait(REFRESH_SECONDS):
+        while not stop.is_set():
+            # every few seconds, or at once when a tile request saw a new version (its tiles are prepared meanwhile)
+            app.state.tiles.noticed.wait(REFRESH_SECONDS)
+            app.state.tiles.noticed.clear()
+            if stop.is_set():
+                break
             rendered = False
             try:
                 rendered = app.state.tiles.refresh()
@@ -242,5 +247,6 @@ def create_app(
         cache_bytes=settings.tile_cache_mb * 2**20,
         shared_dir=settings.cache_path / "tiles",  # the encoded tiles all workers read, rendered once per publication
         prerender_zoom=settings.tile_prerender_zoom,
+        switch_seconds=settings.tile_switch_seconds,  # tiles of the version before while the new one's are prepared
     )
     return app

@@ -38,6 +38,10 @@ class ServerSettings(BaseSettings):
     # After each publication one worker renders the combined tileset z0..this into the cache folder's shared tile
     # store (`tiles/`), which every worker reads: the first request of such a tile renders nothing.
     tile_prerender_zoom: int = Field(14, ge=0, le=16)
+    # After a republication tiles keep being answered from the version before while one worker carries over the
+    # tiles it cannot have changed and renders the changed ones of z0..tile_prerender_zoom; at most this long, then
+    # they switch to the new version anyway (the rest rendered on demand). 0: switch at once.
+    tile_switch_seconds: float = Field(30.0, ge=0)
     # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.
     max_body_bytes: int = Field(2**20, ge=1024)
     default_items: int = Field(1000, ge=1)

@@ -132,7 +132,10 @@ def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None
         publish(folder, "water", COUNT - 1)  # R-0 changes network, one repair is gone
     committed = time.monotonic()
 
-    late_stale, streak, seen_after = [], 0, set()
+    # Tiles are answered from the version before until one worker has prepared the new one's (server/tiles/vector.py,
+    # GEOPORTAL_SERVER_TILE_SWITCH_SECONDS), then by every worker sharing the tile store from the new one: once a
+    # round saw a new tile, no later round of that store sees an old one.
+    late_stale, streak, seen_after, tiles_switched = [], 0, set(), False
     deadline = committed + DEADLINE_SECONDS
     while streak < CONSECUTIVE:
         assert time.monotonic() < deadline, f"not all new after {DEADLINE_SECONDS}s: {late_stale[-5:]}"
@@ -142,8 +145,11 @@ def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None
         streak = streak + 1 if fresh else 0
         for what, worker, value in answers:
             seen_after.add(worker)
-            if value != NEW[what] and sent > committed + GRACE_SECONDS:
+            late = tiles_switched if what == "tile" else sent > committed + GRACE_SECONDS
+            if value != NEW[what] and late:
                 late_stale.append((round(sent - committed, 2), what, worker, value))
+        one_store = len(servers) == 1  # two machines have a tile store each: each switches on its own
+        tiles_switched |= one_store and any(value == NEW[what] for what, _, value in answers if what == "tile")
     assert not late_stale, f"stale answers more than {GRACE_SECONDS}s after the commit: {late_stale[:10]}"
     assert seen_after == workers, "both workers answered after the publication"
 

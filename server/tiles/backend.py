@@ -63,7 +63,10 @@ class TileBackend(Protocol):
         """The published layer's lon/lat box, None when unknown."""
         ...
 
-    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...]) -> LayerSource: ...
+    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...], version: Hashable = None) -> LayerSource | None:
+        """What a tile of the layer at `version` (None: the served one) is rendered from; None when that version
+        can no longer be read (an older one than the store keeps)."""
+        ...
 
     def render(
         self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy
@@ -236,22 +239,38 @@ class GeoPackageTiles:
     def bounds(self, layer_id: str) -> Bbox | None:
         return _data_bounds(file_identity(self.published_path(layer_id)), layer_id)
 
-    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...]) -> LayerSource:
-        return LayerSource(spec, self.published_path(spec.id), fields)
+    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...], version: Hashable = None) -> LayerSource | None:
+        """The published file, or for a version it no longer is, the hard link kept of it (`retain`)."""
+        if version is None or version == self.identity(spec.id):
+            return LayerSource(spec, self.published_path(spec.id), fields, version)
+        if self.version_dir is None or not isinstance(version, tuple) or len(version) != 5:
+            return None
+        kept = self._kept_file(version)
+        try:
+            if kept.stat().st_ino != version[2]:
+                return None
+        except OSError:
+            return None  # forgotten: a version no tile is answered from any more
+        return LayerSource(spec, kept, fields, version, previous=True)
 
     def render(
         self, sources: Sequence[LayerSource], z: int, x: int, y: int, *, when: Interval | None, policy: TilePolicy
     ) -> tuple[bytes, bool]:
         for source in sources:
             self.retain(source.spec.id)  # a version some tile was drawn from: the next one is compared with it
-        # A file replaced meanwhile is read whole as the new version (connections pin what they opened): the
-        # tile is cached under the identity stat'ed before, which no later request asks for.
-        return render_tile(sources, z, x, y, when=when, policy=policy, index_of=self._index), True
+        tile = render_tile(sources, z, x, y, when=when, policy=policy, index_of=self._index)
+        # A file replaced meanwhile is read whole as the new version (connections pin what they opened, and open
+        # the file when made): cacheable only if every published file is still the version the key names, since
+        # the version before stays asked for while the new one's tiles are prepared (server/tiles/vector.py).
+        current = all(s.previous or s.version is None or self.identity(s.spec.id) == s.version for s in sources)
+        return tile, current
 
     def _index(self, source: LayerSource) -> LayerIndex:
         assert source.path is not None
         path = source.path
-        identity = file_identity(path)
+        # a kept link of an older version: the index is the one of the version it is (stored under its file's name)
+        identity = source.version if source.previous else file_identity(path)
+        named = Path(identity[0]) if source.previous else path  # type: ignore[index]
 
         def load() -> LayerIndex:
             db = connect(path)
@@ -265,7 +284,7 @@ class GeoPackageTiles:
                 return load()
             # the version names the file and the layer as the catalog defines it (which time fields, their types)
             return stored_index(
-                self.index_dir, digest(str(path)), digest((identity, source.spec.model_dump_json())), load
+                self.index_dir, digest(str(named)), digest((identity, source.spec.model_dump_json())), load
             )
 
         return self.indexes.get(identity or (str(path), 0, 0, 0, 0), build)

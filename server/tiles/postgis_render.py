@@ -84,7 +84,12 @@ def _time_filter(spec: LayerSpec, when: Interval | None) -> sql.Composable:
     )
 
 
-def _found(spec: LayerSpec, when: Interval | None) -> sql.Composable:
+def _table(source: LayerSource) -> sql.Identifier:
+    """The table holding the source's version: the layer's, or the one kept before it (`<layer>__previous`)."""
+    return sql.Identifier(SCHEMA, source.spec.id + ("__previous" if source.previous else ""))
+
+
+def _found(spec: LayerSpec, when: Interval | None, table: sql.Identifier) -> sql.Composable:
     """The features whose exact Mercator box meets the buffered tile, with that box (a point's is the point: one
     projection per row instead of four)."""
     if spec.geometry_type == "Point":
@@ -102,10 +107,10 @@ def _found(spec: LayerSpec, when: Interval | None) -> sql.Composable:
         " WHERE t.geom && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326){time}) AS b"
         " WHERE b.m_right >= %(box_left)s AND b.m_left <= %(box_right)s"
         " AND b.m_top >= %(box_bottom)s AND b.m_bottom <= %(box_top)s"
-    ).format(table=sql.Identifier(SCHEMA, spec.id), box=box, time=_time_filter(spec, when))
+    ).format(table=table, box=box, time=_time_filter(spec, when))
 
 
-def _kept(spec: LayerSpec, when: Interval | None) -> sql.Composable:
+def _kept(spec: LayerSpec, when: Interval | None, table: sql.Identifier) -> sql.Composable:
     """render._thin in SQL: every large feature, the first small one per cell and (points) how many it stands for.
     A point is never larger than a cell and all points are equally large, so a point cell's first is its lowest
     fid: a hash aggregate, no sort. Cell keys are computed as render._thin computes them, operation for operation."""
@@ -126,7 +131,7 @@ def _kept(spec: LayerSpec, when: Interval | None) -> sql.Composable:
             " UNION ALL (SELECT DISTINCT ON (kx, ky) fid, 1::bigint FROM cells WHERE small"
             " ORDER BY kx, ky, size DESC, fid)"
         )
-    return sql.SQL(cells + kept).format(found=_found(spec, when))
+    return sql.SQL(cells + kept).format(found=_found(spec, when, table))
 
 
 def _geometry(spec: LayerSpec) -> sql.Composable:
@@ -154,14 +159,14 @@ def layer_mvt(source: LayerSource, when: Interval | None, thinning: bool) -> sql
     if thinning and spec.geometry_type == "Point":
         columns.append(sql.SQL("k.represented AS point_count"))
     columns.append(sql.SQL("{} AS geom").format(_geometry(spec)))
-    table = sql.Identifier(SCHEMA, spec.id)
+    table = _table(source)
     if thinning:
         rows = sql.SQL("SELECT {} FROM ({}) AS k JOIN {} t ON t.fid = k.fid").format(
-            sql.SQL(", ").join(columns), _kept(spec, when), table
+            sql.SQL(", ").join(columns), _kept(spec, when, table), table
         )
     else:
         rows = sql.SQL("SELECT {} FROM ({}) AS k JOIN {} t ON t.fid = k.fid").format(
-            sql.SQL(", ").join(columns), _found(spec, when), table
+            sql.SQL(", ").join(columns), _found(spec, when, table), table
         )
     return sql.SQL(
         "(SELECT ST_AsMVT(mvt, {}, %(extent)s, 'geom', 'fid' ORDER BY mvt.fid) FROM ({}) AS mvt"
@@ -170,11 +175,12 @@ def layer_mvt(source: LayerSource, when: Interval | None, thinning: bool) -> sql
 
 
 def tile_statement(sources: Sequence[LayerSource], when: Interval | None, thinning: bool) -> sql.Composable:
-    """The tile (the layers' MVTs concatenated, in order) and the versions it was read from, in one snapshot."""
+    """The tile (the layers' MVTs concatenated, in order) and the versions it was read from, in one snapshot: per
+    `<layer>/<slot>` (`current`, or `previous` for a source read from the version kept before it)."""
     layers = sql.SQL(" || ").join(layer_mvt(s, when, thinning) for s in sources) if sources else sql.SQL("''::bytea")
     return sql.SQL(
-        "SELECT {}, (SELECT coalesce(json_object_agg(layer_id, version), '{{}}') FROM {}"
-        " WHERE slot = 'current' AND layer_id = ANY(%(layers)s))"
+        "SELECT {}, (SELECT coalesce(json_object_agg(layer_id || '/' || slot, version), '{{}}') FROM {}"
+        " WHERE layer_id = ANY(%(layers)s))"
     ).format(layers, sql.Identifier(SCHEMA, "publications"))
 
 
@@ -270,8 +276,13 @@ class PostGISTiles:
             self._bounds[key] = tuple(row) if row and None not in row else None  # type: ignore[assignment]
         return self._bounds[key]
 
-    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...]) -> LayerSource:
-        return LayerSource(spec, None, fields, self.identity(spec.id))
+    def source(self, spec: LayerSpec, fields: tuple[FieldSpec, ...], version: Hashable = None) -> LayerSource:
+        """The layer's table, or for a version before the served one, `<layer>__previous` (which `render` checks
+        still holds it: a second publication since moves another version there)."""
+        current = self.identity(spec.id)
+        if version is None or version == current:
+            return LayerSource(spec, None, fields, current)
+        return LayerSource(spec, None, fields, version, previous=True)
 
     def changed_boxes(self, spec: LayerSpec, old: object, new: Hashable) -> np.ndarray | None:
         """The served table and the `__previous` one the store keeps for rollback compared by fid, in one snapshot
@@ -326,6 +337,10 @@ class PostGISTiles:
     ) -> tuple[bytes, bool]:
         try:
             rendered = self._render(sources, z, x, y, when, policy)
+        except psycopg.errors.UndefinedTable:
+            if any(s.previous for s in sources):  # no version kept before the served one (any more): not cacheable
+                return b"", False
+            raise
         except psycopg.OperationalError as error:
             self._local.connection = None
             if not self._away:  # once per outage
@@ -356,5 +371,5 @@ class PostGISTiles:
             if len(data) <= policy.budget_bytes or not thinning or attempt == policy.budget_tries:
                 break
             coarsen *= 2
-        asked = {s.spec.id: s.version for s in active}
-        return data, asked == {layer: versions.get(layer) for layer in asked}
+        asked = {f"{s.spec.id}/{'previous' if s.previous else 'current'}": s.version for s in active}
+        return data, asked == {slot: versions.get(slot) for slot in asked}

@@ -51,7 +51,10 @@ class LayerSource:
     spec: LayerSpec
     path: Path | None
     fields: tuple[FieldSpec, ...]
-    version: object = None  # the store's version of the layer the tile is keyed by (PostGIS)
+    version: object = None  # the store's version of the layer the tile is keyed by
+    # read from the version the store keeps before the current one (PostGIS: `<layer>__previous`), the one whose
+    # tiles are still answered while the new version's are prepared (server/tiles/vector.py, `switch_seconds`)
+    previous: bool = False
 
 
 @dataclass(frozen=True)

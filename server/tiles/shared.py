@@ -9,6 +9,8 @@ Layout under the folder (the server's cache folder, `tiles/`):
     <namespace>/<layers>/prerendered-z<N>        written once z0..zN of the combined tileset are all there
     <namespace>/<layers>/carried                 written once the tiles a publication cannot have changed are linked
                                                  in from the folder of the version before (server/tiles/carry.py)
+    <namespace>/switched/<layer, version>        [layer id, version]: tiles of the layer are answered at this version
+                                                 by every worker from now on (server/tiles/vector.py, `refresh`)
 
 `<namespace>` hashes what changes the bytes besides the data (the renderer's format, the tile policy, the catalog's
 layer definitions, which database for PostGIS); `<layers>` the served version of each layer the tile reads and the
@@ -90,13 +92,16 @@ class SharedTiles:
         self._layer_folders.add(folder)
 
     @contextlib.contextmanager
-    def claim(self, layers: tuple, task: str, wait: bool = False) -> Iterator[bool]:
-        """True for the one process that may do `task` for these layer versions now (an exclusive lock on a file of
-        their folder, released when the block ends or the process dies); False for every other (`wait`: True once
-        the process holding it is done, False only when the lock cannot be taken at all)."""
-        folder = self.folder / digest(layers)
+    def claim(self, layers: tuple | None, task: str, wait: bool = False) -> Iterator[bool]:
+        """True for the one process that may do `task` for these layer versions now (None: for the namespace) (an
+        exclusive lock on a file of their folder, released when the block ends or the process dies); False for
+        every other (`wait`: True once the process holding it is done, False only when the lock cannot be taken)."""
+        folder = self.folder if layers is None else self.folder / digest(layers)
         try:
-            self._layer_folder(folder, layers)
+            if layers is None:
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                self._layer_folder(folder, layers)
             handle = open(folder / f".{task}.lock", "wb")  # noqa: SIM115 - held for the block
         except OSError:
             yield False
@@ -118,18 +123,37 @@ class SharedTiles:
         with contextlib.suppress(OSError):
             (self.folder / digest(layers) / task).touch()
 
-    def prune(self, served: dict[str, Hashable]) -> int:
-        """Remove the folders that read a version of a layer other than the one served now (`served`: layer id ->
-        version); returns how many. A request still reading one of them then renders its tile again."""
-        current = {layer_id: json.loads(json.dumps(version)) for layer_id, version in served.items()}
+    def _switch_mark(self, layer_id: str, version: Hashable) -> Path:
+        return self.folder / "switched" / digest(json.dumps([layer_id, version]))
+
+    def switched(self, layer_id: str, version: Hashable) -> bool:
+        """Whether a worker has switched the layer's tiles to `version` (as JSON has it) for every worker."""
+        return self._switch_mark(layer_id, version).exists()
+
+    def mark_switched(self, layer_id: str, version: Hashable) -> None:
+        mark = self._switch_mark(layer_id, version)
+        with contextlib.suppress(OSError):
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text(json.dumps([layer_id, version]))
+
+    def prune(self, served: dict[str, list[Hashable]]) -> int:
+        """Remove the folders that read a version of a layer other than those served now (`served`: layer id ->
+        versions, as JSON has them), and their switch marks; returns how many folders. A request still reading
+        one of them then renders its tile again."""
         removed = 0
+        with contextlib.suppress(OSError):
+            for mark in (self.folder / "switched").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    layer_id, version = json.loads(mark.read_text())
+                    if version not in served.get(layer_id, ()):
+                        mark.unlink()
         with contextlib.suppress(OSError):
             for folder in self.folder.iterdir():
                 try:
                     layers = json.loads((folder / "layers.json").read_text())
                 except (OSError, ValueError):
                     continue  # being created, or not ours
-                if any(current.get(layer_id) != version for layer_id, version, *_ in layers):
+                if any(version not in served.get(layer_id, ()) for layer_id, version, *_ in layers):
                     shutil.rmtree(folder, ignore_errors=True)
                     self._layer_folders.discard(folder)
                     removed += 1

@@ -28,9 +28,11 @@ Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes)
                       tiles_href=".../tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt")  -> dict
     ogc_tilesets(title=..., tileset_href=".../tiles/WebMercatorQuad", tiling_scheme_href=...)  -> dict
     tiles.refresh()              # from a background thread every few seconds: after a publication one worker
-                                 # renders z0..prerender_zoom into the shared store (see `refresh`); the tiles
-                                 # the publication cannot have changed are carried over from the version
-                                 # before instead (server/tiles/carry.py), by `refresh` or the first request
+                                 # carries the tiles it cannot have changed over from the version before
+                                 # (server/tiles/carry.py) and renders the changed ones of z0..prerender_zoom,
+                                 # while every worker keeps answering tiles of the version before; then the
+                                 # tiles switch to the new version (at most `switch_seconds` later) and it
+                                 # renders the rest of z0..prerender_zoom into the shared store (see `refresh`)
 
 Routes: server/tiles/routes.py. Styles: server/styles/.
 """
@@ -43,8 +45,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,16 @@ MVT_MEDIA_TYPE = tile_metadata.MVT_MEDIA_TYPE
 RENDERING = 1
 LOGGER = logging.getLogger(__name__)
 CARRIED = "carried"  # the mark of a folder whose tiles the versions before have handed on (server/tiles/carry.py)
+_UNSEEN = object()  # a layer this process has not answered a tile of yet
+
+
+class _VersionGone(Exception):
+    """The version of these layers a tile was asked at can no longer be read (the store keeps one before the served
+    one): the tile is answered at the served version instead."""
+
+    def __init__(self, layers: list[str]):
+        super().__init__(layers)
+        self.layers = layers
 
 
 class TileError(GeoportalError):
@@ -157,6 +169,7 @@ class VectorTiles:
         maxzoom: int = 16,
         shared_dir: Path | None = None,
         prerender_zoom: int = 11,
+        switch_seconds: float = 0.0,
     ):
         if backend is None:
             if published_path is None:
@@ -180,6 +193,12 @@ class VectorTiles:
         self._carry_lock = threading.Lock()
         self._dirty: dict[tuple, DirtyTiles] = {}  # what this process found changed, per folder: rendered first
         self._changes: dict[tuple, Any] = {}  # (layer, old, new) -> the backend's changed boxes (None: unknown)
+        # After a publication, tiles keep being answered at the version before while one worker prepares the new
+        # one's (`refresh`), for at most this long after a process first sees it; 0: at the new version at once.
+        self.switch_seconds = switch_seconds
+        self._served: dict[str, Hashable] = {}  # layer -> the version its tiles are answered at in this process
+        self._seen: dict[tuple, float] = {}  # (layer, version) -> when this process first saw it published
+        self.noticed = threading.Event()  # set when a request sees a new version: the caller of `refresh` may wake
 
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
         """The requested layers in catalog order; None is the combined set (public, and internal for staff)."""
@@ -209,7 +228,14 @@ class VectorTiles:
     ) -> Tile:
         """The tile, from the cache or rendered now (CPU-bound: call it from a worker thread)."""
         self.backend.poll()
-        tile = self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=True)
+        tile = None
+        for _ in range(len(self.catalog) + 1):
+            try:
+                tile = self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=True)
+                break
+            except _VersionGone as gone:  # the version before is gone (a second publication): switch this process
+                for layer_id in gone.layers:
+                    self._served[layer_id] = self.backend.identity(layer_id)
         assert tile is not None
         return tile
 
@@ -238,9 +264,11 @@ class VectorTiles:
         staff: bool,
         datetime: str | None,
         fields: Sequence[str] | None,
+        at: dict[str, Hashable] | None = None,
     ) -> tuple[tuple, list]:
-        """The cache key (every layer's served version and carried attributes, z/x/y, time window) and the layout
-        (per layer: spec, fields, their names) the sources are made of when the tile must be rendered."""
+        """The cache key (the version each layer's tiles are answered at, or `at` names, and the carried attributes,
+        z/x/y, time window) and the layout (per layer: spec, fields, their names) the sources are made of when the
+        tile must be rendered."""
         if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
             raise TileNotFoundError(f"tile {z}/{x}/{y} is outside WebMercatorQuad")
         layers = None if layers is None else tuple(layers)
@@ -262,19 +290,61 @@ class VectorTiles:
         when = parse_datetime(datetime, self.local) if datetime else None
         identities = []
         for spec, _, names in layout:
-            version = self.backend.identity(spec.id)
+            version = self._version(spec.id) if at is None else at.get(spec.id)
             if version is not None:  # else not published yet: the layer is simply absent from the tile
                 identities.append((spec.id, version, names))
         return (tuple(identities), z, x, y, when), layout
 
+    def _version(self, layer_id: str) -> Hashable | None:
+        """The version of the layer whose tiles are answered now (cheap: on the event loop). The served one; but
+        once this process answered tiles of a version, a newer one only when a worker has prepared its tiles
+        (`refresh`) or `switch_seconds` after this process first saw it, the one before until then."""
+        current = self.backend.identity(layer_id)
+        before = self._served.get(layer_id, _UNSEEN)
+        if before == current:
+            return current
+        if before is _UNSEEN or before is None or current is None or self._switched(layer_id, current):
+            self._served[layer_id] = current
+            return current
+        return before  # type: ignore[return-value]
+
+    def _switched(self, layer_id: str, version: Hashable) -> bool:
+        """Whether tiles of the layer are answered at its newly served `version` now: a worker has marked it
+        prepared in the shared store, or this process saw it `switch_seconds` ago (the preparation failed, or a
+        worker died at it)."""
+        shared = self.shared(ask=False)
+        if self.switch_seconds <= 0 or shared is None:
+            return True
+        now = time.monotonic()
+        seen = self._seen.get((layer_id, version))
+        if seen is None:
+            if len(self._seen) > 64:  # versions come and go with publications: keep the memo bounded
+                self._seen.clear()
+            seen = self._seen[(layer_id, version)] = now
+            self.noticed.set()
+        return now - seen >= self.switch_seconds or shared.switched(layer_id, _as_json(version))
+
+    def _pending(self) -> dict[str, Hashable]:
+        """The layers whose tiles are still answered at a version before the served one: layer -> the served one."""
+        pending = {}
+        for spec in self.catalog.values():
+            answered = self._version(spec.id)
+            current = self.backend.identity(spec.id)
+            if answered != current:
+                pending[spec.id] = current
+        return pending
+
     def _sources(self, key: tuple, layout: list) -> list[LayerSource]:
         """What the backend renders the tile of `key` from: each layer at the version the key names."""
         versions = {layer_id: version for layer_id, version, _ in key[0]}
-        return [
-            replace(self.backend.source(spec, carried), version=versions[spec.id])
-            for spec, carried, _ in layout
-            if spec.id in versions
-        ]
+        sources = []
+        for spec, carried, _ in layout:
+            if spec.id in versions:
+                source = self.backend.source(spec, carried, versions[spec.id])
+                if source is None:
+                    raise _VersionGone([spec.id])
+                sources.append(source)
+        return sources
 
     def shared(self, ask: bool = True) -> SharedTiles | None:
         """The tile store shared with the other workers, None without a folder or while the backend cannot say
@@ -309,6 +379,9 @@ class VectorTiles:
                 sources = self._sources(key, layout)
                 raw, cacheable = self.backend.render(sources, z, x, y, when=when, policy=self.policy)
                 if not cacheable:  # rendered from a newer version than the key names: right now, not for the key
+                    gone = [s.spec.id for s in sources if s.previous]
+                    if gone:  # the version before, asked for while the new one's tiles are prepared: not there now
+                        raise _VersionGone(gone)
                     return self._uncached(raw, gzip)
                 if on_disk and raw:  # an empty tile is rendered again in no time: not worth a file
                     shared.put(key, False, raw)
@@ -505,16 +578,21 @@ class VectorTiles:
         With a shared store, one worker (whichever takes the lock) renders each publication's tiles into it once,
         gzipped and not, and removes the tiles of replaced versions; the other workers, and the server restarted
         later, read them from there. Without one, each worker renders into its own LRU. Measured on 1M points +
-        200k lines over the city (935 tiles z0-z14): see benchmarks/README.md, "Tiles"."""
+        200k lines over the city (935 tiles z0-z14): see benchmarks/README.md, "Tiles".
+
+        Before that, after a republication, tiles keep being answered at the version before while one worker
+        prepares the new version's (`_prepare_switch`); this renders nothing until they are switched."""
         max_zoom = self.prerender_zoom if max_zoom is None else max_zoom
         self.backend.poll()
         if hasattr(self.backend, "retain"):  # the versions served now: what the next publication is compared with
             for spec in self.catalog.values():
                 self.backend.retain(spec.id)
-        identities = tuple(self.backend.identity(spec.id) for spec in self.layer_specs(None, staff))
+        shared = self.shared()
+        if shared is not None and self._prepare_switch(shared, max_zoom):
+            return False  # another worker prepares the new version's tiles: look again next time
+        identities = tuple(self._version(spec.id) for spec in self.layer_specs(None, staff))
         if identities == self._warmed.get(staff):
             return False
-        shared = self.shared()
         if shared is None:
             self.warm(max_zoom, staff=staff)
             self._warmed[staff] = identities
@@ -525,16 +603,58 @@ class VectorTiles:
             finished = shared.done(layers, task)
             if mine and not finished:
                 self._carry_all(shared)
-                served = {spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()}
-                shared.prune(served)
+                # the versions served, and those tiles are answered at (the same, but for a publication just now)
+                kept = {s.id: (self.backend.identity(s.id), self._version(s.id)) for s in self.catalog.values()}
+                shared.prune({layer_id: [_as_json(v) for v in versions] for layer_id, versions in kept.items()})
                 if hasattr(self.backend, "forget"):
-                    self.backend.forget(set(served.values()))
+                    self.backend.forget({version for versions in kept.values() for version in versions})
                 self.warm(max_zoom, staff=staff, gzip=True, first=self._dirty.get(layers))
                 shared.mark_done(layers, task)
                 finished = rendered = True
         if finished:  # else another worker is at it: look again next time (it may die half-way)
             self._warmed[staff] = identities
         return rendered
+
+    def _prepare_switch(self, shared: SharedTiles, max_zoom: int) -> bool:
+        """After a publication (tiles of some layer still answered at the version before): one worker (whichever
+        takes the namespace's lock) carries every folder of the versions answered over to the served versions and
+        renders the combined tileset's tiles of z0..`max_zoom` that the publication can have changed, then marks
+        the layers switched for every worker. Stops rendering `switch_seconds` after it first saw the publication,
+        and switches anyway when it fails; without a previous version to carry from (a first publication, over
+        `CHANGED_SHARE` changed, another schema) it switches at once. True while tiles of some layer are still
+        answered at a version before the served one (another worker is preparing them)."""
+        if not self._pending():
+            return False
+        with shared.claim(None, "switch") as mine:
+            pending = self._pending()  # the worker that held the lock may have switched them meanwhile
+            if not mine or not pending:
+                return bool(pending)
+            target = {spec.id: self.backend.identity(spec.id) for spec in self.catalog.values()}
+            started = time.monotonic()
+            seen = min(self._seen.get((layer_id, version), started) for layer_id, version in pending.items())
+            deadline, rendered, dirty = seen + self.switch_seconds, 0, None
+            try:
+                self._carry_all(shared)
+                dirty = self._dirty.get(self._plan(0, 0, 0, None, False, None, None, at=target)[0][0])
+                if dirty is not None and len(dirty):
+                    zooms = list(range(max_zoom + 1))
+                    for tile in [t for t in TMS.tiles(*self.bounds(), zooms=zooms) if dirty(t.z, t.x, t.y)]:
+                        if time.monotonic() >= deadline:
+                            LOGGER.warning("tiles: switched after %.0f s, changed tiles left to render on demand",
+                                           self.switch_seconds)  # fmt: skip
+                            break
+                        self._answer(self._plan(tile.z, tile.x, tile.y, None, False, None, None, at=target), True, True)
+                        rendered += 1
+            finally:  # failed or not: the new version's tiles are answered from now on, by every worker
+                for layer_id, version in pending.items():
+                    shared.mark_switched(layer_id, _as_json(version))
+                    self._served[layer_id] = version
+                LOGGER.info(
+                    "tiles: %s switched to the new version %.2f s after it was seen (%s, %d changed tiles rendered)",
+                    ", ".join(pending), time.monotonic() - seen,
+                    "carried over" if dirty is not None else "nothing carried over", rendered,
+                )  # fmt: skip
+        return False
 
     def warm(
         self,
