@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from functools import cached_property
 from typing import Any
 
 import shapely
@@ -46,7 +47,7 @@ class Conditions:
     spatial: tuple[SpatialTest, ...]
     only_window: TimeWindow | None = None  # set when `datetime=` is the one condition
 
-    @property
+    @cached_property  # asked for by the count's and the page's cache keys: the geometries' WKB made once
     def signature(self) -> tuple:
         tests = tuple((t.operation, shapely.to_wkb(t.geometry), t.box) for t in self.spatial)
         return (self.where.sql, self.where.params, tests)
