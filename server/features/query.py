@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from functools import cached_property
 from typing import Any
 
 import shapely
@@ -47,10 +46,15 @@ class Conditions:
     spatial: tuple[SpatialTest, ...]
     only_window: TimeWindow | None = None  # set when `datetime=` is the one condition
 
-    @cached_property  # asked for by the count's and the page's cache keys: the geometries' WKB made once
+    @property
     def signature(self) -> tuple:
-        tests = tuple((t.operation, shapely.to_wkb(t.geometry), t.box) for t in self.spatial)
-        return (self.where.sql, self.where.params, tests)
+        # asked for by the count's and the page's cache keys: the geometries' WKB made once (kept in the instance's
+        # __dict__ directly: functools.cached_property would take one lock shared by every instance, on every thread)
+        kept = self.__dict__.get("_signature")
+        if kept is None:
+            tests = tuple((t.operation, shapely.to_wkb(t.geometry), t.box) for t in self.spatial)
+            kept = self.__dict__["_signature"] = (self.where.sql, self.where.params, tests)
+        return kept
 
     @property
     def empty(self) -> bool:
