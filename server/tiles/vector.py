@@ -43,9 +43,11 @@ import gzip as gzip_module
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
@@ -84,6 +86,7 @@ RENDERING = 1
 LOGGER = logging.getLogger(__name__)
 CARRIED = "carried"  # the mark of a folder whose tiles the versions before have handed on (server/tiles/carry.py)
 _UNSEEN = object()  # a layer this process has not answered a tile of yet
+PREPARE_THREADS = min(4, os.cpu_count() or 1)  # changed tiles rendered at once before a switch (`_prepare_switch`)
 
 
 class _VersionGone(Exception):
@@ -637,14 +640,22 @@ class VectorTiles:
                 self._carry_all(shared)
                 dirty = self._dirty.get(self._plan(0, 0, 0, None, False, None, None, at=target)[0][0])
                 if dirty is not None and len(dirty):
-                    zooms = list(range(max_zoom + 1))
-                    for tile in [t for t in TMS.tiles(*self.bounds(), zooms=zooms) if dirty(t.z, t.x, t.y)]:
+                    zooms = list(range(max_zoom, -1, -1))  # street level first: cheap and the most asked for; an
+                    # overview tile thins the whole layer (seconds at 1M in PostGIS)
+                    changed = [t for z in zooms for t in TMS.tiles(*self.bounds(), zooms=[z]) if dirty(t.z, t.x, t.y)]
+
+                    def render(tile: Any) -> bool:
                         if time.monotonic() >= deadline:
-                            LOGGER.warning("tiles: switched after %.0f s, changed tiles left to render on demand",
-                                           self.switch_seconds)  # fmt: skip
-                            break
+                            return False
                         self._answer(self._plan(tile.z, tile.x, tile.y, None, False, None, None, at=target), True, True)
-                        rendered += 1
+                        return True
+
+                    # a few at a time: PostGIS renders in the database's processes, GEOS and SQLite release the GIL
+                    with ThreadPoolExecutor(PREPARE_THREADS) as pool:
+                        rendered = sum(pool.map(render, changed))
+                    if rendered < len(changed):
+                        LOGGER.warning("tiles: switched after %.0f s, %d changed tiles left to render on demand",
+                                       self.switch_seconds, len(changed) - rendered)  # fmt: skip
             finally:  # failed or not: the new version's tiles are answered from now on, by every worker
                 for layer_id, version in pending.items():
                     shared.mark_switched(layer_id, _as_json(version))
