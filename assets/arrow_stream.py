@@ -80,7 +80,7 @@ def record_batches(
         arrays = [pa.array(fids[wanted], pa.int64())]
         for name, column in values.items():
             arrays.append(_column(column.take(ascending), schema.field(name).type).take(back))
-        arrays.append(point_wkb(xy[wanted]) if xy is not None else wkb(shapes[ascending]).take(back))
+        arrays.append(point_wkb(xy[wanted]) if xy is not None else iso_wkb(shapes[ascending]).take(back))
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -88,17 +88,14 @@ def record_batches(
 POINT_WKB = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")])
 
 
-def wkb(shapes: np.ndarray) -> pa.Array:
-    """ISO WKB of each geometry, as shapely writes it. A batch of plain 2-D points is packed with numpy
-    instead: shapely's writer costs a microsecond a point, more than the rest of a point layer's batch."""
-    # shapely writes the machine's byte order
-    if not len(shapes) or sys.byteorder != "little" or not plain_points(shapes):
-        return pa.array(shapely.to_wkb(shapes, flavor="iso"), pa.binary())
-    return point_wkb(shapely.get_coordinates(shapes))
+def iso_wkb(shapes: np.ndarray) -> pa.Array:
+    """ISO WKB of each geometry, as shapely writes it (any layer but one of plain 2-D points: see `point_wkb`)."""
+    return pa.array(shapely.to_wkb(shapes, flavor="iso"), pa.binary())
 
 
 def point_wkb(xy: np.ndarray) -> pa.Array:
-    """ISO WKB of 2-D points from their coordinates (n x 2), little-endian, byte for byte as shapely writes them."""
+    """ISO WKB of 2-D points from their coordinates (n x 2), little-endian, byte for byte as shapely writes them on
+    this machine: shapely's writer costs a microsecond a point, more than the rest of a point layer's batch."""
     packed = np.empty(len(xy), dtype=POINT_WKB)
     packed["order"], packed["kind"] = 1, 1
     packed["x"], packed["y"] = xy[:, 0], xy[:, 1]

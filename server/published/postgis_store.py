@@ -15,8 +15,6 @@ per machine, not one per worker.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -34,6 +32,7 @@ from psycopg import sql
 from layers.catalog import Catalog, LayerSpec
 from layers.settings import PathSettings
 from layers.store import where
+from server.locks import machine_lock
 from server.published.extents import LayerExtent, read_extent
 from server.published.files import Signature
 from server.published.watch import WatchedFiles
@@ -154,7 +153,7 @@ class PostGISStore:
     def _copy(self, copier: ProcessPoolExecutor, spec: LayerSpec, version: int) -> None:
         """Make the local copy of `version`, unless another worker of this machine made it (then its stamp says so)."""
         self.copies.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.copies / f".{spec.id}.lock"):  # the other workers wait here, then find the copy made
+        with machine_lock(self.copies / f".{spec.id}.lock"):  # the other workers wait here, then find the copy made
             if self._stamped(spec.id) == version and self.layer_path(spec.id).exists():
                 self._copied[spec.id] = version
                 return
@@ -210,17 +209,6 @@ class PostGISStore:
 
         local = GeoPackageTiles(self.layer_path)  # the copies of the last versions, while the database is away
         return PostGISTiles(self.url, self.versions, lambda: self._last, local)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """An exclusive lock between the processes of one machine (flock: released when the holder dies)."""
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _raster_products() -> list[str]:

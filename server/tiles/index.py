@@ -3,7 +3,6 @@ publication and kept on disk, memory-mapped by every worker (`stored_index`)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import numpy as np
 import shapely
 
 from layers.catalog import LayerSpec
+from server.locks import machine_lock
 from server.published.gpkg import to_shapely_many
 from server.published.sql import quote_identifier
 from server.tiles.grid import MAX_LATITUDE
@@ -156,8 +156,7 @@ def stored_index(folder: Path, name: str, version: str, build: Callable[[], Laye
     target = folder / f"{name}-{version}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f".{name}.lock", "wb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per file; the others wait here, then read its arrays
+        with machine_lock(folder / f".{name}.lock"):  # one builder per file; the others wait here, then read its arrays
             if not (target / "index.json").exists():
                 index = build()
                 temporary = folder / f".{name}-{version}.{os.getpid()}.{threading.get_ident()}"

@@ -24,7 +24,6 @@ versions are removed by `prune`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -33,6 +32,8 @@ import shutil
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
+
+from server.locks import machine_lock
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,24 +98,16 @@ class SharedTiles:
         exclusive lock on a file of their folder, released when the block ends or the process dies); False for
         every other (`wait`: True once the process holding it is done, False only when the lock cannot be taken)."""
         folder = self.folder if layers is None else self.folder / digest(layers)
-        try:
-            if layers is None:
-                folder.mkdir(parents=True, exist_ok=True)
-            else:
-                self._layer_folder(folder, layers)
-            handle = open(folder / f".{task}.lock", "wb")  # noqa: SIM115 - held for the block
-        except OSError:
-            yield False
-            return
-        try:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if layers is None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                else:
+                    self._layer_folder(folder, layers)
+                held = stack.enter_context(machine_lock(folder / f".{task}.lock", wait=wait))
             except OSError:
-                yield False
-                return
-            yield True
-        finally:
-            handle.close()
+                held = False
+            yield held
 
     def done(self, layers: tuple, task: str) -> bool:
         return (self.folder / digest(layers) / task).exists()
