@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def _words(text: str) -> frozenset[str]:
@@ -164,6 +165,9 @@ class _Cursor:
 # --- streets -------------------------------------------------------------------------------------
 
 
+# registers and notices repeat their street names and house numbers: each distinct one is read once
+# (typed: 5 and 5.0 are different texts)
+@lru_cache(maxsize=65_536, typed=True)
 def normalize_street(name: str) -> str:
     """Street key: lower case, е for ё, no quotes; the type word canonical and last, "улица" dropped."""
     words = [
@@ -262,6 +266,7 @@ def _read_house(cur: _Cursor) -> _House:
     return _read_markers(cur, _House(base))
 
 
+@lru_cache(maxsize=65_536, typed=True)
 def normalize_house(house: str) -> str:
     """House key: "д. 7 корп. 2" -> "7к2", "дом 5А" -> "5а", "12 стр 3" -> "12с3", "7/1" -> "7/1"."""
     # a register field holds one house, so "5 А" can only mean 5а: retry with the spaces removed

@@ -72,8 +72,42 @@ def as_text(raw: pd.Series) -> Coerced:
             for value in values
         ]
 
-    values = _each_distinct(raw, texts, text(None))
-    return Coerced(values, pd.Series(False, index=raw.index), "")
+    if not _only_text(raw):  # 1 and True are one value to a factorisation: judged as before, per distinct value
+        return Coerced(_each_distinct(raw, texts, text(None)), pd.Series(False, index=raw.index), "")
+    # texts and empty cells only: judged cell by cell, the unclean ones once per distinct text. A factorisation
+    # of a million distinct ids or phone numbers costs more than the clean test of each cell.
+    unclean = _Judged(text)
+    values = [
+        value
+        if type(value) is str
+        and value
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+        and "  " not in value
+        else unclean[value]
+        for value in raw.to_numpy(dtype=object)
+    ]
+    return Coerced(pd.Series(values, index=raw.index, dtype=object), pd.Series(False, index=raw.index), "")
+
+
+class _Judged(dict):
+    """`function` of each value met, called once per distinct one (an empty cell: as None)."""
+
+    def __init__(self, function: Callable[[object], object]):
+        super().__init__()
+        self.function = function
+
+    def __missing__(self, value: object) -> object:
+        judged = self[value] = self.function(value if isinstance(value, str) else None)
+        return judged
+
+
+def _only_text(raw: pd.Series) -> bool:
+    """Every cell a text or empty (None, NaN, NA)."""
+    if isinstance(raw.dtype, pd.StringDtype):
+        return True
+    return raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty")
 
 
 def _numeric_text(raw: pd.Series) -> pd.Series:

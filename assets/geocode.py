@@ -50,6 +50,7 @@ class AddressIndex(Generic[P]):
                 continue
             self._add(BuildingAddress(normalize_street(street), normalize_house(house)), payload)
         self._streets_by_name: dict[str, list[str]] = defaultdict(list)
+        self._matched: dict[str, tuple[list[tuple[BuildingAddress, P]], list[str]]] = {}
         for street in self._houses:
             self._streets_by_name[_loose_name(street)].append(street)
 
@@ -83,6 +84,14 @@ class AddressIndex(Generic[P]):
                 reasons[-1] += f"; в реестре есть {', '.join(siblings)}"
         reasons += [f"{NOT_UNDERSTOOD}: «{fragment}»" for fragment in not_understood]
         return matched, reasons
+
+    def match_text_once(self, text: str) -> tuple[list[tuple[BuildingAddress, P]], list[str]]:
+        """`match_text`, each distinct text parsed and matched once for the life of this index: a register
+        repeats its addresses, also from one chunk of a source to the next. The lists are shared: read them."""
+        found = self._matched.get(text)
+        if found is None:
+            found = self._matched[text] = self.match_text(text)
+        return found
 
     def _add(self, key: BuildingAddress, payload: P) -> None:
         houses = self._houses[key.street]

@@ -51,6 +51,25 @@ def plain_points(geometries: np.ndarray) -> bool:
     return not (shapely.has_z(geometries).any() or (hasattr(shapely, "has_m") and shapely.has_m(geometries).any()))
 
 
+def within_box(geometries: np.ndarray, extent: tuple[float, float, float, float]) -> np.ndarray:
+    """`shapely.within(geometries, box(*extent))`. A point is within a box when it is strictly inside it (on
+    its edge it is not): the points' coordinates are compared by numpy, a million of them in milliseconds
+    rather than a second of GEOS predicates. Other geometries (and empty points) are judged by GEOS."""
+    west, south, east, north = extent
+    points = shapely.get_type_id(geometries) == 0
+    points[points] = ~shapely.is_empty(geometries[points])
+    inside = np.zeros(len(geometries), dtype=bool)
+    if points.any():
+        x, y = shapely.get_x(geometries[points]), shapely.get_y(geometries[points])
+        inside[points] = (west < x) & (x < east) & (south < y) & (y < north)
+    others = np.flatnonzero(~points & ~shapely.is_missing(geometries))
+    if len(others):
+        box = shapely.box(west, south, east, north)
+        shapely.prepare(box)
+        inside[others] = shapely.within(geometries[others], box)
+    return inside
+
+
 CURVES = ("CIRCULARSTRING", "COMPOUNDCURVE", "CURVEPOLYGON", "MULTICURVE", "MULTISURFACE")
 
 

@@ -14,7 +14,7 @@ import pyproj
 import shapely
 
 from assets import coerce
-from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, wkt_problem
+from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, within_box, wkt_problem
 from assets.records import BatchedRecords, Reject, SourceError, SourceTable, raw_text
 from assets.row_batches import SHARING_SAMPLE, collect_rows
 from assets.sources.notices import BUILDING
@@ -340,10 +340,7 @@ def geometries(
         if why:
             problems.add_row(table.index[i], "geometry", why)
         result[i] = fitted
-    west, south, east, north = city.extent
-    extent = shapely.box(west, south, east, north)
-    shapely.prepare(extent)
-    outside = ~shapely.is_missing(result) & ~shapely.within(result, extent)
+    outside = ~shapely.is_missing(result) & ~within_box(result, city.extent)
     texts = shapely.to_wkt(result[outside], rounding_precision=-1)
     problems.step()
     for position, bounds, text in zip(np.flatnonzero(outside), shapely.bounds(result[outside]), texts, strict=True):
@@ -375,16 +372,13 @@ def _geocode(table: pd.DataFrame, column: str, result: np.ndarray, geocoder, pro
     addresses: list[str | None] = [None] * len(table)
     texts = table[column].to_numpy(dtype=object)
     buildings = table[BUILDING].to_numpy(dtype=object)
-    matched: dict[str, tuple] = {}  # registers repeat addresses: each text is parsed and matched once
     problems.step()
     for position in np.flatnonzero(shapely.is_missing(result)):
         building, text = buildings[position], texts[position]
         if building is None or isinstance(building, float):
             if not isinstance(text, str) or not text.strip():
                 continue
-            if text not in matched:
-                matched[text] = geocoder.match_text(text)
-            matches, reasons = matched[text]
+            matches, reasons = geocoder.match_text_once(text)  # registers repeat addresses
         else:
             payload = geocoder.lookup(building)
             matches = [(building, payload)] if payload is not None else []

@@ -1,0 +1,83 @@
+"""The ingest's fast paths give exactly what the general ones give: the text typing of text-only columns
+cell by cell, the city-extent test of points by their coordinates, geocoding memoised across chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from assets import coerce
+from assets.address_words import normalize_house, normalize_street
+from assets.geocode import AddressIndex
+from assets.geometry import within_box
+
+TEXT = pd.StringDtype("python", na_value=np.nan)
+
+
+def by_distinct_value(raw: pd.Series) -> list:
+    """`as_text` as it was written first: each distinct value (pandas' factorisation) judged once."""
+    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    clean = [coerce.as_text(pd.Series([value], dtype=object)).values[0] for value in distinct]
+    return [None if code < 0 else clean[code] for code in codes]
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        pd.array(["ОР-1", " ОР-2 ", "a  b", None, "", "  ", "x\ty", "\u00a0z", "ОР-1"], dtype=TEXT),
+        pd.array([None, None], dtype=TEXT),
+        pd.array([], dtype=TEXT),
+        ["ok", None, np.nan, pd.NA, " padded", "ok"],
+        # a factorisation takes 1, 1.0 and True for one value: a column with them keeps being judged that way
+        [1, 1.0, True, "1", None],
+        [True, 1, "x"],
+        [12.0, "a", np.nan],
+    ],
+)
+def test_text_typing_is_that_of_each_distinct_value(cells):
+    raw = pd.Series(cells) if not isinstance(cells, list) else pd.Series(cells, dtype=object)
+    typed = coerce.as_text(raw)
+    assert typed.values.tolist() == by_distinct_value(raw)
+    assert typed.values.dtype == object
+    assert not typed.failed.any()
+
+
+def test_points_within_the_extent_as_geos_says():
+    extent = (103.9, 52.1, 104.6, 52.5)
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(103.8, 104.7, 5000), rng.uniform(52.0, 52.6, 5000)
+    x[:20], x[20:40], y[40:60], y[60:80] = 103.9, 104.6, 52.1, 52.5  # on the edges: not within
+    x[80], x[81], y[82] = np.nan, np.inf, -np.inf
+    x[83], x[84] = np.nextafter(103.9, 200), np.nextafter(104.6, 0)
+    shapes = shapely.points(x, y).astype(object)
+    shapes[90:98] = [
+        None,
+        shapely.Point(),
+        shapely.Point(104, 52.3, 5),
+        shapely.LineString([(104, 52.2), (104.1, 52.3)]),
+        shapely.box(103.95, 52.2, 104, 52.3),
+        shapely.box(103.85, 52.2, 104, 52.3),
+        shapely.MultiPoint([(104, 52.3)]),
+        shapely.LineString([(103.9, 52.2), (104.1, 52.3)]),
+    ]
+    box = shapely.box(*extent)
+    assert within_box(shapes, extent).tolist() == shapely.within(shapes, box).tolist()
+    assert within_box(np.array([], dtype=object), extent).tolist() == []
+
+
+def test_a_text_is_matched_once_and_as_match_text_does():
+    register = AddressIndex(
+        [("ул. Ленина", "5", "a"), ("ул. Ленина", "7к2", "b"), ("пер. Почтовый", "3", "c"), ("ул. Ленина", "5", "d")]
+    )
+    for text in ["ул. Ленина, 5", "Ленина 7 корп. 2", "Почтовый 3", "ул. Ленина, 7", "что-то"]:
+        assert register.match_text_once(text) == register.match_text(text)
+        assert register.match_text_once(text) is register.match_text_once(text)
+
+
+def test_street_and_house_keys_of_numbers_keep_their_type():
+    # 5 and 5.0 are one key to a plain cache: their texts differ
+    assert normalize_house(5) == normalize_house("5")
+    assert normalize_house(5.0) == normalize_house("5.0")
+    assert normalize_street("Ленина ул.") == normalize_street("улица Ленина")
