@@ -50,6 +50,15 @@ class SpatialTest:
     geometry: shapely.Geometry
     box: bool = False
 
+    @property
+    def wkb(self) -> bytes:
+        """The query geometry's WKB, made once: the count's and the page's statements and cache keys all ask
+        (kept in __dict__ directly, as Conditions.signature does, to avoid cached_property's shared lock)."""
+        kept = self.__dict__.get("_wkb")
+        if kept is None:
+            kept = self.__dict__["_wkb"] = shapely.to_wkb(self.geometry)
+        return kept
+
 
 @dataclass(frozen=True)
 class CompiledFilter:

@@ -59,7 +59,6 @@ AWAY_SECONDS = 2.0  # after a failed connection, serve the fallback this long be
 _databases: dict[str, str] = {}  # name -> URL
 _metadata = LruCache(256)  # (URL, layer, version) -> LayerMeta
 _away_until: dict[str, float] = {}  # URL -> monotonic time before which the database is not tried
-_queryables = LruCache(64)  # (id of a LayerMeta, exposed fields) -> (that LayerMeta, its queryables)
 
 
 # (URL, layer) -> the version the store read for this request's signature (note_versions): the provider then
@@ -280,14 +279,8 @@ class PostGISProvider(GeoPackageProvider):
         )
         return connection.execute(pyformat(statement), statement.params).fetchone()[0]
 
-    def _queryables(self, meta: LayerMeta) -> dict:
-        """pg_sql.queryables, built once per version's metadata and level (twice a request otherwise)."""
-        key = (id(meta), tuple(self.properties))
-        kept = _queryables.get(key)
-        if kept is None or kept[0] is not meta:  # `is`: an id is only unique while its object lives
-            kept = (meta, pg_sql.queryables(meta, self.properties))
-            _queryables.put(key, kept)
-        return dict(kept[1])
+    def _make_queryables(self, meta: LayerMeta) -> dict:
+        return pg_sql.queryables(meta, self.properties)
 
     def _rows(self, connection: psycopg.Connection, statement: Fragment) -> list[tuple]:
         return connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()

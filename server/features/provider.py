@@ -58,13 +58,14 @@ from server.features.query import (
 )
 from server.features.time_ranks import TIME_RANKS
 from server.published.gpkg import GeometryBlobError, to_shapely_many
-from server.published.layer import FileVersion, LayerFileError, LayerMeta, current_meta, layer_meta
+from server.published.layer import FileVersion, LayerFileError, LayerMeta, LruCache, current_meta, layer_meta
 from server.published.sql import Fragment, all_of, column, quote_identifier
 
 LOGGER = logging.getLogger(__name__)
 FID = "fid"
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
+_queryables = LruCache(64)  # (provider class, id of a LayerMeta, exposed fields) -> (that LayerMeta, its queryables)
 # What this provider evaluates correctly (tests/test_provider.py), given the server parses `filter`
 # text with server.features.filter_sql.parse_cql2_text (pygeoapi 0.21's own ECQL parser rejects S_INTERSECTS, DATE(),
 # CASEI()) and hands CQL2 JSON to pygeofilter's cql2_json parser. Left out on purpose: temporal-functions
@@ -339,6 +340,15 @@ class GeoPackageProvider(BaseProvider):
         return layout, ", ".join(columns)
 
     def _queryables(self, meta: LayerMeta) -> dict:
+        """The exposed fields as SQL, built once per version's metadata and level (twice a request otherwise)."""
+        key = (type(self), id(meta), tuple(self.properties))
+        kept = _queryables.get(key)
+        if kept is None or kept[0] is not meta:  # `is`: an id is only unique while its object lives
+            kept = (meta, self._make_queryables(meta))
+            _queryables.put(key, kept)
+        return dict(kept[1])  # callers may add to their copy
+
+    def _make_queryables(self, meta: LayerMeta) -> dict:
         return queryables(meta, self.properties)
 
     def _rows(self, connection, statement: Fragment) -> list[tuple]:

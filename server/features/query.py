@@ -52,7 +52,7 @@ class Conditions:
         # __dict__ directly: functools.cached_property would take one lock shared by every instance, on every thread)
         kept = self.__dict__.get("_signature")
         if kept is None:
-            tests = tuple((t.operation, shapely.to_wkb(t.geometry), t.box) for t in self.spatial)
+            tests = tuple((t.operation, t.wkb, t.box) for t in self.spatial)
             kept = self.__dict__["_signature"] = (self.where.sql, self.where.params, tests)
         return kept
 
@@ -279,7 +279,7 @@ def spatial_fragments(meta: LayerMeta, tests: Sequence[SpatialTest], rows_needed
 
 
 def spatial_fragment(meta: LayerMeta, test: SpatialTest, rows_needed: int | None) -> Fragment:
-    wkb = shapely.to_wkb(test.geometry)
+    wkb = test.wkb
     geometry = column(ALIAS, meta.geometry_column)
     if meta.rtree is None or test.operation == "disjoint":
         return Fragment(f"{SPATIAL_TEST}({geometry}, ?, ?)", (test.operation, wkb))
@@ -353,7 +353,7 @@ def count_statement(meta: LayerMeta, found: Conditions) -> Fragment:
             f"(SELECT g.{quote_identifier(meta.geometry_column)} FROM {quote_identifier(meta.table)} AS g "
             f"WHERE g.{quote_identifier(meta.fid_column)} = r.id)"
         )
-        exact, exact_params = _exact(test, fetched, shapely.to_wkb(test.geometry))
+        exact, exact_params = _exact(test, fetched, test.wkb)
         return Fragment(
             f"SELECT count(*) FROM {quote_identifier(meta.rtree)} AS r "
             f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ? AND {exact}",

@@ -64,6 +64,22 @@ def wkb_offset(blob: bytes) -> int:
     return HEADER_FIXED + 8 * doubles
 
 
+_POINT_2D = {1: struct.Struct("<Idd"), 0: struct.Struct(">Idd")}  # WKB byte order -> type and x, y
+
+
+def point_xy(blob: bytes) -> tuple[float, float] | None:
+    """x, y of a blob holding a plain 2D point, else None (any other geometry, an empty one, or Z/M): the
+    spatial test decides a point against a box with two comparisons instead of a parse by GEOS."""
+    offset = wkb_offset(blob)
+    if len(blob) != offset + 21 or is_empty(blob):
+        return None
+    layout = _POINT_2D.get(blob[offset])
+    if layout is None:
+        return None
+    kind, x, y = layout.unpack_from(blob, offset + 1)
+    return (x, y) if kind == 1 else None
+
+
 def is_empty(blob: bytes) -> bool:
     return bool(blob[3] & 0b1_0000)
 

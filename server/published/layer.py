@@ -110,20 +110,26 @@ PREDICATES = {
 def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
     """The exact geometry test SQLite calls for R-tree candidates (we have no SpatiaLite): feature blob,
     operation, WKB of the query geometry in lon/lat. Query geometries are parsed once per connection."""
-    literals: dict[bytes, shapely.Geometry] = {}
+    literals: dict[bytes, tuple[shapely.Geometry, tuple[float, ...] | None]] = {}
 
     def test(blob: bytes | None, operation: str, wkb: bytes) -> int | None:
         if blob is None:
             return None
+        kept = literals.get(wkb)
+        if kept is None:
+            if len(literals) >= 64:  # a kept connection (server/features/connections.py) sees endless bboxes
+                literals.clear()
+            literal = shapely.from_wkb(wkb)
+            shapely.prepare(literal)
+            kept = literals[wkb] = (literal, _rectangle(literal))
+        literal, rectangle = kept
+        if operation == "intersects" and rectangle is not None:
+            xy = gpkg.point_xy(blob)
+            if xy is not None:  # a point meets a closed rectangle when it is inside or on its edge
+                return int(rectangle[0] <= xy[0] <= rectangle[2] and rectangle[1] <= xy[1] <= rectangle[3])
         feature = gpkg.to_shapely(blob)
         if feature is None:
             return None
-        literal = literals.get(wkb)
-        if literal is None:
-            if len(literals) >= 64:  # a kept connection (server/features/connections.py) sees endless bboxes
-                literals.clear()
-            literal = literals[wkb] = shapely.from_wkb(wkb)
-            shapely.prepare(literal)
         if operation == "intersects":
             return int(literal.intersects(feature))  # prepared: the literal goes first
         if operation.startswith("relate:"):
@@ -131,6 +137,17 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
         return int(PREDICATES[operation](feature, literal))
 
     return test
+
+
+def _rectangle(literal: shapely.Geometry) -> tuple[float, ...] | None:
+    """The bounds of an axis-aligned rectangle with an area (a bbox), None for any other query geometry: a box
+    shrunk to a line or a point keeps GEOS's own answer."""
+    if shapely.get_type_id(literal) != 3 or literal.is_empty:
+        return None
+    bounds = literal.bounds
+    if not (bounds[0] < bounds[2] and bounds[1] < bounds[3]):
+        return None
+    return bounds if literal.equals(shapely.box(*bounds)) else None
 
 
 def connect(path: str) -> sqlite3.Connection:
