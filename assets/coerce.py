@@ -74,21 +74,39 @@ def as_text(raw: pd.Series) -> Coerced:
 
     if not _only_text(raw):  # 1 and True are one value to a factorisation: judged as before, per distinct value
         return Coerced(_each_distinct(raw, texts, text(None)), pd.Series(False, index=raw.index), "")
-    # texts and empty cells only: judged cell by cell, the unclean ones once per distinct text. A factorisation
-    # of a million distinct ids or phone numbers costs more than the clean test of each cell.
+    # texts and empty cells only. Each distinct text is judged once, looked up cell by cell (a column of a
+    # few hundred repeated texts: names, addresses), or, in a column of mostly distinct texts (ids, phone
+    # numbers), whose factorisation or Python test per cell costs more than the rest of their typing, runs
+    # of texts are tested whole.
+    cells = raw.to_numpy(dtype=object)
     unclean = _Judged(text)
-    values = [
-        value
-        if type(value) is str
-        and value
-        and value.isprintable()
-        and value[0] != " "
-        and value[-1] != " "
-        and "  " not in value
-        else unclean[value]
-        for value in raw.to_numpy(dtype=object)
-    ]
+    sample = cells[:DISTINCT_SAMPLE]
+    if 2 * len(set(sample)) <= len(sample):
+        values = np.fromiter(map(unclean.__getitem__, cells), dtype=object, count=len(cells))
+        return Coerced(pd.Series(values, index=raw.index, dtype=object), pd.Series(False, index=raw.index), "")
+    values = np.full(len(cells), None, dtype=object)
+    present = np.flatnonzero(~pd.isna(cells))
+    for start in range(0, len(present), CLEAN_RUN):
+        run = present[start : start + CLEAN_RUN]
+        found = cells[run]
+        if not _all_clean(found):
+            found = [value if _all_clean((value,)) else unclean[value] for value in found]
+        values[run] = found
     return Coerced(pd.Series(values, index=raw.index, dtype=object), pd.Series(False, index=raw.index), "")
+
+
+# cells that tell a column of repeated texts from one of distinct texts
+DISTINCT_SAMPLE = 20_000
+# texts tested at once by `_all_clean`: a run with an unclean one is tested text by text
+CLEAN_RUN = 256
+
+
+def _all_clean(texts) -> bool:
+    """Every text non-empty, printable, without a space at either end or two in a row: exactly when the texts
+    joined by single spaces are non-empty, printable, have no two spaces in a row and none at either end
+    (an empty text or one with a space at an end makes two in a row with a joining space, or one at an end)."""
+    joined = " ".join(texts)
+    return bool(joined) and joined.isprintable() and "  " not in joined and joined[0] != " " and joined[-1] != " "
 
 
 class _Judged(dict):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyproj
 import shapely
 
@@ -78,7 +79,7 @@ def collect_chunks(
     warnings: list[str] = []
     offset = 0
 
-    def chunk(numbers: list[str], geometries: list | None) -> RawFrame:
+    def chunk(numbers: list[str] | pa.Array, geometries: list | None) -> RawFrame:
         nonlocal offset
         index = pd.RangeIndex(offset, offset + len(numbers))
         frame = RawFrame(table.source, pd.DataFrame(data, columns=columns, index=index), list(rejects), list(warnings))
@@ -97,7 +98,7 @@ def collect_chunks(
     if isinstance(table.records, BatchedRecords):  # a CSV: its runs of split rows, column by column
         yielded = False
         for numbers in collect_rows(table.records, rejects, warnings, data, words, kept, longest + 8, rows):
-            if numbers or rejects or warnings or not yielded:  # the last one may be empty: no record at all
+            if len(numbers) or rejects or warnings or not yielded:  # the last one may be empty: no record at all
                 yielded = True
                 yield chunk(numbers, None)
         return

@@ -57,9 +57,13 @@ class ColumnBatch:
 
     source: str
     header: list[str]
-    numbers: list[str]
+    lines: Any  # numpy int64: the file line of each row (`collect` makes their "line N" in Arrow)
     columns: list[Any]  # pyarrow StringArray per header column, no nulls
     rejects: list[tuple[int, RawRecord]] = field(default_factory=list)
+
+    @property
+    def numbers(self) -> list[str]:
+        return [f"line {n}" for n in self.lines.tolist()]
 
     def records(self) -> Iterator[RawRecord]:
         rejects = iter(self.rejects)

@@ -42,23 +42,24 @@ def collect_rows(
     kept: dict[str, set[str]],
     short: int,
     rows: int | None = None,
-) -> Iterator[list[str]]:
-    """The record numbers of the well-formed rows, whose cells are appended to `data` column by column
-    (None for a placeholder: trimmed and casefolded one of `words`, not `kept` by the column's values
-    mapping); the reader's rejects and file warnings go to `rejects` and `warnings`. Each run's cells go
+) -> Iterator[pa.Array]:
+    """The record numbers ("line 14", Arrow texts) of the well-formed rows, whose cells are appended to `data`
+    column by column (None for a placeholder: trimmed and casefolded one of `words`, not `kept` by the column's
+    values mapping); the reader's rejects and file warnings go to `rejects` and `warnings`. Each run's cells go
     through their column's `_Shared`, or, in a column of mostly distinct texts after the first
     SHARING_SAMPLE records, only the texts of at most `short` characters are tested: exactly what
     `collect`'s record path does per cell. The numbers are yielded each time at least `rows` are in (the
     caller takes the cells out of `data`, `rejects` and `warnings` then) and once at the end."""
     shared = {column: _Shared(words, kept[column]) for column in data}
     distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
-    numbers: list[str] = []
+    numbers: list[np.ndarray | list[str]] = []  # a piece's line numbers, a run's record numbers
+    count = 0  # records in `numbers`
     seen = 0  # records before this chunk's
     for item in records.batches:
-        if rows is not None and len(numbers) >= rows:
-            yield numbers
-            seen += len(numbers)
-            numbers = []
+        if rows is not None and count >= rows:
+            yield record_numbers(numbers)
+            seen += count
+            numbers, count = [], 0
             # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
             pa.default_memory_pool().release_unused()
         if isinstance(item, ColumnBatch):
@@ -68,19 +69,21 @@ def collect_rows(
                         reject.source, reject.number, reject.error_field or "", reject.error, raw_text(reject.values)
                     )
                 )
-            columns, item_numbers = item.columns, item.numbers
-            if not distinct and seen + len(numbers) + len(item_numbers) >= SHARING_SAMPLE:
-                cut = SHARING_SAMPLE - seen - len(numbers)
+            columns, lines = item.columns, item.lines
+            if not distinct and seen + count + len(lines) >= SHARING_SAMPLE:
+                cut = SHARING_SAMPLE - seen - count
                 _add_columns(
                     data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short
                 )
-                numbers += item_numbers[:cut]
-                columns, item_numbers = [c.slice(cut) for c in columns], item_numbers[cut:]
+                numbers.append(lines[:cut])
+                count += len(numbers[-1])
+                columns, lines = [c.slice(cut) for c in columns], lines[cut:]
                 distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
                 for column in (c for c, stopped in distinct.items() if stopped):
                     shared[column].clear()
             _add_columns(data, shared, distinct, item.header, columns, words, kept, short)
-            numbers += item_numbers
+            numbers.append(lines)
+            count += len(lines)
             continue
         if not isinstance(item, RowBatch):
             if item.number == "file":
@@ -90,20 +93,35 @@ def collect_rows(
             rejects.append(Reject(item.source, item.number, item.error_field or "", item.error, raw_text(item.values)))
             continue
         batch_rows, item_numbers = item.rows, item.numbers
-        if not distinct and seen + len(numbers) + len(batch_rows) >= SHARING_SAMPLE:
+        if not distinct and seen + count + len(batch_rows) >= SHARING_SAMPLE:
             # the sharing is decided after exactly SHARING_SAMPLE records: this run is split there
-            cut = SHARING_SAMPLE - seen - len(numbers)
+            cut = SHARING_SAMPLE - seen - count
             _add_rows(data, shared, distinct, item.header, batch_rows[:cut], words, kept, short)
-            numbers += item_numbers[:cut]
+            numbers.append(item_numbers[:cut])
+            count += len(numbers[-1])
             batch_rows, item_numbers = batch_rows[cut:], item_numbers[cut:]
             distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
             for column in (c for c, stopped in distinct.items() if stopped):
                 shared[column].clear()  # ids, WKT, phone numbers: a dict of them would only cost memory
         _add_rows(data, shared, distinct, item.header, batch_rows, words, kept, short)
-        numbers += item_numbers
+        numbers.append(item_numbers)
+        count += len(item_numbers)
     # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
     pa.default_memory_pool().release_unused()
-    yield numbers
+    yield record_numbers(numbers)
+
+
+def record_numbers(parts: list[np.ndarray | list[str]]) -> pa.Array:
+    """One Arrow text array of record numbers: a piece's line numbers (numpy) become "line N" in Arrow, not
+    a Python string each; a run's numbers are texts already."""
+    arrays = [
+        pa.array(part, pa.string())
+        if isinstance(part, list)
+        else pc.binary_join_element_wise("line ", pc.cast(pa.array(part, pa.int64()), pa.string()), "")
+        for part in parts
+        if len(part)
+    ]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
 
 
 def _add_rows(

@@ -34,6 +34,12 @@ def by_distinct_value(raw: pd.Series) -> list:
         [1, 1.0, True, "1", None],
         [True, 1, "x"],
         [12.0, "a", np.nan],
+        # a column of a few repeated texts (judged once each) and one of distinct texts (tested in runs)
+        pd.array(["Выдан", " Выдан ", None, "Закрыт  до 5.06", "Выдан"] * 5000, dtype=TEXT),
+        pd.array(
+            [f"ОР-{i}" if i % 997 else f" ОР-{i}\n" for i in range(3000)] + ["", None, "a\u00a0b", "ОР-1"], dtype=TEXT
+        ),
+        [f"+7 (3952) {i:06d}" for i in range(600)] + [None, "  ", "x"],
     ],
 )
 def test_text_typing_is_that_of_each_distinct_value(cells):

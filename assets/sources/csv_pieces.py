@@ -240,8 +240,7 @@ def _piece(
     if columns is None:
         columns = [pa.array([], pa.string()) for _ in header]
     placed = [(int(np.searchsorted(at, line)), record) for line, record in rejects]
-    numbers = [f"line {n}" for n in at.tolist()]
-    return ColumnBatch(source, header, numbers, columns, placed), carried, cut
+    return ColumnBatch(source, header, at, columns, placed), carried, cut
 
 
 def _plain_cells(lines: pa.Array, width: int, delimiter: str) -> list[pa.Array]:
