@@ -39,7 +39,7 @@ from server.errors import (
     server_error,
 )
 from server.features.crs import install_city_crs
-from server.memory import TRIM_SECONDS, release_free_memory
+from server.memory import TRIM_SECONDS, freeze_long_lived, release_free_memory
 from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
 from server.ogcapi.routes import api_routes, patch_pygeoapi
@@ -165,7 +165,8 @@ async def lifespan(app: Starlette):
     """Pre-render the combined tileset (z0..tile_prerender_zoom) after each publication, in the background, into the
     tile store the workers share (one worker renders, the others read): a tile of a large new file costs tens of ms
     to seconds, which no visitor should wait for. The same thread hands the memory freed by such one-off work (tile
-    indexes, pre-rendering, a rebuilt site, PostGIS copies) back to the system (server.memory)."""
+    indexes, pre-rendering, a rebuilt site, PostGIS copies) back to the system (server.memory). What the worker holds
+    once started is left out of the garbage collector's full collections (`freeze_long_lived`)."""
     stop = threading.Event()
 
     def warm() -> None:
@@ -186,6 +187,7 @@ async def lifespan(app: Starlette):
                 trimmed = time.monotonic()
 
     worker = threading.Thread(target=warm, name="tile-refresh", daemon=True)
+    freeze_long_lived()
     worker.start()
     yield
     stop.set()
