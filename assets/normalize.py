@@ -79,10 +79,10 @@ def collect_chunks(
     warnings: list[str] = []
     offset = 0
 
-    def chunk(numbers: list[str] | pa.Array, geometries: list | None) -> RawFrame:
+    def chunk(numbers: list[str] | pa.Array, geometries: list | None, cells: dict[str, list | np.ndarray]) -> RawFrame:
         nonlocal offset
         index = pd.RangeIndex(offset, offset + len(numbers))
-        frame = RawFrame(table.source, pd.DataFrame(data, columns=columns, index=index), list(rejects), list(warnings))
+        frame = RawFrame(table.source, pd.DataFrame(cells, columns=columns, index=index), list(rejects), list(warnings))
         frame.table[ROW] = pd.Series(pd.array(numbers, dtype=RECORD_NUMBERS), index=index)
         frame.table[GEOMETRY] = pd.Series(
             [None] * len(numbers) if geometries is None else geometries, index=index, dtype=object
@@ -100,7 +100,7 @@ def collect_chunks(
         for numbers in collect_rows(table.records, rejects, warnings, data, words, kept, longest + 8, rows):
             if len(numbers) or rejects or warnings or not yielded:  # the last one may be empty: no record at all
                 yielded = True
-                yield chunk(numbers, None)
+                yield chunk(numbers, None, {column: _joined(runs) for column, runs in data.items()})
         return
     # (column, its list's append, its distinct strings) with the lookups bound once: this loop runs
     # once per cell, a million rows are ten million cells
@@ -135,7 +135,14 @@ def collect_chunks(
             # ids, WKT, phone numbers hardly repeat: a dict of a million distinct strings would cost
             # tens of MB per column and save nothing
             plan = [(c, a, s if s is not None and len(s) <= SHARING_SAMPLE // 2 else None) for c, a, s in plan]
-    yield chunk(numbers, geometries)
+    yield chunk(numbers, geometries, data)
+
+
+def _joined(runs: list[np.ndarray]) -> np.ndarray | list:
+    """A column's runs of cells as one array (no records: an empty list, as the record path gives it)."""
+    if not any(len(run) for run in runs):
+        return []
+    return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
 
 class Problems:

@@ -44,9 +44,10 @@ def collect_rows(
     rows: int | None = None,
 ) -> Iterator[pa.Array]:
     """The record numbers ("line 14", Arrow texts) of the well-formed rows, whose cells are appended to `data`
-    column by column (None for a placeholder: trimmed and casefolded one of `words`, not `kept` by the column's
-    values mapping); the reader's rejects and file warnings go to `rejects` and `warnings`. Each run's cells go
-    through their column's `_Shared`, or, in a column of mostly distinct texts after the first
+    column by column, a numpy array of objects per run (None for a placeholder: trimmed and casefolded one of
+    `words`, not `kept` by the column's values mapping); the reader's rejects and file warnings go to `rejects`
+    and `warnings`. Each run's cells go through their column's `_Shared`, or, in a column of mostly distinct
+    texts after the first
     SHARING_SAMPLE records, only the texts of at most `short` characters are tested: exactly what
     `collect`'s record path does per cell. The numbers are yielded each time at least `rows` are in (the
     caller takes the cells out of `data`, `rejects` and `warnings` then) and once at the end."""
@@ -140,16 +141,20 @@ def _add_rows(
     cells = list(zip(*rows, strict=True))
     for column, values in data.items():
         if column not in position:
-            values.extend([None] * len(rows))
+            values.append(np.full(len(rows), None, dtype=object))
         elif not distinct.get(column):
-            values.extend(map(shared[column].__getitem__, cells[position[column]]))
+            values.append(np.fromiter(map(shared[column].__getitem__, cells[position[column]]), object, len(rows)))
         else:
             dropped = kept[column]
-            values.extend(
-                [
-                    None if len(v) <= short and (w := v.strip().casefold()) in words and w not in dropped else v
-                    for v in cells[position[column]]
-                ]
+            values.append(
+                np.fromiter(
+                    (
+                        None if len(v) <= short and (w := v.strip().casefold()) in words and w not in dropped else v
+                        for v in cells[position[column]]
+                    ),
+                    object,
+                    len(rows),
+                )
             )
 
 
@@ -172,16 +177,18 @@ def _add_columns(
     never = _never_placeholder(words)
     for column, values in data.items():
         if column not in position:
-            values.extend([None] * rows)
+            values.append(np.full(rows, None, dtype=object))
             continue
         cells = columns[position[column]]
         if not distinct.get(column):
             encoded = pc.dictionary_encode(cells)
             lookup = shared[column].__getitem__
             mapped = np.array([None, *map(lookup, encoded.dictionary.to_pylist())], dtype=object)[1:]
-            values.extend(mapped[encoded.indices.to_numpy(zero_copy_only=False)].tolist())
+            values.append(mapped[encoded.indices.to_numpy(zero_copy_only=False)])
             continue
-        texts = cells.to_pylist()
+        texts = cells.to_numpy(zero_copy_only=False)
+        if not texts.flags.writeable:
+            texts = texts.copy()
         maybe = pc.less_equal(pc.utf8_length(cells), short)
         if never:
             maybe = pc.and_(maybe, pc.invert(pc.match_substring_regex(cells, never)))
@@ -190,7 +197,7 @@ def _add_columns(
             word = texts[i].strip().casefold()
             if word in words and word not in dropped:
                 texts[i] = None
-        values.extend(texts)
+        values.append(texts)
 
 
 def _never_placeholder(words: set[str]) -> str:
