@@ -87,3 +87,12 @@ def test_street_and_house_keys_of_numbers_keep_their_type():
     assert normalize_house(5) == normalize_house("5")
     assert normalize_house(5.0) == normalize_house("5.0")
     assert normalize_street("Ленина ул.") == normalize_street("улица Ленина")
+
+
+def test_a_function_of_repeated_texts_is_that_of_each_distinct_value():
+    lookup = {"теплосеть": "heat", "водопровод": "water"}
+    function = lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v  # noqa: E731
+    raw = pd.Series(pd.array(["Теплосеть", " Водопровод", None, "Связь ", "Теплосеть"] * 5000, dtype=TEXT))
+    expected = coerce._each_distinct(raw, lambda values: [function(v) for v in values], function(None))
+    assert coerce.by_distinct(raw, function).tolist() == expected.tolist()
+    assert coerce.by_distinct(raw, function).dtype == expected.dtype
