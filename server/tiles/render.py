@@ -22,8 +22,9 @@ from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval, active_clauses
 from server import access
 from server.published import files
-from server.published.gpkg import to_shapely_many
+from server.published.gpkg import is_empty, to_shapely_many, wkb_offset
 from server.published.sql import quote_identifier
+from server.tiles import mvt
 from server.tiles.grid import MAX_LATITUDE, TMS, WORLD_HALF
 from server.tiles.index import LayerIndex, epoch_ms, load_index, mercator_bounds
 
@@ -177,11 +178,54 @@ def _rows(
     return db.execute(sql, [east, west, north, south, *params]).fetchall()
 
 
-def _meeting(rows: list[tuple], geometries: np.ndarray, box: tuple) -> tuple[list[tuple], np.ndarray]:
-    """The features whose exact Mercator box meets `box` (as the box index and the PostGIS renderer select)."""
-    left, bottom, right, top = mercator_bounds(*shapely.bounds(geometries).T)
-    keep = (right >= box[0]) & (left <= box[2]) & (top >= box[1]) & (bottom <= box[3])
-    return [row for row, kept in zip(rows, keep, strict=True) if kept], geometries[keep]
+def _meeting(bounds: np.ndarray, box: tuple) -> np.ndarray:
+    """Whether each feature's exact Mercator box (from its lon/lat `bounds`, n x 4) meets `box` (as the box index and
+    the PostGIS renderer select)."""
+    left, bottom, right, top = mercator_bounds(*bounds.T)
+    return (right >= box[0]) & (left <= box[2]) & (top >= box[1]) & (bottom <= box[3])
+
+
+@dataclass(frozen=True)
+class LayerFeatures:
+    """The features of one source-layer in one tile, column by column: ids, geometries in tile units (shapely, or
+    for plain points an n x 2 array), and per property (in each feature's property order) its values, None where a
+    feature has none."""
+
+    ids: np.ndarray
+    geometries: np.ndarray
+    columns: list[tuple[str, Sequence]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """mapbox-vector-tile's feature dicts (what the encoder is handed where mvt.py does not encode a layer)."""
+        geometries = self.geometries if self.geometries.dtype == object else shapely.points(self.geometries)
+        features = []
+        for i, geometry in enumerate(geometries):
+            properties: dict[str, Any] = {}
+            for name, values in self.columns:
+                if values[i] is not None:
+                    properties[name] = values[i]
+            features.append({"geometry": geometry, "properties": properties, "id": int(self.ids[i])})
+        return features
+
+
+def point_coordinates(blobs: Sequence[bytes | None]) -> np.ndarray | None:
+    """Lon/lat (n x 2) of GeoPackage blobs that are all plain 2D little-endian points under one header, read from
+    the bytes at once; None for anything else (NULL, empty, other types, mixed headers), which GEOS then reads."""
+    if not blobs or None in blobs:
+        return None
+    sizes = set(map(len, blobs))
+    offset = wkb_offset(blobs[0])
+    if len(sizes) != 1 or sizes.pop() != offset + 21 or is_empty(blobs[0]):
+        return None
+    data = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), offset + 21)
+    # magic, version, flags (envelope, byte order, empty) as the first's; WKB little-endian (1), type 1 (Point)
+    if not ((data[:, :4] == data[0, :4]).all() and (data[:, offset : offset + 5] == _WKB_POINT).all()):
+        return None
+    xy = data[:, offset + 5 :].copy().view("<f8")
+    return None if np.isnan(xy).any() else xy.astype(np.float64)
+
+
+_WKB_POINT = np.array([1, 1, 0, 0, 0], dtype=np.uint8)
 
 
 def _to_tile_units(geometries: np.ndarray, frame: TileFrame) -> np.ndarray:
@@ -200,8 +244,8 @@ def render_layer(
     policy: TilePolicy,
     coarsen: int = 1,
     index: LayerIndex | None = None,
-) -> list[dict[str, Any]]:
-    """The features of one source-layer in one tile, as mapbox-vector-tile feature dicts in tile units."""
+) -> LayerFeatures | None:
+    """The features of one source-layer in one tile, in tile units; None when there are none."""
     spec, pixel = source.spec, policy.extent / 256
     thinning = frame.z < policy.full_detail_zoom
     cell = policy.thin_cell_px * pixel * coarsen
@@ -213,35 +257,56 @@ def render_layer(
     if thinning:
         ids, represented = _thin(index or load_index(db, spec), frame, buffer, cell, when)
         if not len(ids):
-            return []
+            return None
         if spec.geometry_type == "Point":
             counts = dict(zip(ids.tolist(), represented.tolist(), strict=True))
     rows = _rows(db, source, box, when, ids)
     if not rows:
-        return []
-    geometries = to_shapely_many([row[1] for row in rows])
-    if not thinning:  # the R-tree's float32 boxes reach a little beyond the box: keep what exactly meets it
-        rows, geometries = _meeting(rows, geometries, frame.mercator_box(buffer))
-    geometries = _to_tile_units(geometries, frame)
-    low, high = -buffer, policy.extent + buffer
-    if spec.geometry_type != "Point":  # points come from the R-tree box, which is the buffered tile already
-        geometries = shapely.clip_by_rect(geometries, low, low, high, high)
-        tolerance = policy.simplify_px * pixel * (coarsen if thinning else 1)
-        geometries = shapely.simplify(geometries, tolerance, preserve_topology=spec.geometry_type == "MultiPolygon")
-    booleans = {i for i, f in enumerate(source.fields) if f.type == "boolean"}
-    features = []
-    for row, geometry in zip(rows, geometries, strict=True):
-        if geometry is None or shapely.is_empty(geometry):
-            continue
-        properties = {
-            field.name: (bool(value) if i in booleans else value)
-            for i, (field, value) in enumerate(zip(source.fields, row[2:], strict=True))
-            if value is not None
-        }
-        if counts:
-            properties["point_count"] = counts.get(row[0], 1)
-        features.append({"geometry": geometry, "properties": properties, "id": row[0]})
-    return features
+        return None
+    fids, blobs, *values = zip(*rows, strict=True)
+    xy = point_coordinates(blobs) if spec.geometry_type == "Point" else None
+    if xy is not None:  # plain points (all of a point layer, as published): read as numbers, not built by GEOS
+        keep = np.ones(len(rows), dtype=bool)
+        if not thinning:  # the R-tree's float32 boxes reach a little beyond the box: keep what exactly meets it
+            keep = _meeting(np.column_stack([xy, xy]), frame.mercator_box(buffer))
+            xy = xy[keep]
+        geometries = np.column_stack(frame.units(xy[:, 0], xy[:, 1]))
+        shown = np.ones(len(geometries), dtype=bool)
+    else:
+        geometries = to_shapely_many(blobs)
+        keep = np.ones(len(rows), dtype=bool)
+        if not thinning:
+            keep = _meeting(shapely.bounds(geometries), frame.mercator_box(buffer))
+            geometries = geometries[keep]
+        geometries = _to_tile_units(geometries, frame)
+        low, high = -buffer, policy.extent + buffer
+        if spec.geometry_type != "Point":  # points come from the R-tree box, which is the buffered tile already
+            geometries = shapely.clip_by_rect(geometries, low, low, high, high)
+            tolerance = policy.simplify_px * pixel * (coarsen if thinning else 1)
+            topology = spec.geometry_type == "MultiPolygon"
+            geometries = shapely.simplify(geometries, tolerance, preserve_topology=topology)
+        shown = ~(shapely.is_missing(geometries) | shapely.is_empty(geometries))
+        if not shown.any():
+            return None
+    if shown.all() and keep.all():  # every row: the columns as fetched
+        shown_ids = list(fids)
+        columns = [
+            (field.name, [None if v is None else bool(v) for v in column] if field.type == "boolean" else column)
+            for field, column in zip(source.fields, values, strict=True)
+        ]
+    else:
+        rows_shown = np.flatnonzero(keep)[shown].tolist()
+        shown_ids = [fids[i] for i in rows_shown]
+        columns = []
+        for field, column in zip(source.fields, values, strict=True):
+            if field.type == "boolean":
+                columns.append((field.name, [None if (v := column[i]) is None else bool(v) for i in rows_shown]))
+            else:
+                columns.append((field.name, [column[i] for i in rows_shown]))
+        geometries = geometries[shown]
+    if counts:
+        columns.append(("point_count", [counts.get(fid, 1) for fid in shown_ids]))
+    return LayerFeatures(np.array(shown_ids, dtype=np.int64), geometries, columns)
 
 
 def render_tile(
@@ -269,8 +334,8 @@ def render_tile(
             for source in active:
                 index = index_of(source) if index_of and z < policy.full_detail_zoom else None
                 features = render_layer(connections[source.spec.id], source, frame, when, policy, coarsen, index)
-                if features:
-                    layers.append({"name": source.spec.id, "features": features})
+                if features is not None:
+                    layers.append((source.spec.id, features))
             data = _encode(layers, active, policy)
             if len(data) <= policy.budget_bytes or z >= policy.full_detail_zoom or attempt == policy.budget_tries:
                 return data
@@ -281,17 +346,26 @@ def render_tile(
     raise AssertionError("unreachable")
 
 
-def _encode(layers: list[dict[str, Any]], sources: Sequence[LayerSource], policy: TilePolicy) -> bytes:
-    if not layers:
-        return b""  # the empty protobuf message is a valid tile with no layers
+def _encode(layers: list[tuple[str, LayerFeatures]], sources: Sequence[LayerSource], policy: TilePolicy) -> bytes:
+    """The tile's layers one after the other (a tile's layers field concatenates): points and lines by mvt.py,
+    polygons (winding order, repairs) and whatever mvt.py does not take by mapbox-vector-tile."""
     polygons = {s.spec.id for s in sources if s.spec.geometry_type == "MultiPolygon"}
-    return mapbox_vector_tile.encode(
-        layers,
-        # Winding order and validity only matter (and only cost) for polygons.
-        per_layer_options={layer["name"]: {"check_winding_order": layer["name"] in polygons} for layer in layers},
-        default_options={
-            "extents": policy.extent,
-            "y_coord_down": True,
-            "on_invalid_geometry": on_invalid_geometry_make_valid,
-        },
-    )
+    encoded = []
+    for name, features in layers:
+        names = [column for column, _ in features.columns]
+        data = None
+        if name not in polygons and len(set(names)) == len(names):
+            data = mvt.encode_layer(name, features.ids, features.geometries, features.columns, policy.extent)
+        if data is None:
+            data = mapbox_vector_tile.encode(
+                [{"name": name, "features": features.as_dicts()}],
+                # Winding order and validity only matter (and only cost) for polygons.
+                per_layer_options={name: {"check_winding_order": name in polygons}},
+                default_options={
+                    "extents": policy.extent,
+                    "y_coord_down": True,
+                    "on_invalid_geometry": on_invalid_geometry_make_valid,
+                },
+            )
+        encoded.append(data)
+    return b"".join(encoded)  # no layers: the empty protobuf message, a valid tile with no layers
