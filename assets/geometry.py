@@ -12,6 +12,18 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 WGS84 = pyproj.CRS.from_epsg(4326)
+# what str.isspace() holds true (checked by tests/test_csv_pieces.py)
+SPACES = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _class(chars: str) -> str:
+    """`chars` inside an RE2 character class."""
+    return "".join(f"\\x{{{ord(c):x}}}" for c in chars)
+
+
 PARTS = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
 
 
@@ -78,14 +90,23 @@ CURVES = ("CIRCULARSTRING", "COMPOUNDCURVE", "CURVEPOLYGON", "MULTICURVE", "MULT
 PLAIN_POINT = r"^POINT \((?P<x>-?[0-9]+(?:\.[0-9]+)?) (?P<y>-?[0-9]+(?:\.[0-9]+)?)\)$"
 
 
-def parse_wkt(texts: np.ndarray) -> np.ndarray:
+# the same, with what str.strip() removes around it: Arrow texts are not stripped first
+PADDED_POINT = f"^[{_class(SPACES)}]*{PLAIN_POINT[1:-1]}[{_class(SPACES)}]*$"
+
+
+def parse_wkt(texts: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart,
-    `wkt_problem` says why)."""
-    cleaned = np.array([(t.strip() or None) if isinstance(t, str) else None for t in texts], dtype=object)
-    parsed = np.full(len(cleaned), None, dtype=object)
-    plain = np.zeros(len(cleaned), dtype=bool)
-    if len(cleaned):
-        found = pc.extract_regex(pa.array(cleaned, pa.string()), PLAIN_POINT)
+    `wkt_problem` says why). `texts`: Python objects, or Arrow texts (a CSV's WKT column, null for none)."""
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        arrow = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+        pattern, cleaned = PADDED_POINT, None
+    else:
+        cleaned = np.array([(t.strip() or None) if isinstance(t, str) else None for t in texts], dtype=object)
+        arrow, pattern = pa.array(cleaned, pa.string()), PLAIN_POINT
+    parsed = np.full(len(arrow), None, dtype=object)
+    plain = np.zeros(len(arrow), dtype=bool)
+    if len(arrow):
+        found = pc.extract_regex(arrow, pattern)
         plain = found.is_valid().to_numpy(zero_copy_only=False)
         if plain.any():
             points = found.filter(found.is_valid())
@@ -93,10 +114,15 @@ def parse_wkt(texts: np.ndarray) -> np.ndarray:
             y = pc.cast(points.field("y"), pa.float64()).to_numpy()
             parsed[plain] = shapely.points(x, y)
     rest = ~plain
+    if cleaned is None:  # only the texts that are no plain point become Python strings
+        others = arrow.filter(pa.array(rest)).to_pylist()
+        cleaned_rest = np.array([(t.strip() or None) if isinstance(t, str) else None for t in others], dtype=object)
+    else:
+        cleaned_rest = cleaned[rest]
     try:
-        parsed[rest] = shapely.from_wkt(cleaned[rest], on_invalid="ignore")
+        parsed[rest] = shapely.from_wkt(cleaned_rest, on_invalid="ignore")
     except NotImplementedError:  # one curve (CIRCULARSTRING…) fails the whole array: parse one by one
-        parsed[rest] = [_one_wkt(text) for text in cleaned[rest]]
+        parsed[rest] = [_one_wkt(text) for text in cleaned_rest]
     return parsed
 
 

@@ -24,7 +24,7 @@ from layers.catalog import City, FieldSpec, LayerSpec, SourceSpec
 ROW, GEOMETRY = "_record", "_geometry"
 # the record numbers ("line 14") stay with the published rows until the duplicates are judged: a million
 # of them as Python strings are ~60 MB, in Arrow ~15 MB
-RECORD_NUMBERS = pd.StringDtype("pyarrow")
+RECORD_NUMBERS = ARROW_TEXT = pd.StringDtype("pyarrow")
 UNSEEN = object()
 
 
@@ -97,7 +97,8 @@ def collect_chunks(
 
     if isinstance(table.records, BatchedRecords):  # a CSV: its runs of split rows, column by column
         yielded = False
-        for numbers in collect_rows(table.records, rejects, warnings, data, words, kept, longest + 8, rows):
+        arrow = _arrow_columns(spec)
+        for numbers in collect_rows(table.records, rejects, warnings, data, words, kept, longest + 8, rows, arrow):
             if len(numbers) or rejects or warnings or not yielded:  # the last one may be empty: no record at all
                 yielded = True
                 yield chunk(numbers, None, {column: _joined(runs) for column, runs in data.items()})
@@ -138,11 +139,22 @@ def collect_chunks(
     yield chunk(numbers, geometries, data)
 
 
-def _joined(runs: list[np.ndarray]) -> np.ndarray | list:
+def _joined(runs: list[np.ndarray | pa.Array]) -> np.ndarray | pd.api.extensions.ExtensionArray | list:
     """A column's runs of cells as one array (no records: an empty list, as the record path gives it)."""
     if not any(len(run) for run in runs):
         return []
+    if isinstance(runs[0], pa.Array):
+        return pd.array(pa.chunked_array(runs, pa.string()), dtype=ARROW_TEXT)
     return runs[0] if len(runs) == 1 else np.concatenate(runs)
+
+
+def _arrow_columns(spec: SourceSpec) -> frozenset[str]:
+    """The columns whose cells stay Arrow texts in the table (`geometries` reads them as such): the WKT
+    column, when nothing else reads it (no field, selection or join; not also the address or a coordinate)."""
+    how = spec.geometry
+    if not how or not how.wkt or spec.joins or how.wkt in spec.columns or how.wkt in spec.select:
+        return frozenset()
+    return frozenset() if how.wkt in (how.x, how.y, how.address) else frozenset([how.wkt])
 
 
 class Problems:
@@ -297,12 +309,15 @@ def geometries(
     crs = frame.crs
     how = source.geometry
     if how and how.wkt:
-        texts = table[how.wkt].to_numpy(dtype=object)
+        column = table[how.wkt]
+        # Arrow texts as collected from a CSV (`_arrow_columns`), else the cells as Python objects
+        texts = pa.array(column.array) if column.dtype == ARROW_TEXT else column.to_numpy(dtype=object)
         parsed = parse_wkt(texts)
         # blank or not only matters where nothing parsed: a few cells, not a million distinct texts
         unreadable = shapely.is_missing(parsed)
         failed = np.flatnonzero(unreadable)
-        unreadable[failed] = ~coerce.blank(pd.Series(texts[failed], dtype=object)).to_numpy()
+        cells = texts[failed] if isinstance(texts, np.ndarray) else texts.take(pa.array(failed)).to_pylist()
+        unreadable[failed] = ~coerce.blank(pd.Series(cells, dtype=object)).to_numpy()
         unreadable = pd.Series(unreadable, index=table.index)
         problems.step()
         for index in unreadable[unreadable].index:

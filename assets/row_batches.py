@@ -42,6 +42,7 @@ def collect_rows(
     kept: dict[str, set[str]],
     short: int,
     rows: int | None = None,
+    arrow: frozenset[str] = frozenset(),
 ) -> Iterator[pa.Array]:
     """The record numbers ("line 14", Arrow texts) of the well-formed rows, whose cells are appended to `data`
     column by column, a numpy array of objects per run (None for a placeholder: trimmed and casefolded one of
@@ -50,7 +51,8 @@ def collect_rows(
     texts after the first
     SHARING_SAMPLE records, only the texts of at most `short` characters are tested: exactly what
     `collect`'s record path does per cell. The numbers are yielded each time at least `rows` are in (the
-    caller takes the cells out of `data`, `rejects` and `warnings` then) and once at the end."""
+    caller takes the cells out of `data`, `rejects` and `warnings` then) and once at the end. The cells of
+    the `arrow` columns (the WKT, which only Arrow and GEOS read) stay Arrow arrays, a placeholder null."""
     shared = {column: _Shared(words, kept[column]) for column in data}
     distinct: dict[str, bool] = {}  # column → stopped sharing, decided at SHARING_SAMPLE records
     numbers: list[np.ndarray | list[str]] = []  # a piece's line numbers, a run's record numbers
@@ -74,7 +76,7 @@ def collect_rows(
             if not distinct and seen + count + len(lines) >= SHARING_SAMPLE:
                 cut = SHARING_SAMPLE - seen - count
                 _add_columns(
-                    data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short
+                    data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short, arrow
                 )
                 numbers.append(lines[:cut])
                 count += len(numbers[-1])
@@ -82,7 +84,7 @@ def collect_rows(
                 distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
                 for column in (c for c, stopped in distinct.items() if stopped):
                     shared[column].clear()
-            _add_columns(data, shared, distinct, item.header, columns, words, kept, short)
+            _add_columns(data, shared, distinct, item.header, columns, words, kept, short, arrow)
             numbers.append(lines)
             count += len(lines)
             continue
@@ -97,14 +99,14 @@ def collect_rows(
         if not distinct and seen + count + len(batch_rows) >= SHARING_SAMPLE:
             # the sharing is decided after exactly SHARING_SAMPLE records: this run is split there
             cut = SHARING_SAMPLE - seen - count
-            _add_rows(data, shared, distinct, item.header, batch_rows[:cut], words, kept, short)
+            _add_rows(data, shared, distinct, item.header, batch_rows[:cut], words, kept, short, arrow)
             numbers.append(item_numbers[:cut])
             count += len(numbers[-1])
             batch_rows, item_numbers = batch_rows[cut:], item_numbers[cut:]
             distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
             for column in (c for c, stopped in distinct.items() if stopped):
                 shared[column].clear()  # ids, WKT, phone numbers: a dict of them would only cost memory
-        _add_rows(data, shared, distinct, item.header, batch_rows, words, kept, short)
+        _add_rows(data, shared, distinct, item.header, batch_rows, words, kept, short, arrow)
         numbers.append(item_numbers)
         count += len(item_numbers)
     # Arrow's allocator keeps the pieces' freed buffers for reuse; the rest of the build is Python's
@@ -134,6 +136,7 @@ def _add_rows(
     words: set[str],
     kept: dict[str, set[str]],
     short: int,
+    arrow: frozenset[str] = frozenset(),
 ) -> None:
     if not rows:
         return
@@ -156,6 +159,8 @@ def _add_rows(
                     len(rows),
                 )
             )
+        if column in arrow:
+            values[-1] = pa.array(values[-1], pa.string())
 
 
 def _add_columns(
@@ -167,6 +172,7 @@ def _add_columns(
     words: set[str],
     kept: dict[str, set[str]],
     short: int,
+    arrow: frozenset[str] = frozenset(),
 ) -> None:
     """`_add_rows` for Arrow columns: a sharing column's distinct texts go through its `_Shared` once per
     piece; in a column of distinct texts only the short ones that could be a placeholder are tested."""
@@ -177,27 +183,45 @@ def _add_columns(
     never = _never_placeholder(words)
     for column, values in data.items():
         if column not in position:
-            values.append(np.full(rows, None, dtype=object))
+            values.append(np.full(rows, None, dtype=object) if column not in arrow else pa.nulls(rows, pa.string()))
             continue
         cells = columns[position[column]]
         if not distinct.get(column):
             encoded = pc.dictionary_encode(cells)
             lookup = shared[column].__getitem__
             mapped = np.array([None, *map(lookup, encoded.dictionary.to_pylist())], dtype=object)[1:]
+            if column in arrow:  # the placeholders' cells made null
+                empty = np.array([value is None for value in mapped], dtype=bool)
+                values.append(_nulled(cells, empty[encoded.indices.to_numpy(zero_copy_only=False)]))
+                continue
             values.append(mapped[encoded.indices.to_numpy(zero_copy_only=False)])
             continue
-        texts = cells.to_numpy(zero_copy_only=False)
-        if not texts.flags.writeable:
-            texts = texts.copy()
         maybe = pc.less_equal(pc.utf8_length(cells), short)
         if never:
             maybe = pc.and_(maybe, pc.invert(pc.match_substring_regex(cells, never)))
         dropped = kept[column]
-        for i in np.flatnonzero(maybe.to_numpy(zero_copy_only=False)).tolist():
+        candidates = np.flatnonzero(maybe.to_numpy(zero_copy_only=False))
+        if column in arrow:
+            words_of = cells.take(pa.array(candidates)).to_pylist()
+            placeholder = np.zeros(rows, dtype=bool)
+            for i, text in zip(candidates.tolist(), words_of, strict=True):
+                word = text.strip().casefold()
+                placeholder[i] = word in words and word not in dropped
+            values.append(_nulled(cells, placeholder))
+            continue
+        texts = cells.to_numpy(zero_copy_only=False)
+        if not texts.flags.writeable:
+            texts = texts.copy()
+        for i in candidates.tolist():
             word = texts[i].strip().casefold()
             if word in words and word not in dropped:
                 texts[i] = None
         values.append(texts)
+
+
+def _nulled(cells: pa.Array, empty: np.ndarray) -> pa.Array:
+    """`cells` with those where `empty` holds null."""
+    return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cells) if empty.any() else cells
 
 
 def _never_placeholder(words: set[str]) -> str:

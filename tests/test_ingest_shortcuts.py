@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 
 from assets import coerce
 from assets.address_words import normalize_house, normalize_street
 from assets.geocode import AddressIndex
-from assets.geometry import within_box
+from assets.geometry import SPACES, parse_wkt, within_box
+from assets.sources import csv_pieces
 
 TEXT = pd.StringDtype("python", na_value=np.nan)
 
@@ -96,3 +98,32 @@ def test_a_function_of_repeated_texts_is_that_of_each_distinct_value():
     expected = coerce._each_distinct(raw, lambda values: [function(v) for v in values], function(None))
     assert coerce.by_distinct(raw, function).tolist() == expected.tolist()
     assert coerce.by_distinct(raw, function).dtype == expected.dtype
+
+
+def test_wkt_read_from_arrow_texts_as_from_python_strings():
+    texts = [
+        "POINT (1 2)",
+        "  POINT (3.5 -4)\t",
+        "\u3000POINT (5 6)\u2028",
+        "POINT(7 8)",
+        "POINT (1e3 2)",
+        "POINT Z (1 2 3)",
+        "LINESTRING (0 0, 1 1)",
+        "CIRCULARSTRING (0 0, 1 1, 2 0)",
+        "not wkt",
+        "",
+        "   ",
+        None,
+        "POINT (1 2)\n",
+        "xPOINT (1 2)",
+    ]
+    from_python = parse_wkt(np.array(texts, dtype=object))
+    from_arrow = parse_wkt(pa.chunked_array([pa.array(texts[:5], pa.string()), pa.array(texts[5:], pa.string())]))
+    assert shapely.equals_exact(from_python, from_arrow, tolerance=0).tolist() == [g is not None for g in from_python]
+    assert (shapely.is_missing(from_python) == shapely.is_missing(from_arrow)).all()
+    assert shapely.to_wkb(from_python).tolist() == shapely.to_wkb(from_arrow).tolist()
+    assert shapely.to_wkb(parse_wkt(pa.array(texts, pa.string()))).tolist() == shapely.to_wkb(from_python).tolist()
+
+
+def test_the_spaces_around_a_point_are_those_str_strip_removes():
+    assert set(SPACES) == {chr(c) for c in range(0x110000) if chr(c).isspace()} == set(csv_pieces.SPACES)
