@@ -44,7 +44,7 @@ def arrow_schema(spec: LayerSpec) -> pa.Schema:
     )
 
 
-def _column(values: pd.Series, kind: pa.DataType) -> pa.Array:
+def _column(values: pd.Series | np.ndarray, kind: pa.DataType) -> pa.Array:
     if pa.types.is_timestamp(kind) and not isinstance(values.dtype, pd.DatetimeTZDtype):
         values = pd.to_datetime(values, utc=True)
     try:
@@ -54,6 +54,14 @@ def _column(values: pd.Series, kind: pa.DataType) -> pa.Array:
             raise
         # a stray non-text value in a text field (a number from a workbook cell) is written as text
         return pa.array([None if v is None or v is pd.NA or v != v else str(v) for v in values], type=kind)
+
+
+def _source(values: pd.Series, kind: pa.DataType) -> pd.Series | np.ndarray:
+    """What a field's batches are taken from: a text column of Python objects as its numpy array (not copied),
+    which converts the same (NaN and None are null) without a pandas Series made per batch; others as they are."""
+    if pa.types.is_string(kind) and (values.dtype == object or values.dtype == pd.StringDtype("python", np.nan)):
+        return values.to_numpy(dtype=object, copy=False)
+    return values
 
 
 def record_batches(
@@ -69,7 +77,7 @@ def record_batches(
     if order is None:
         order = np.argsort(frame["fid"].to_numpy(), kind="stable")
     fids = frame["fid"].to_numpy(dtype=np.int64)
-    values = {f.name: frame[f.name] for f in spec.fields}
+    values = {f.name: _source(frame[f.name], schema.field(f.name).type) for f in spec.fields}
     shapes = frame.geometry.to_numpy()
     # a point layer's coordinates, 16 bytes a feature
     xy = shapely.get_coordinates(shapes) if len(shapes) and sys.byteorder == "little" and plain_points(shapes) else None
