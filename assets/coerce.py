@@ -32,7 +32,7 @@ def by_distinct(raw: pd.Series, function: Callable[[object], object]) -> pd.Seri
 
 def _each_distinct(raw: pd.Series, judge: Callable[[np.ndarray], list], empty: object) -> pd.Series:
     """`by_distinct` with the distinct values judged in one call (`judge`) and `empty` for empty cells."""
-    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    codes, distinct = factorized(raw)
     results = np.empty(len(distinct) + 1, dtype=object)
     results[:-1] = judge(np.asarray(distinct, dtype=object))  # not per-item __getitem__
     results[-1] = empty  # code -1: None and NaN alike
@@ -124,6 +124,31 @@ class _Judged(dict):
         return judged
 
 
+def factorized(raw: pd.Series) -> tuple[np.ndarray, object]:
+    """`pd.factorize(raw, use_na_sentinel=True)`: (each cell's code, -1 for an empty one; the distinct values
+    in the order met). A column of repeated texts is coded by a lookup per cell: a repeated text is one object."""
+    if _only_text(raw) and _repeated(cells := raw.to_numpy(dtype=object)):
+        codes = _Codes()
+        return np.fromiter(map(codes.__getitem__, cells), np.intp, len(cells)), np.array(codes.distinct, dtype=object)
+    return pd.factorize(raw, use_na_sentinel=True)
+
+
+class _Codes(dict):
+    """The code of each text met, in the order met; an empty cell (None, NaN, NA) is -1."""
+
+    def __init__(self):
+        super().__init__()
+        self.distinct: list[str] = []
+
+    def __missing__(self, value: object) -> int:
+        if not isinstance(value, str):
+            code = self[value] = -1
+            return code
+        code = self[value] = len(self.distinct)
+        self.distinct.append(value)
+        return code
+
+
 def _repeated(cells: np.ndarray) -> bool:
     """Whether the first DISTINCT_SAMPLE cells hold at most half as many distinct values."""
     sample = cells[:DISTINCT_SAMPLE]
@@ -207,7 +232,7 @@ def as_datetime(raw: pd.Series, date_format: str, timezone: str, end_of_day: boo
     parser may not."""
     if date_format in EPOCH_UNITS or not isinstance(raw.dtype, pd.StringDtype):
         return _as_datetime(raw, date_format, timezone, end_of_day)
-    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    codes, distinct = factorized(raw)
     if 2 * len(distinct) > len(raw):
         return _as_datetime(raw, date_format, timezone, end_of_day)
     # the last cell stands for every empty one (code -1)

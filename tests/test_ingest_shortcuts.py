@@ -127,3 +127,20 @@ def test_wkt_read_from_arrow_texts_as_from_python_strings():
 
 def test_the_spaces_around_a_point_are_those_str_strip_removes():
     assert set(SPACES) == {chr(c) for c in range(0x110000) if chr(c).isspace()} == set(csv_pieces.SPACES)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        pd.array(["01.02.2024", "03.04.2024", None, "01.02.2024", "", np.nan] * 5000, dtype=TEXT),
+        pd.array(["x", None, pd.NA, "x"] * 6000, dtype=object),
+        pd.array([f"ОР-{i}" for i in range(30000)], dtype=TEXT),
+        [1, 1.0, True, "1", None] * 5000,
+    ],
+)
+def test_texts_are_coded_as_pandas_codes_them(cells):
+    raw = pd.Series(cells) if not isinstance(cells, list) else pd.Series(cells, dtype=object)
+    codes, distinct = coerce.factorized(raw)
+    expected_codes, expected_distinct = pd.factorize(raw, use_na_sentinel=True)
+    assert codes.tolist() == expected_codes.tolist()
+    assert list(np.asarray(distinct, dtype=object)) == list(np.asarray(expected_distinct, dtype=object))
