@@ -12,6 +12,7 @@ else unusual are not handled here: `encode_layer` answers None and the caller le
 from __future__ import annotations
 
 import itertools
+import operator
 import struct
 from collections.abc import Sequence
 
@@ -116,66 +117,39 @@ def _tags(
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[object]]:
     """Per kept feature its tags (key index, value index per present property, in property order), how many, the
     keys and the values in order of first appearance (features in order, properties in order)."""
-    n = len(keep)
-    if n == 0 or not columns:
+    n, width = len(keep), len(columns)
+    if n == 0 or width == 0:
         return np.empty(0, np.int64), np.zeros(n, np.int64), [], []
-    rows = np.arange(n)
-    everything = n == len(columns[0][1])  # no feature left out: the lists as they are
-    present = np.zeros((n, len(columns)), dtype=bool)
-    firsts = np.empty((n, len(columns)), dtype=np.int64)  # per feature and column, the row its value is first in
-    candidates = []  # per column, the rows where a value appears first (and is written)
-    uniques: list[object] = []
-    for column, (_, values) in enumerate(columns):
-        if not everything:
-            values = [values[i] for i in keep.tolist()]
-        seen: dict[object, int] = {}
-        first = np.fromiter(map(seen.setdefault, values, range(n)), np.int64, n)  # C speed: no Python per value
-        kinds = set(map(type, values))
-        if bool in kinds and kinds - {bool, type(None)}:  # True is 1 to a dict, not to mapbox-vector-tile's tables
-            seen = {}
-            wrapped = ((v,) if v.__class__ is bool else v for v in values)
-            first = np.fromiter(map(seen.setdefault, wrapped, range(n)), np.int64, n)
-        new = np.flatnonzero(first == rows)
-        if kinds <= _PLAIN:
-            written = np.array([values[i] is not None for i in new.tolist()], dtype=bool)
-        else:
-            written = np.array([isinstance(values[i], _HANDLED) for i in new.tolist()], dtype=bool)
-        shown = np.zeros(n, dtype=bool)
-        shown[new[written]] = True
-        present[:, column] = shown[first]
-        firsts[:, column] = first
-        candidates.append(new[written])
-        uniques += [values[i] for i in new[written].tolist()]
-    # Every distinct (column, value) by where it appears first, row then column: the order the values table is in.
-    rows_of = np.concatenate(candidates)
-    columns_of = np.repeat(np.arange(len(columns)), [len(c) for c in candidates])
-    order = np.lexsort((columns_of, rows_of))
-    ordered = [uniques[i] for i in order.tolist()]
-    table_keys = [(v,) if v.__class__ is bool else v for v in ordered]  # booleans have a table of their own
-    seen = {}
-    first = np.fromiter(map(seen.setdefault, table_keys, range(len(ordered))), np.int64, len(ordered))
-    new = first == np.arange(len(ordered))
-    index_in_table = (np.cumsum(new) - 1)[first]  # each candidate's place in the values table
-    table = [ordered[i] for i in np.flatnonzero(new).tolist()]
-    value_index = np.empty((n, len(columns)), dtype=np.int64)  # by the row a value first appears in
-    position = np.empty(len(ordered), dtype=np.int64)
-    position[order] = index_in_table
-    start = 0
-    for column, written_rows in enumerate(candidates):
-        lookup = np.zeros(n, dtype=np.int64)
-        lookup[written_rows] = position[start : start + len(written_rows)]
-        value_index[:, column] = lookup[firsts[:, column]]
-        start += len(written_rows)
+    if n == len(columns[0][1]):  # no feature left out: the lists as they are
+        lists = [values for _, values in columns]
+    else:
+        rows = keep.tolist()
+        lists = [[values[i] for i in rows] for _, values in columns]
+    # Every property value in the order the encoder meets them (feature by feature), numbered by one dict in C.
+    flat = list(itertools.chain.from_iterable(zip(*lists, strict=True)))
+    kinds = set(map(type, flat))
+    if kinds <= _PLAIN:
+        present = np.fromiter(map(operator.is_not, flat, itertools.repeat(None)), bool, len(flat))
+    else:
+        present = np.fromiter(map(isinstance, flat, itertools.repeat(_HANDLED)), bool, len(flat))
+    keyed = flat
+    if bool in kinds and kinds & {int, float}:  # True is 1 to a dict, not to mapbox-vector-tile's tables
+        keyed = [(v,) if v.__class__ is bool else v for v in flat]
+    seen: dict[object, int] = {}
+    first = np.fromiter(map(seen.setdefault, keyed, range(len(flat))), np.int64, len(flat))
+    new = (first == np.arange(len(flat))) & present
+    value_index = (np.cumsum(new) - 1)[first].reshape(n, width)
+    table = list(itertools.compress(flat, new.tolist()))
+    present = present.reshape(n, width)
     first_row = np.where(present.any(axis=0), present.argmax(axis=0), n)
-    key_order = sorted((int(first_row[c]), c) for c in range(len(columns)) if first_row[c] < n)
-    key_index = np.zeros(len(columns), dtype=np.int64)
+    key_order = sorted((int(first_row[c]), c) for c in range(width) if first_row[c] < n)
+    key_index = np.zeros(width, dtype=np.int64)
     keys = []
     for _, column in key_order:
         key_index[column] = len(keys)
         keys.append(columns[column][0])
-    pairs = np.stack([np.broadcast_to(key_index, (n, len(columns))), value_index], axis=2)
-    tags = pairs[present].ravel()
-    return tags, 2 * present.sum(axis=1), keys, table
+    pairs = np.stack([np.broadcast_to(key_index, (n, width)), value_index], axis=2)
+    return pairs[present].ravel(), 2 * present.sum(axis=1), keys, table
 
 
 def _features(
@@ -274,7 +248,7 @@ def _field_bytes(number: int, data: bytes) -> bytes:
 def _values_table(table: list[object]) -> bytes:
     """The layer's `values` fields (4). Mostly strings, thousands per tile: those are encoded by C-level maps, their
     two headers (up to 125 bytes) taken from a table; the other values one by one."""
-    strings = np.fromiter((value.__class__ is str for value in table), bool, len(table))
+    strings = np.fromiter(map(isinstance, table, itertools.repeat(str)), bool, len(table))
     data = list(map(str.encode, itertools.compress(table, strings.tolist())))
     sizes = list(map(len, data))
     if sizes and max(sizes) >= len(_SHORT_STRING):
