@@ -3,12 +3,14 @@ publication and kept on disk, memory-mapped by every worker (`stored_index`)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,8 @@ import shapely
 
 from layers.catalog import LayerSpec
 from server.locks import machine_lock
-from server.published.gpkg import to_shapely_many
 from server.published.sql import quote_identifier
+from server.tiles.blobs import point_coordinates, shapely_geometries
 from server.tiles.grid import MAX_LATITUDE
 
 NEVER = np.iinfo(np.int64).max  # the end of an open-ended feature
@@ -90,14 +92,28 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
     columns = "".join(f", {quote_identifier(name)}" for name in names)
     cursor = db.execute(f"SELECT fid, geom{columns} FROM {quote_identifier(spec.id)}")
     ids, boxes, times = [], [], [[] for _ in names]
-    while rows := cursor.fetchmany(batch):
-        part_ids, part_boxes, part_times = index_rows(rows)
-        ids.append(part_ids)
-        boxes.append(part_boxes)
-        for column, part in zip(times, part_times, strict=True):
-            column.extend(part)
+    with _collector_paused():
+        while rows := cursor.fetchmany(batch):
+            part_ids, part_boxes, part_times = index_rows(rows)
+            ids.append(part_ids)
+            boxes.append(part_boxes)
+            for column, part in zip(times, part_times, strict=True):
+                column.extend(part)
     ids_all = np.concatenate(ids) if ids else np.empty(0, np.int64)
     return index_of(spec, ids_all, np.concatenate(boxes) if boxes else np.empty((0, 4)), times)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic collector off while a scan makes millions of row tuples and texts (none of them in a cycle):
+    it would otherwise walk them again and again as they pile up, a third of a 1M-row scan's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def temporal_columns(spec: LayerSpec) -> list[str]:
@@ -108,11 +124,17 @@ def temporal_columns(spec: LayerSpec) -> list[str]:
 def index_rows(rows: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, list[list]]:
     """Rows (fid, GeoPackage geometry, temporal columns...) as fids, lon/lat bounds and temporal texts, leaving out
     the features without a geometry (no tile shows them)."""
-    geometries = to_shapely_many([row[1] for row in rows])
+    if not rows:
+        return np.empty(0, np.int64), np.empty((0, 4)), []
+    fids, blobs, *columns = zip(*rows, strict=True)
+    xy = point_coordinates(blobs)
+    if xy is not None:  # plain points (a point layer as published): their box is the point, read from the bytes
+        return np.array(fids, dtype=np.int64), np.column_stack([xy, xy]), [list(column) for column in columns]
+    geometries = shapely_geometries(blobs)
     present = ~shapely.is_missing(geometries)
-    ids = np.fromiter((row[0] for row in rows), np.int64, len(rows))[present]
-    width = len(rows[0]) - 2 if rows else 0
-    times = [[row[2 + i] for row, keep in zip(rows, present, strict=True) if keep] for i in range(width)]
+    ids = np.array(fids, dtype=np.int64)[present]
+    kept = np.flatnonzero(present).tolist()
+    times = [[column[i] for i in kept] for column in columns]
     return ids, shapely.bounds(geometries[present]).reshape(-1, 4), times
 
 

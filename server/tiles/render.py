@@ -22,9 +22,9 @@ from layers.catalog import FieldSpec, LayerSpec
 from layers.timewindow import Interval, active_clauses
 from server import access
 from server.published import files
-from server.published.gpkg import is_empty, to_shapely_many, wkb_offset
 from server.published.sql import quote_identifier
 from server.tiles import mvt
+from server.tiles.blobs import point_coordinates, shapely_geometries
 from server.tiles.grid import MAX_LATITUDE, TMS, WORLD_HALF
 from server.tiles.index import LayerIndex, epoch_ms, load_index, mercator_bounds
 
@@ -208,26 +208,6 @@ class LayerFeatures:
         return features
 
 
-def point_coordinates(blobs: Sequence[bytes | None]) -> np.ndarray | None:
-    """Lon/lat (n x 2) of GeoPackage blobs that are all plain 2D little-endian points under one header, read from
-    the bytes at once; None for anything else (NULL, empty, other types, mixed headers), which GEOS then reads."""
-    if not blobs or None in blobs:
-        return None
-    sizes = set(map(len, blobs))
-    offset = wkb_offset(blobs[0])
-    if len(sizes) != 1 or sizes.pop() != offset + 21 or is_empty(blobs[0]):
-        return None
-    data = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), offset + 21)
-    # magic, version, flags (envelope, byte order, empty) as the first's; WKB little-endian (1), type 1 (Point)
-    if not ((data[:, :4] == data[0, :4]).all() and (data[:, offset : offset + 5] == _WKB_POINT).all()):
-        return None
-    xy = data[:, offset + 5 :].copy().view("<f8")
-    return None if np.isnan(xy).any() else xy.astype(np.float64)
-
-
-_WKB_POINT = np.array([1, 1, 0, 0, 0], dtype=np.uint8)
-
-
 def _to_tile_units(geometries: np.ndarray, frame: TileFrame) -> np.ndarray:
     def project(coords: np.ndarray) -> np.ndarray:
         ux, uy = frame.units(coords[:, 0], coords[:, 1])
@@ -273,7 +253,7 @@ def render_layer(
         geometries = np.column_stack(frame.units(xy[:, 0], xy[:, 1]))
         shown = np.ones(len(geometries), dtype=bool)
     else:
-        geometries = to_shapely_many(blobs)
+        geometries = shapely_geometries(blobs)
         keep = np.ones(len(rows), dtype=bool)
         if not thinning:
             keep = _meeting(shapely.bounds(geometries), frame.mercator_box(buffer))
