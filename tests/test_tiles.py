@@ -482,3 +482,20 @@ def test_refresh_warms_once_per_publication(tmp_path):
     assert service.cached_tile(0, 0, 0) is not None  # the world tile is ready before anyone asks
     publish_repairs(tmp_path, network_of_a="water")
     assert service.cached_tile(0, 0, 0) is None and service.refresh(max_zoom=6)
+
+
+def test_a_point_the_r_tree_finds_just_beyond_the_buffer_leaves_no_empty_layer(tmp_path):
+    """The R-tree's float32 boxes reach a few metres beyond the tile's buffer; a point there is not in the tile, and
+    a layer left without features is left out of it (not written empty)."""
+    from server.tiles.render import TileFrame
+
+    t = tile_of(POINT_A, 14)
+    frame = TileFrame.of(t.z, t.x, t.y, 4096)
+    west, south, east, north = frame.lonlat_box(TilePolicy().buffer)
+    beyond = shapely.Point(east + 1e-9, (south + north) / 2)  # within a float32 step of the edge
+    row = repair("R-9", "heat", "2025-01-10T08:00:00Z")
+    publish_geopackage(frame_for("repairs", [row], [beyond]), CATALOG["repairs"], tmp_path / "repairs.gpkg")
+    service = VectorTiles(CATALOG, lambda layer_id: tmp_path / f"{layer_id}.gpkg")
+    assert service.tile(t.z, t.x, t.y, ["repairs"]).body == b""
+    inside = service.tile(t.z, t.x + 1, t.y, ["repairs"])  # the tile it is in has it
+    assert list(features_by_id(inside.body, "repairs")) == [stable_fid("repairs", "R-9")]

@@ -250,6 +250,8 @@ def render_layer(
         if not thinning:  # the R-tree's float32 boxes reach a little beyond the box: keep what exactly meets it
             keep = _meeting(np.column_stack([xy, xy]), frame.mercator_box(buffer))
             xy = xy[keep]
+        if not len(xy):
+            return None
         geometries = np.column_stack(frame.units(xy[:, 0], xy[:, 1]))
         shown = np.ones(len(geometries), dtype=bool)
     else:
