@@ -9,7 +9,6 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from assets.publish import PublicationError
 from assets.summary import daily_summary, event_layers
-from assets.summary_report import map_png, write_report
 from layers.catalog import Catalog
 from pipelines.resources import GeoportalResource
 
@@ -48,6 +47,9 @@ def summary_asset(catalog: Catalog) -> dg.AssetsDefinition:
         for note in summary.notes:
             context.log.warning(f"daily summary: {note}")
         folder = paths.reports_dir / summary.day.isoformat()
+        # matplotlib only here: importing it cost every run's process and the code server ~0.6-0.9 s at start
+        from assets.summary_report import map_png, write_report
+
         try:
             files = write_report(summary, current, folder)
         except PublicationError as error:
