@@ -3,14 +3,12 @@ publication and kept on disk, memory-mapped by every worker (`stored_index`)."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import shapely
 
 from layers.catalog import LayerSpec
 from server.locks import machine_lock
+from server.memory import collector_paused
 from server.published.sql import quote_identifier
 from server.tiles.blobs import point_coordinates, shapely_geometries
 from server.tiles.grid import MAX_LATITUDE
@@ -92,7 +91,9 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
     columns = "".join(f", {quote_identifier(name)}" for name in names)
     cursor = db.execute(f"SELECT fid, geom{columns} FROM {quote_identifier(spec.id)}")
     ids, boxes, times = [], [], [[] for _ in names]
-    with _collector_paused():
+    # millions of row tuples and texts, none in a cycle: a collector left on would walk them again and again as they
+    # pile up (a third of a 1M-row scan's time)
+    with collector_paused():
         while rows := cursor.fetchmany(batch):
             part_ids, part_boxes, part_times = index_rows(rows)
             ids.append(part_ids)
@@ -101,19 +102,6 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
                 column.extend(part)
     ids_all = np.concatenate(ids) if ids else np.empty(0, np.int64)
     return index_of(spec, ids_all, np.concatenate(boxes) if boxes else np.empty((0, 4)), times)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic collector off while a scan makes millions of row tuples and texts (none of them in a cycle):
-    it would otherwise walk them again and again as they pile up, a third of a 1M-row scan's time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def temporal_columns(spec: LayerSpec) -> list[str]:
