@@ -23,7 +23,7 @@ class Coerced:
 def by_distinct(raw: pd.Series, function: Callable[[object], object]) -> pd.Series:
     """`raw.map(function)`, calling `function` once per distinct value (and once for all the empty
     cells): a column of a million cells holds a few hundred distinct values more often than not."""
-    if _only_text(raw) and _repeated(cells := raw.to_numpy(dtype=object)):
+    if (cells := _repeated_texts(raw)) is not None:
         # texts: a lookup per cell costs less than their factorisation (a repeated text is one object)
         judged = _Judged(function)
         return pd.Series(np.fromiter(map(judged.__getitem__, cells), object, len(cells)), index=raw.index, dtype=object)
@@ -127,7 +127,7 @@ class _Judged(dict):
 def factorized(raw: pd.Series) -> tuple[np.ndarray, object]:
     """`pd.factorize(raw, use_na_sentinel=True)`: (each cell's code, -1 for an empty one; the distinct values
     in the order met). A column of repeated texts is coded by a lookup per cell: a repeated text is one object."""
-    if _only_text(raw) and _repeated(cells := raw.to_numpy(dtype=object)):
+    if (cells := _repeated_texts(raw)) is not None:
         codes = _Codes()
         return np.fromiter(map(codes.__getitem__, cells), np.intp, len(cells)), np.array(codes.distinct, dtype=object)
     return pd.factorize(raw, use_na_sentinel=True)
@@ -147,6 +147,15 @@ class _Codes(dict):
         code = self[value] = len(self.distinct)
         self.distinct.append(value)
         return code
+
+
+def _repeated_texts(raw: pd.Series) -> np.ndarray | None:
+    """The cells as Python objects when all are texts or empty and they repeat (the columns a lookup per cell codes
+    faster than a factorisation); None otherwise."""
+    if not _only_text(raw):
+        return None
+    cells = raw.to_numpy(dtype=object)
+    return cells if _repeated(cells) else None
 
 
 def _repeated(cells: np.ndarray) -> bool:
