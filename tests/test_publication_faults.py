@@ -134,6 +134,10 @@ def test_debris_of_killed_publications_is_removed_before_publishing(tmp_path):
         _kill_while_writing(target)
     debris = list(tmp_path.glob(".repairs.*.part*"))
     assert debris, "a killed publication leaves its temporary file (and journal)"
+    # killed while the spatial index was packed beside the file (a pid no process has)
+    scratch = tmp_path / ".repairs.4194999-0123456789abcdef0123456789abcdef.part.gpkg-rtree"
+    scratch.write_bytes(b"x")
+    os.utime(scratch, (time.time() - 3600, time.time() - 3600))
     # not ours to remove: another layer's file, a file of a living writer, a file newer than this publication
     other_layer = tmp_path / ".repairs_old.123-0123456789abcdef0123456789abcdef.part.gpkg"
     living = tmp_path / f".repairs.{os.getppid()}-0123456789abcdef0123456789abcdef.part.gpkg"
