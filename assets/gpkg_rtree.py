@@ -21,6 +21,7 @@ import shapely
 
 # SQLite's rtree.c: at most 51 cells a node, whatever the page size (RTREE_MAXCELLS)
 RTREE_MAXCELLS = 51
+CHUNK = 65_536  # features a step where a whole-layer temporary is not needed
 CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny", ">f4"), ("maxy", ">f4")])
 # the GeoPackage 1.2 table, as GDAL creates it (a file written without an extension has none)
 EXTENSIONS_TABLE = (
@@ -41,12 +42,18 @@ CREATE TRIGGER "{r}_delete" AFTER DELETE ON "{t}" WHEN old."{g}" NOT NULL BEGIN 
 """  # noqa: E501 - GDAL's text, one statement a line
 
 
-def boxes(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of the shapes that have a box, their boxes as minx, maxx, miny, maxy): missing and empty
-    geometries are not indexed, as GDAL's trigger has it."""
-    bounds = shapely.bounds(shapes)  # minx, miny, maxx, maxy; NaN for missing and empty
-    present = np.flatnonzero(~np.isnan(bounds).any(axis=1))
-    return present, bounds[present][:, [0, 2, 1, 3]]
+def boxes(shapes: np.ndarray, fids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the fids of the shapes that have a box, their boxes as 32-bit rows of minx, maxx, miny, maxy rounded
+    outward): missing and empty geometries are not indexed, as GDAL's trigger has it. A chunk at a time: the
+    64-bit bounds of a million shapes at once would be 32 MB more at the publication's peak."""
+    box = np.empty((len(shapes), 4), dtype=np.float32)
+    for start in range(0, len(shapes), CHUNK):
+        bounds = shapely.bounds(shapes[start : start + CHUNK])  # minx, miny, maxx, maxy; NaN: missing, empty
+        box[start : start + CHUNK] = float32_outward(bounds[:, [0, 2, 1, 3]])
+    present = ~np.isnan(box[:, 0])
+    if present.all():
+        return np.array(fids, dtype=np.int64), box
+    return np.asarray(fids, dtype=np.int64)[present], box[present]
 
 
 def float32_outward(box: np.ndarray) -> np.ndarray:
@@ -59,37 +66,71 @@ def float32_outward(box: np.ndarray) -> np.ndarray:
     return np.column_stack([low[:, 0], high[:, 0], low[:, 1], high[:, 1]])
 
 
-def _str_groups(box: np.ndarray, capacity: int) -> np.ndarray:
+def _str_order(box: np.ndarray, capacity: int) -> np.ndarray:
     """Sort-Tile-Recursive order of `box` (rows of minx, maxx, miny, maxy): vertical slices by the centres' x,
     each slice by y; consecutive runs of `capacity` rows are then nodes that cover compact areas."""
     count = len(box)
-    nodes = -(-count // capacity)
-    slices = int(np.ceil(np.sqrt(nodes)))
-    per_slice = slices * capacity
-    cx = box[:, 0] + box[:, 1]
-    cy = box[:, 2] + box[:, 3]
-    by_x = np.argsort(cx, kind="stable")
-    slice_of = np.empty(count, dtype=np.int64)
-    slice_of[by_x] = np.arange(count) // per_slice
-    return np.lexsort((cy, slice_of))
+    slices = int(np.ceil(np.sqrt(-(-count // capacity))))
+    slice_of = np.empty(count, dtype=np.int32)
+    slice_of[np.argsort(box[:, 0] + box[:, 1], kind="stable")] = np.arange(count, dtype=np.int32) // (slices * capacity)
+    return np.lexsort((box[:, 2] + box[:, 3], slice_of))
 
 
-def _packed_levels(ids: np.ndarray, box: np.ndarray, capacity: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The tree's levels from the leaves up, each as (cell ids, cell boxes, first cell of each node, with the
-    end appended): a leaf's cells are features, an inner node's are the nodes of the level below."""
-    levels = []
-    while True:
-        order = _str_groups(box, capacity)
-        ids, box = ids[order], box[order]
-        starts = np.arange(0, len(ids) + capacity, capacity)
-        starts[-1] = len(ids)
-        starts = np.unique(starts)
-        levels.append((ids, box, starts))
-        if len(starts) == 2:
-            return levels
-        first = starts[:-1]
-        # each node's box: the union of its cells' boxes
-        box = np.column_stack(
+def _level_sizes(count: int, capacity: int) -> list[int]:
+    """Nodes per level, the leaves first, up to the one root."""
+    sizes = [max(1, -(-count // capacity))]
+    while sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // capacity))
+    return sizes
+
+
+def _write_levels(db: sqlite3.Connection, ids: np.ndarray, box: np.ndarray, node_size: int) -> None:
+    """Pack the tree level by level from the leaves up and write each level's nodes as soon as it is packed
+    (only the leaves are large). Numbering as rtree.c wants it: the root is node 1, then the levels from the top
+    down; each feature's leaf goes to the rowid table, each node's parent to the parent table."""
+    capacity = min(RTREE_MAXCELLS, (node_size - 4) // CELL.itemsize)
+    sizes = _level_sizes(len(ids), capacity)
+    first_number = np.cumsum([1, *sizes[::-1]])[:-1][::-1]  # per level, leaves first
+    node = np.dtype(
+        {"names": ["depth", "count", "cells"], "formats": [">u2", ">u2", (CELL, capacity)], "itemsize": node_size}
+    )
+    for level, size in enumerate(sizes):
+        order = _str_order(box, capacity)
+        ids, box = ids[order], box[order]  # the level's own arrays go: only the sorted copies stay
+        del order
+        nodes = np.zeros(size, dtype=node)
+        nodes["depth"][0] = len(sizes) - 1 if size == 1 else 0  # the root says how deep the tree is
+        nodes["count"] = np.diff(np.minimum(np.arange(size + 1) * capacity, len(ids)))
+        cells = nodes["cells"]
+        for name, column in (("id", ids if level == 0 else ids + first_number[level - 1]), *_coordinates(box)):
+            padded = np.zeros(size * capacity, dtype=column.dtype)
+            padded[: len(column)] = column
+            cells[name] = padded.reshape(size, capacity)
+        raw = nodes.view(np.uint8).reshape(size, node_size)
+        db.executemany(
+            "INSERT INTO node (nodeno, data) VALUES (?, ?)",
+            ((int(first_number[level]) + n, raw[n].tobytes()) for n in range(size)),
+        )
+        del nodes, cells, raw
+        parent_of = first_number[level] + np.arange(len(ids)) // capacity  # the node each cell is in
+        if level == 0:
+            by_fid = np.argsort(ids, kind="stable")  # rowid order: SQLite appends instead of splitting pages
+            for start in range(0, len(by_fid), CHUNK):
+                chosen = by_fid[start : start + CHUNK]
+                db.executemany(
+                    "INSERT INTO rowid (rowid, nodeno) VALUES (?, ?)",
+                    zip(ids[chosen].tolist(), parent_of[chosen].tolist(), strict=True),
+                )
+            del by_fid
+        else:
+            db.executemany(
+                "INSERT INTO parent (nodeno, parentnode) VALUES (?, ?)",
+                zip((ids + first_number[level - 1]).tolist(), parent_of.tolist(), strict=True),
+            )
+        if size == 1:
+            return
+        first = np.arange(0, len(ids), capacity)
+        box = np.column_stack(  # each node's box: the union of its cells' boxes
             [
                 np.minimum.reduceat(box[:, 0], first),
                 np.maximum.reduceat(box[:, 1], first),
@@ -97,49 +138,22 @@ def _packed_levels(ids: np.ndarray, box: np.ndarray, capacity: int) -> list[tupl
                 np.maximum.reduceat(box[:, 3], first),
             ]
         )
-        ids = np.arange(len(first), dtype=np.int64)  # positions in this level, numbered once all are known
+        ids = np.arange(size, dtype=np.int64)  # the nodes' places in their level, numbered by first_number
 
 
-def _node_blobs(levels, node_size: int) -> tuple[list[bytes], np.ndarray, np.ndarray, np.ndarray]:
-    """(the blob of every node by node number - 1, each feature's leaf, parent of each node but the root):
-    the root is node 1, then the levels from the top down."""
-    counts = [len(starts) - 1 for _, _, starts in levels]  # nodes per level, leaves first
-    first_number = {}
-    number = 1
-    for level in reversed(range(len(levels))):
-        first_number[level] = number
-        number += counts[level]
-    depth = len(levels) - 1
-    blobs: list[bytes] = []
-    parents = []
-    leaf_of = None
-    for level in reversed(range(len(levels))):
-        ids, box, starts = levels[level]
-        cells = np.empty(len(ids), dtype=CELL)
-        cells["id"] = ids if level == 0 else ids + first_number[level - 1]
-        cells["minx"], cells["maxx"], cells["miny"], cells["maxy"] = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
-        raw = cells.tobytes()
-        for start, end in zip(starts[:-1], starts[1:], strict=True):
-            header = (depth if level == depth else 0).to_bytes(2, "big") + int(end - start).to_bytes(2, "big")
-            body = raw[start * CELL.itemsize : end * CELL.itemsize]
-            blobs.append(header + body + bytes(node_size - 4 - len(body)))
-        node_numbers = first_number[level] + np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-        if level == 0:
-            leaf_of = (ids, node_numbers)
-        else:
-            parents.append((ids + first_number[level - 1], node_numbers))
-    child, parent = (np.concatenate(p) for p in zip(*parents, strict=True)) if parents else (np.empty(0, np.int64),) * 2
-    return blobs, leaf_of, child, parent
+def _coordinates(box: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    return [(name, box[:, n]) for n, name in enumerate(("minx", "maxx", "miny", "maxy"))]
 
 
 @contextlib.contextmanager
 def spatial_index_beside(
-    path: Path, table: str, geometry_column: str, fid_column: str, fids: np.ndarray, box: np.ndarray
+    path: Path, table: str, geometry_column: str, fid_column: str, fids: np.ndarray, shapes: np.ndarray
 ):
-    """Add the spatial index of `table` to the GeoPackage at `path` (written without one) from `fids` and their
-    `box`es (see `boxes`). The tree is packed and written to a file beside `path` by a thread while the body of the
-    `with` runs (meant for SQLite's own work on `path`, which releases the GIL: the B-tree indexes), then copied
-    into `path` (SQLite copies the rows of a table into an empty one of the same shape page by page)."""
+    """Add the spatial index of `table` to the GeoPackage at `path` (written without one) from the features'
+    `fids` and `shapes` (both as published). The tree is packed and written to a file beside `path` by a thread
+    while the body of the `with` runs (meant for SQLite's own work on `path`, which releases the GIL: the B-tree
+    indexes), then copied into `path` (SQLite copies the rows of a table into an empty one of the same shape
+    page by page)."""
     name = f"rtree_{table}_{geometry_column}"
     with sqlite3.connect(path) as db:
         db.execute(f"CREATE VIRTUAL TABLE {quote(name)} USING rtree(id, minx, maxx, miny, maxy)")
@@ -148,7 +162,10 @@ def spatial_index_beside(
     beside = path.with_name(path.name + "-rtree")
     outcome: list[BaseException] = []
     worker = threading.Thread(
-        target=_written_or_failed, args=(outcome, _write_tree, beside, node_size, fids, box), name="rtree", daemon=True
+        target=_written_or_failed,
+        args=(outcome, _write_tree, beside, node_size, fids, shapes),
+        name="rtree",
+        daemon=True,
     )
     worker.start()
     try:
@@ -180,7 +197,7 @@ def _written_or_failed(outcome: list[BaseException], write, *args) -> None:
         outcome.append(error)
 
 
-def _write_tree(beside: Path, node_size: int, fids: np.ndarray, box: np.ndarray) -> None:
+def _write_tree(beside: Path, node_size: int, fids: np.ndarray, shapes: np.ndarray) -> None:
     beside.unlink(missing_ok=True)
     with sqlite3.connect(beside) as db:
         db.execute("PRAGMA journal_mode = OFF")  # a scratch file
@@ -189,20 +206,9 @@ def _write_tree(beside: Path, node_size: int, fids: np.ndarray, box: np.ndarray)
         db.execute("CREATE TABLE node(nodeno INTEGER PRIMARY KEY, data)")
         db.execute("CREATE TABLE parent(nodeno INTEGER PRIMARY KEY, parentnode)")
         db.execute("CREATE TABLE rowid(rowid INTEGER PRIMARY KEY, nodeno)")
-        if len(fids):
-            capacity = min(RTREE_MAXCELLS, (node_size - 4) // CELL.itemsize)
-            levels = _packed_levels(np.asarray(fids, dtype=np.int64), float32_outward(box), capacity)
-            blobs, (leaf_ids, leaf_nodes), child, parent = _node_blobs(levels, node_size)
-            db.executemany("INSERT INTO node (nodeno, data) VALUES (?, ?)", enumerate(blobs, start=1))
-            db.executemany(
-                "INSERT INTO parent (nodeno, parentnode) VALUES (?, ?)",
-                zip(child.tolist(), parent.tolist(), strict=True),
-            )
-            order = np.argsort(leaf_ids, kind="stable")  # rowid order: SQLite appends instead of splitting pages
-            db.executemany(
-                "INSERT INTO rowid (rowid, nodeno) VALUES (?, ?)",
-                zip(leaf_ids[order].tolist(), leaf_nodes[order].tolist(), strict=True),
-            )
+        ids, box = boxes(shapes, fids)
+        if len(ids):
+            _write_levels(db, ids, box, node_size)
         else:
             db.execute("INSERT INTO node (nodeno, data) VALUES (1, zeroblob(?))", (node_size,))
     db.close()

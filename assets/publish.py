@@ -22,9 +22,10 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from assets.arrow_stream import GEOMETRY, arrow_stream, fast_sqlite
-from assets.gpkg_rtree import boxes, spatial_index_beside
+from assets.gpkg_rtree import spatial_index_beside
 from assets.records import Reject
 from layers.catalog import LayerSpec
+from server.memory import release_free_memory
 
 # GeoPackage 1.2: QGIS 3.22 LTR ships GDAL 3.6, which warns on files newer than it knows.
 GPKG_VERSION = "1.2"
@@ -218,8 +219,6 @@ def publish_geopackage(
     the old file open keep reading it; a failure leaves the old file untouched and raises
     PublicationError naming `target` and the operating system's error. `to_store=False`: the file only
     (the server's local copy of a PostGIS layer)."""
-    present, box = boxes(frame.geometry.to_numpy())
-    fids = frame["fid"].to_numpy(dtype=np.int64)[present]
     with _written_aside(target, "publish") as temporary, fast_sqlite():
         pyogrio.write_arrow(
             arrow_stream(frame, spec),  # in batches and fid order: ~10x faster than feature by feature
@@ -239,7 +238,9 @@ def publish_geopackage(
             },
             layer_metadata={BY_SOURCE_KEY: json.dumps(by_source or {}, ensure_ascii=False)},
         )
-        with spatial_index_beside(temporary, spec.id, "geom", "fid", fids, box):
+        release_free_memory()  # GDAL's and the Arrow batches' freed pages, before the spatial index adds its own
+        shapes = frame.geometry.to_numpy()
+        with spatial_index_beside(temporary, spec.id, "geom", "fid", frame["fid"].to_numpy(), shapes):
             _index_query_fields(temporary, spec)  # SQLite's, without the GIL: the spatial index is packed meanwhile
         # PostGIS (GEOPORTAL_STORE_URL) before the rename: if the store refuses, neither copy changes
         from assets.stores import publish_to_store  # imports this module
