@@ -56,6 +56,13 @@ def to_wgs84(geometries: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
     return shapely.transform(geometries, project)
 
 
+def points_to_wgs84(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS) -> np.ndarray:
+    """Points in EPSG:4326 from coordinates in `crs`: the same points `to_wgs84` makes of them."""
+    if not crs.equals(WGS84, ignore_axis_order=True):
+        x, y = _transformer(crs.to_wkt()).transform(x, y)
+    return shapely.points(x, y)
+
+
 def plain_points(geometries: np.ndarray) -> bool:
     """Non-empty points without Z or M: one coordinate pair each, in order."""
     if not (shapely.get_type_id(geometries) == 0).all() or shapely.is_empty(geometries).any():
@@ -97,6 +104,16 @@ PADDED_POINT = f"^[{_class(SPACES)}]*{PLAIN_POINT[1:-1]}[{_class(SPACES)}]*$"
 def parse_wkt(texts: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Shapely geometries; None where a text is empty or not WKT (the caller tells them apart,
     `wkt_problem` says why). `texts`: Python objects, or Arrow texts (a CSV's WKT column, null for none)."""
+    parsed, plain, x, y = parse_wkt_points(texts)
+    if plain.any():
+        parsed[plain] = shapely.points(x, y)
+    return parsed
+
+
+def parse_wkt_points(texts: np.ndarray | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, ...]:
+    """`parse_wkt` with its plain points (finite ones: valid as delivered) left as coordinates: (geometries,
+    None at those points; mask of those points; their x; their y). A caller that reprojects them makes each
+    point once, in its target CRS, not first in the source's."""
     if isinstance(texts, (pa.Array, pa.ChunkedArray)):
         arrow = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
         pattern, cleaned = PADDED_POINT, None
@@ -104,16 +121,21 @@ def parse_wkt(texts: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
         cleaned = np.array([(t.strip() or None) if isinstance(t, str) else None for t in texts], dtype=object)
         arrow, pattern = pa.array(cleaned, pa.string()), PLAIN_POINT
     parsed = np.full(len(arrow), None, dtype=object)
-    plain = np.zeros(len(arrow), dtype=bool)
+    matched = np.zeros(len(arrow), dtype=bool)
+    plain, x, y = matched.copy(), np.empty(0), np.empty(0)
     if len(arrow):
         found = pc.extract_regex(arrow, pattern)
-        plain = found.is_valid().to_numpy(zero_copy_only=False)
-        if plain.any():
+        matched = found.is_valid().to_numpy(zero_copy_only=False)
+        if matched.any():
             points = found.filter(found.is_valid())
             x = pc.cast(points.field("x"), pa.float64()).to_numpy()
             y = pc.cast(points.field("y"), pa.float64()).to_numpy()
-            parsed[plain] = shapely.points(x, y)
-    rest = ~plain
+            finite = np.isfinite(x) & np.isfinite(y)
+            plain[matched] = finite
+            if not finite.all():  # beyond a double: a point GEOS judges invalid, as it was parsed
+                parsed[np.flatnonzero(matched)[~finite]] = shapely.points(x[~finite], y[~finite])
+                x, y = x[finite], y[finite]
+    rest = ~matched
     if cleaned is None:  # only the texts that are no plain point become Python strings
         others = arrow.filter(pa.array(rest)).to_pylist()
         cleaned_rest = np.array([(t.strip() or None) if isinstance(t, str) else None for t in others], dtype=object)
@@ -123,7 +145,7 @@ def parse_wkt(texts: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
         parsed[rest] = shapely.from_wkt(cleaned_rest, on_invalid="ignore")
     except NotImplementedError:  # one curve (CIRCULARSTRING…) fails the whole array: parse one by one
         parsed[rest] = [_one_wkt(text) for text in cleaned_rest]
-    return parsed
+    return parsed, plain, x, y
 
 
 def _one_wkt(text: str | None):

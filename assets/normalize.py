@@ -15,7 +15,16 @@ import pyproj
 import shapely
 
 from assets import coerce
-from assets.geometry import fit_type, parse_wkt, points_from_xy, repair, to_wgs84, within_box, wkt_problem
+from assets.geometry import (
+    fit_type,
+    parse_wkt_points,
+    points_from_xy,
+    points_to_wgs84,
+    repair,
+    to_wgs84,
+    within_box,
+    wkt_problem,
+)
 from assets.records import BatchedRecords, Reject, SourceError, SourceTable, raw_text
 from assets.row_batches import SHARING_SAMPLE, collect_rows
 from assets.sources.notices import BUILDING
@@ -306,15 +315,16 @@ def geometries(
     """(geometries in EPSG:4326, how many were repaired, canonical addresses of geocoded rows)."""
     table = frame.table
     result = table[GEOMETRY].to_numpy(dtype=object).copy()
+    deferred = None  # (rows, x, y) of plain WKT points in the source CRS, made after the reprojection
     crs = frame.crs
     how = source.geometry
     if how and how.wkt:
         column = table[how.wkt]
         # Arrow texts as collected from a CSV (`_arrow_columns`), else the cells as Python objects
         texts = pa.array(column.array) if column.dtype == ARROW_TEXT else column.to_numpy(dtype=object)
-        parsed = parse_wkt(texts)
+        parsed, plain, x, y = parse_wkt_points(texts)
         # blank or not only matters where nothing parsed: a few cells, not a million distinct texts
-        unreadable = shapely.is_missing(parsed)
+        unreadable = shapely.is_missing(parsed) & ~plain
         failed = np.flatnonzero(unreadable)
         cells = texts[failed] if isinstance(texts, np.ndarray) else texts.take(pa.array(failed)).to_pylist()
         unreadable[failed] = ~coerce.blank(pd.Series(cells, dtype=object)).to_numpy()
@@ -324,10 +334,16 @@ def geometries(
             text = table.at[index, how.wkt]
             problems.add_row(index, how.wkt, wkt_problem(text), str(text))
         take = shapely.is_missing(result) & ~unreadable.to_numpy()
+        if how.x:  # coordinates fill the rows still without geometry: the points are made now
+            parsed[plain] = shapely.points(x, y)
+        else:  # plain points need no repair: each is made once, in EPSG:4326, after the rest is reprojected
+            later = take & plain
+            deferred = (np.flatnonzero(later), x[later[plain]], y[later[plain]])
+            take &= ~plain
         result[take] = parsed[take]
         # the texts (a million distinct strings) are read: the reprojection below peaks with two
         # geometries per record, so nothing else of the kind is kept alive through it
-        del texts, parsed
+        del texts, parsed, x, y
         frame.table = table = table.drop(columns=[how.wkt])
     if how and how.x:
         x = pd.to_numeric(coerce._numeric_text(table[how.x]), errors="coerce").to_numpy(dtype=float)
@@ -344,6 +360,9 @@ def geometries(
     for position in np.flatnonzero(refused != None):  # noqa: E711 - elementwise on an object array
         problems.add_row(table.index[position], "geometry", refused[position])
     result = to_wgs84(result, crs)
+    if deferred is not None:
+        result[deferred[0]] = points_to_wgs84(deferred[1], deferred[2], crs)
+        del deferred
     addresses: list[str] | None = None
     if how and how.address and geocoder is not None:
         result, addresses = _geocode(table, how.address, result, geocoder, problems)

@@ -1,18 +1,20 @@
 """The ingest's fast paths give exactly what the general ones give: the text typing of text-only columns
-cell by cell, the city-extent test of points by their coordinates, geocoding memoised across chunks."""
+cell by cell, the city-extent test of points by their coordinates, geocoding memoised across chunks, plain WKT
+points made once in EPSG:4326."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyproj
 import pytest
 import shapely
 
 from assets import coerce
 from assets.address_words import normalize_house, normalize_street
 from assets.geocode import AddressIndex
-from assets.geometry import SPACES, parse_wkt, within_box
+from assets.geometry import SPACES, parse_wkt, parse_wkt_points, points_to_wgs84, to_wgs84, within_box
 from assets.sources import csv_pieces
 
 TEXT = pd.StringDtype("python", na_value=np.nan)
@@ -144,3 +146,32 @@ def test_texts_are_coded_as_pandas_codes_them(cells):
     expected_codes, expected_distinct = pd.factorize(raw, use_na_sentinel=True)
     assert codes.tolist() == expected_codes.tolist()
     assert list(np.asarray(distinct, dtype=object)) == list(np.asarray(expected_distinct, dtype=object))
+
+
+MSK38 = pyproj.CRS.from_proj4(
+    "+proj=tmerc +lat_0=0 +lon_0=106.03333333333 +k=1 +x_0=3250000 +y_0=-5213101.65 +ellps=krass "
+    "+towgs84=23.57,-140.95,-79.8,0,0.35,0.79,-0.22 +units=m +no_defs"
+)
+
+
+@pytest.mark.parametrize("crs", [MSK38, pyproj.CRS.from_epsg(4326)])
+@pytest.mark.parametrize("others", [False, True])
+def test_plain_points_made_in_wgs84_are_those_reprojected(crs, others):
+    rng = np.random.default_rng(3)
+    texts = [
+        f"POINT ({3312943.03 + rng.random() * 30000:.2f} {388680.52 + rng.random() * 20000:.2f})" for _ in range(500)
+    ]
+    texts += [" POINT (3320000 390000) ", "POINT (1" + "0" * 400 + " 2)", "", None, "not wkt"]
+    if others:  # not only plain points: the reprojection of the rest goes by `shapely.transform`
+        texts += [
+            "POINT Z (3320000 390000 5)",
+            "LINESTRING (3320000 390000, 3320100 390100)",
+            "MULTIPOINT ((3320000 390000))",
+        ]
+    arrow = pa.array(texts, pa.string())
+    general = to_wgs84(parse_wkt(arrow), crs)
+    parsed, plain, x, y = parse_wkt_points(arrow)
+    assert plain.sum() == 501 and shapely.is_missing(parsed[plain]).all()
+    parsed = to_wgs84(parsed, crs)
+    parsed[plain] = points_to_wgs84(x, y, crs)
+    assert shapely.to_wkb(parsed).tolist() == shapely.to_wkb(general).tolist()
