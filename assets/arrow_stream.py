@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterator
 
@@ -10,7 +9,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyogrio
 import shapely
 
 from assets.geometry import plain_points
@@ -109,19 +107,3 @@ def point_wkb(xy: np.ndarray) -> pa.Array:
     packed["x"], packed["y"] = xy[:, 0], xy[:, 1]
     offsets = np.arange(0, POINT_WKB.itemsize * (len(xy) + 1), POINT_WKB.itemsize, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), len(xy), [None, pa.py_buffer(offsets), pa.py_buffer(packed)])
-
-
-def arrow_stream(frame: gpd.GeoDataFrame, spec: LayerSpec) -> pa.RecordBatchReader:
-    schema = arrow_schema(spec)
-    return pa.RecordBatchReader.from_batches(schema, record_batches(frame, spec, schema))
-
-
-@contextlib.contextmanager
-def fast_sqlite() -> Iterator[None]:
-    """GDAL's SQLite settings for one write, restored afterwards (they are process-wide)."""
-    previous = {key: pyogrio.get_gdal_config_option(key) for key in FAST_SQLITE}
-    pyogrio.set_gdal_config_options(FAST_SQLITE)
-    try:
-        yield
-    finally:
-        pyogrio.set_gdal_config_options(previous)

@@ -156,6 +156,9 @@ def spatial_index_beside(
     page by page)."""
     name = f"rtree_{table}_{geometry_column}"
     with sqlite3.connect(path) as db:
+        # a temporary file, fsynced once before it is renamed: a synced commit here flushed the whole fresh file
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
         db.execute(f"CREATE VIRTUAL TABLE {quote(name)} USING rtree(id, minx, maxx, miny, maxy)")
         (node_size,) = db.execute(f"SELECT length(data) FROM {quote(name + '_node')} WHERE nodeno = 1").fetchone()
     db.close()

@@ -26,6 +26,7 @@ from layers.settings import REPO_ROOT
 from pipelines.factory import layer_asset
 from pipelines.resources import GeoportalResource
 from tests.test_bad_input import GOOD_POINT, works_city
+from tests.test_gpkg_writer import writers_of
 from tests.test_publish import REPAIRS, read_counts, repairs_frame
 
 
@@ -134,6 +135,11 @@ def test_debris_of_killed_publications_is_removed_before_publishing(tmp_path):
         _kill_while_writing(target)
     debris = list(tmp_path.glob(".repairs.*.part*"))
     assert debris, "a killed publication leaves its temporary file (and journal)"
+    # nor does a killed publication leave its GeoPackage writer (a child process) running
+    deadline = time.monotonic() + 60
+    while writers_of(tmp_path):
+        assert time.monotonic() < deadline, "the writer of a killed publication is still running"
+        time.sleep(0.05)
     # killed while the spatial index was packed beside the file (a pid no process has)
     scratch = tmp_path / ".repairs.4194999-0123456789abcdef0123456789abcdef.part.gpkg-rtree"
     scratch.write_bytes(b"x")
