@@ -4,9 +4,12 @@ points made once in EPSG:4326."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyproj
 import pytest
 import shapely
@@ -175,3 +178,12 @@ def test_plain_points_made_in_wgs84_are_those_reprojected(crs, others):
     parsed = to_wgs84(parsed, crs)
     parsed[plain] = points_to_wgs84(x, y, crs)
     assert shapely.to_wkb(parsed).tolist() == shapely.to_wkb(general).tolist()
+
+
+def test_a_plain_row_holds_an_even_number_of_quotes():
+    # the CSV pieces count quotes (records over several lines) only on the lines that are no plain row
+    lines = ["".join(chars) for n in range(7) for chars in itertools.product('"; a', repeat=n)]
+    for width in (1, 2, 3):
+        plain = pc.match_substring_regex(pa.array(lines), csv_pieces.plain_row_pattern(";", width)).to_pylist()
+        assert sum(plain) > 20
+        assert all(line.count('"') % 2 == 0 for line, match in zip(lines, plain, strict=True) if match)

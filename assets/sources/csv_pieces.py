@@ -179,13 +179,17 @@ def _piece(
     if text.endswith("\n"):
         lines = lines.slice(0, len(lines) - 1)
     count = len(lines)
-    odd = np.flatnonzero(pc.bit_wise_and(pc.count_substring(lines, '"'), 1).to_numpy(zero_copy_only=False))
     slow = ~(
         pc.and_(
             pc.and_(pc.match_substring_regex(lines, plain), pc.match_substring_regex(lines, starts_plain)),
             pc.less_equal(pc.utf8_length(lines), limit),
         ).to_numpy(zero_copy_only=False)
     )
+    # a plain row's quotes pair up (each quoted field holds two and doubled ones): the lines with an odd
+    # number of them are among the others, whose quotes alone are counted
+    others = np.flatnonzero(slow)
+    quotes = pc.count_substring(lines.take(pa.array(others)), '"').to_numpy(zero_copy_only=False)
+    odd = others[quotes % 2 == 1]
     cut = count
     k = 0
     while k < len(odd):  # records over several lines, as `_logical_records` pairs them
@@ -226,7 +230,8 @@ def _piece(
                 else:
                     rejects.append((int(item.number[5:]), item))
             batch = []
-    columns = _plain_cells(lines.take(pa.array(fast)), len(header), delimiter) if len(fast) else None
+    plain_lines = lines.slice(0, cut) if len(fast) == cut else lines.take(pa.array(fast))  # mostly all of them
+    columns = _plain_cells(plain_lines, len(header), delimiter) if len(fast) else None
     at = fast + number
     if slow_rows:
         cells = list(zip(*slow_rows, strict=True))
