@@ -215,21 +215,30 @@ def _first_of_each_id(sources: list[list[gpd.GeoDataFrame]], spec: LayerSpec) ->
     duplicated = ids.duplicated(keep="first")
     if not duplicated.any():
         return [], None
-    # the rows of the duplicated ids only, not a second copy of the whole layer
+    # the rows of the duplicated ids only, each piece's taken alone: not a second copy of the whole layer
     twice = ids.isin(ids[duplicated]).to_numpy()
-    rows = pd.concat([piece[[spec.id_field, "_source", ROW]] for piece in pieces], ignore_index=True)
-    involved = rows[twice]
-    first_seen = involved[~duplicated[twice].to_numpy()].set_index(spec.id_field)
+    ends = np.cumsum([len(piece) for piece in pieces])
+    involved = pd.concat(
+        [
+            piece[[spec.id_field, "_source", ROW]].iloc[np.flatnonzero(twice[end - len(piece) : end])]
+            for piece, end in zip(pieces, ends, strict=True)
+        ],
+        ignore_index=True,
+    )
+    again = duplicated[twice].to_numpy()
+    first, later = involved[~again], involved[again]
+    # where each repeated id was first seen, found for all at once; the cells as a row of the table gives them
+    seen = pd.Index(first[spec.id_field]).get_indexer(later[spec.id_field])
+    first_cells = first.to_numpy(dtype=object)
     rejects = [
         Reject(
-            row["_source"],
-            str(row[ROW]),
+            source,
+            str(record),
             spec.id_field,
-            f"duplicate {spec.id_field} {row[spec.id_field]!r}: first seen in "
-            f"{first_seen.at[row[spec.id_field], '_source']} {first_seen.at[row[spec.id_field], ROW]}",
-            str(row[spec.id_field]),
+            f"duplicate {spec.id_field} {key!r}: first seen in {first_cells[at, 1]} {first_cells[at, 2]}",
+            str(key),
         )
-        for _, row in rows[duplicated].iterrows()
+        for (key, source, record), at in zip(later.to_numpy(dtype=object), seen, strict=True)
     ]
     return rejects, duplicated.to_numpy()
 

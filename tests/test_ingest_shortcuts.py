@@ -1,10 +1,11 @@
 """The ingest's fast paths give exactly what the general ones give: the text typing of text-only columns
 cell by cell, the city-extent test of points by their coordinates, geocoding memoised across chunks, plain WKT
-points made once in EPSG:4326."""
+points made once in EPSG:4326, repeated ids judged for the whole layer at once."""
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from assets import coerce
 from assets.address_words import normalize_house, normalize_street
 from assets.geocode import AddressIndex
 from assets.geometry import SPACES, parse_wkt, parse_wkt_points, points_to_wgs84, to_wgs84, within_box
+from assets.ingest import _first_of_each_id
+from assets.normalize import RECORD_NUMBERS, ROW
+from assets.records import Reject
 from assets.sources import csv_pieces
 
 TEXT = pd.StringDtype("python", na_value=np.nan)
@@ -187,3 +191,45 @@ def test_a_plain_row_holds_an_even_number_of_quotes():
         plain = pc.match_substring_regex(pa.array(lines), csv_pieces.plain_row_pattern(";", width)).to_pylist()
         assert sum(plain) > 20
         assert all(line.count('"') % 2 == 0 for line, match in zip(lines, plain, strict=True) if match)
+
+
+def first_of_each_id_by_rows(sources: list[list[pd.DataFrame]], id_field: str) -> tuple[list[Reject], np.ndarray]:
+    """`ingest._first_of_each_id` as it was written first: the whole layer's ids, sources and record numbers
+    joined, a reject per row of `iterrows`, the first record of each id looked up by `.at`."""
+    pieces = [piece for chunks in sources for piece in chunks]
+    ids = pd.concat([piece[id_field] for piece in pieces], ignore_index=True)
+    duplicated = ids.duplicated(keep="first")
+    twice = ids.isin(ids[duplicated]).to_numpy()
+    rows = pd.concat([piece[[id_field, "_source", ROW]] for piece in pieces], ignore_index=True)
+    first_seen = rows[twice][~duplicated[twice].to_numpy()].set_index(id_field)
+    rejects = [
+        Reject(
+            row["_source"],
+            str(row[ROW]),
+            id_field,
+            f"duplicate {id_field} {row[id_field]!r}: first seen in "
+            f"{first_seen.at[row[id_field], '_source']} {first_seen.at[row[id_field], ROW]}",
+            str(row[id_field]),
+        )
+        for _, row in rows[duplicated].iterrows()
+    ]
+    return rejects, duplicated.to_numpy()
+
+
+@pytest.mark.parametrize("kind", ["text", "integer"])
+def test_repeated_ids_are_rejected_as_row_by_row(kind):
+    rng = np.random.default_rng(5)
+
+    def piece(source: str, start: int, n: int) -> pd.DataFrame:
+        numbers = rng.integers(0, 300, n)
+        ids = [f"ОР-{k}" for k in numbers] if kind == "text" else pd.array(numbers, "Int64")
+        frame = pd.DataFrame({"permit_id": pd.Series(ids, dtype=object if kind == "text" else "Int64")})
+        frame["_source"] = source
+        frame[ROW] = pd.array([f"line {start + i}" for i in range(n)], dtype=RECORD_NUMBERS)
+        return frame
+
+    sources = [[piece("a.csv", 2, 120), piece("a.csv", 122, 0), piece("a.csv", 122, 90)], [piece("b.csv", 2, 150)]]
+    rejects, duplicated = _first_of_each_id(sources, SimpleNamespace(id_field="permit_id"))
+    expected_rejects, expected = first_of_each_id_by_rows(sources, "permit_id")
+    assert len(rejects) > 50 and rejects == expected_rejects
+    assert duplicated.tolist() == expected.tolist()
