@@ -9,15 +9,20 @@ script (not `python -m assets...`, which would import pandas through the package
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
+
+try:
+    import fcntl
+except ImportError:  # not on Linux: the system's pipe size
+    fcntl = None
 
 # Linux's largest pipe without privileges (/proc/sys/fs/pipe-max-size): fewer hand-overs per batch
 PIPE_BYTES = 1 << 20
@@ -33,23 +38,42 @@ def write_arrow_in_child(
 ) -> None:
     """`pyogrio.write_arrow(<the batches>, path, **options)` in a child process; GDAL's configuration options
     (`environment`) are set in the child's environment. Raises WriterFailed with the child's reason."""
-    child = subprocess.Popen(
-        # -I: not this folder on the path (its modules' names are ours, not pyarrow's or pyogrio's)
-        [sys.executable, "-I", __file__, str(path), json.dumps(options)],
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **environment},
-        close_fds=True,
-    )
-    with contextlib.suppress(OSError):
+    # the child's messages go to a file, not a pipe: GDAL may warn more than a pipe holds while this process is
+    # blocked feeding the child, and neither would move again
+    with tempfile.TemporaryFile() as messages:
+        child = subprocess.Popen(
+            # -I: not this folder on the path (its modules' names are ours, not pyarrow's or pyogrio's)
+            [sys.executable, "-I", __file__, str(path), json.dumps(options)],
+            stdin=subprocess.PIPE,
+            stderr=messages,
+            env={**os.environ, **environment},
+            close_fds=True,
+        )
+        broken = _feed(child, schema, batches)
+        messages.seek(0)
+        reason = messages.read().decode("utf-8", "replace").strip()
+    if child.returncode != 0 or broken is not None:
+        # a writer that stopped reading early failed, even if it says nothing: the file may lack rows
+        last = reason.splitlines()[-1] if reason else f"the GeoPackage writer exited with {child.returncode}"
+        raise WriterFailed(last if child.returncode != 0 or reason else f"{last} ({describe_briefly(broken)})")
+
+
+def describe_briefly(error: BaseException | None) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _feed(child: subprocess.Popen, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> OSError | None:
+    """Send the batches to the child and wait for it. Returns the pipe's error if the child stopped reading (its
+    exit status and messages say why); a failure of the batches themselves kills the child and is raised."""
+    with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(child.stdin.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
-    failure: BaseException | None = None
+    broken = None
     try:
         with pa.ipc.new_stream(child.stdin, schema) as stream:
             for batch in batches:
                 stream.write_batch(batch)
-    except (BrokenPipeError, OSError) as error:
-        failure = error  # the child stopped reading: its own reason, below, says why
+    except OSError as error:
+        broken = error  # the child stopped reading (a broken pipe)
     except BaseException:
         child.kill()
         child.wait()
@@ -57,11 +81,8 @@ def write_arrow_in_child(
     finally:
         with contextlib.suppress(OSError):
             child.stdin.close()
-    reason = child.stderr.read().decode("utf-8", "replace").strip()
-    child.stderr.close()
-    if child.wait() != 0 or failure is not None:
-        last = reason.splitlines()[-1] if reason else f"the GeoPackage writer exited with {child.returncode}"
-        raise WriterFailed(last) from failure
+    child.wait()
+    return broken
 
 
 def _main(path: str, options: str) -> int:
