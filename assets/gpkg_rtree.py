@@ -1,12 +1,12 @@
 """A GeoPackage's spatial index (the `gpkg_rtree_index` extension) written in bulk from the features' boxes.
 
-GDAL builds the same index feature by feature while it writes, then flushes it at close: on a million points
-that was 4 s of a 7 s write, the GIL held throughout. Here the tree is packed by Sort-Tile-Recursive from
-numpy arrays and its nodes are written straight into SQLite's R*Tree shadow tables, as GDAL's own bulk loader
-and SQLite's `rtree.c` lay them out (node = 2-byte depth, 2-byte cell count, then cells of a big-endian 64-bit
-id and four big-endian 32-bit floats: minx, maxx, miny, maxy). The virtual table, its triggers and the
-extension's registration are the ones GDAL writes, so GDAL, QGIS and SQLite's `rtreecheck()` see the index
-they expect.
+GDAL builds the same index feature by feature in a thread while it writes, then flushes it at close, the GIL
+held: on a million points written from a ready Arrow table that was 4 s of a 7 s write. Here the tree is
+packed by Sort-Tile-Recursive from numpy arrays and its nodes are written straight into SQLite's R*Tree shadow
+tables, as GDAL's own bulk loader and SQLite's `rtree.c` lay them out (node = 2-byte depth, 2-byte cell count,
+then cells of a big-endian 64-bit id and four big-endian 32-bit floats: minx, maxx, miny, maxy). The virtual
+table, its triggers and the extension's registration are the ones GDAL writes, so GDAL, QGIS and SQLite's
+`rtreecheck()` see the index they expect.
 """
 
 from __future__ import annotations
