@@ -44,23 +44,27 @@ def blank(raw: pd.Series) -> pd.Series:
     return by_distinct(raw, lambda v: v is None or (isinstance(v, str) and not v.strip())).astype(bool)
 
 
+def _text(value: object) -> object:
+    """`as_text` of one cell."""
+    if (
+        type(value) is str
+        and value
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+        and "  " not in value
+    ):
+        return value  # the common case, already clean: no split/join per cell
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Excel stores "12" typed into a cell as 12.0
+    value = " ".join(str(value).split())
+    return value or None
+
+
 def as_text(raw: pd.Series) -> Coerced:
-    def text(value: object) -> object:
-        if (
-            type(value) is str
-            and value
-            and value.isprintable()
-            and value[0] != " "
-            and value[-1] != " "
-            and "  " not in value
-        ):
-            return value  # the common case, already clean: no split/join per cell
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))  # Excel stores "12" typed into a cell as 12.0
-        value = " ".join(str(value).split())
-        return value or None
+    text = _text
 
     def texts(values: np.ndarray) -> list:
         # the clean case inline, not a call per distinct value: ids and phone numbers are all distinct
@@ -96,6 +100,38 @@ def as_text(raw: pd.Series) -> Coerced:
             found = [value if _all_clean((value,)) else unclean[value] for value in found]
         values[run] = found
     return Coerced(pd.Series(values, index=raw.index, dtype=object), pd.Series(False, index=raw.index), "")
+
+
+@dataclass
+class CodedTexts:
+    """A column of repeated texts by its distinct values: each cell's code (-1: empty), and per code (the last:
+    empty) a function of the text and the `as_text` of that, so that a test of the typed values (allowed, missing)
+    is made once per distinct value and taken by the codes."""
+
+    codes: np.ndarray
+    mapped: np.ndarray
+    typed: np.ndarray
+
+    def cells(self, per_code: np.ndarray, index: pd.Index, dtype: object = object) -> pd.Series:
+        return pd.Series(per_code[self.codes], index=index, dtype=dtype)
+
+
+def coded_texts(raw: pd.Series, function: Callable[[object], object]) -> CodedTexts | None:
+    """`by_distinct(raw, function)` and its `as_text` for a column of repeated texts (None for another column:
+    a factorisation takes 1 and True for one value, `as_text` of the mapped cells may not)."""
+    if (cells := _repeated_texts(raw)) is None:
+        return None
+    coding = _Codes()
+    codes = np.fromiter(map(coding.__getitem__, cells), np.intp, len(cells))
+    mapped = _objects([*map(function, coding.distinct), function(None)])  # code -1, the last: an empty cell
+    return CodedTexts(codes, mapped, _objects([*map(_text, mapped)]))
+
+
+def _objects(values: list) -> np.ndarray:
+    """`values` as a one-dimensional array of objects, whatever they are."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 # cells that tell a column of repeated texts from one of distinct texts

@@ -4,7 +4,7 @@ cannot be published and why (pure: the tables come in already read)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -226,8 +226,31 @@ def _typed(raw: pd.Series, spec: FieldSpec, source: SourceSpec, city: City, is_e
 
 
 def _mapped(raw: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    return coerce.by_distinct(raw, _mapping(mapping))
+
+
+def _mapping(mapping: dict[str, str]) -> Callable[[object], object]:
     lookup = {key.strip().lower(): value for key, value in mapping.items()}
-    return coerce.by_distinct(raw, lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v)
+    return lambda v: lookup.get(v.strip().lower(), v.strip()) if isinstance(v, str) else v
+
+
+def _coded_field(
+    raw: pd.Series, spec: FieldSpec, mapping: dict[str, str]
+) -> tuple[pd.Series, coerce.Coerced, pd.Series | None, pd.Series | None] | None:
+    """A text field with a value mapping whose cells are repeated texts (a few network or status names in a
+    million records), judged once per distinct text: (the mapped cells, the typed ones, those not among the
+    allowed values, those missing), as `_mapped`, `as_text`, `isin` and `isna` give them cell by cell.
+    None for another field or column."""
+    if spec.type != "string" or (coded := coerce.coded_texts(raw, _mapping(mapping))) is None:
+        return None
+    typed = pd.Series(coded.typed)
+    outside = missing = None
+    if spec.allowed is not None:
+        outside = coded.cells((typed.notna() & ~typed.isin(spec.allowed)).to_numpy(), raw.index, bool)
+    if spec.required:
+        missing = coded.cells(typed.isna().to_numpy(), raw.index, bool)
+    values = coerce.Coerced(coded.cells(coded.typed, raw.index), pd.Series(False, index=raw.index), "")
+    return coded.cells(coded.mapped, raw.index), values, outside, missing
 
 
 def _without_placeholders(raw: pd.Series, nulls: list[str], mapping: dict[str, str] | None = None) -> pd.Series:
@@ -276,18 +299,25 @@ def attributes(
             raw = pd.Series([None] * len(table), index=table.index, dtype=object)
         if spec.name in joined:  # joined tables arrive after collect, which emptied the source's own
             raw = _without_placeholders(raw, nulls, source.values.get(spec.name))
-        if spec.name in source.values:
-            raw = _mapped(raw, source.values[spec.name])
-        typed = _typed(raw, spec, source, city, is_end=spec.name == end_field)
+        coded = _coded_field(raw, spec, source.values[spec.name]) if spec.name in source.values else None
+        if coded is not None:
+            raw, typed, outside, missing = coded
+        else:
+            if spec.name in source.values:
+                raw = _mapped(raw, source.values[spec.name])
+            typed = _typed(raw, spec, source, city, is_end=spec.name == end_field)
         problems.add(typed.failed, spec.name, typed.reason, raw)
         values = typed.values
         if spec.type in ("date", "datetime"):
             _implausible_dates(values, spec, city, now, problems, raw)
         if spec.allowed is not None:
-            outside = values.notna() & ~values.isin(spec.allowed)
+            if coded is None:
+                outside = values.notna() & ~values.isin(spec.allowed)
             problems.add(outside, spec.name, f"not one of the allowed values {spec.allowed}", raw)
         if spec.required:
-            problems.add(values.isna() & ~typed.failed, spec.name, "required value is missing")
+            if coded is None:
+                missing = values.isna()
+            problems.add(missing & ~typed.failed, spec.name, "required value is missing")
         out[spec.name] = values
     if layer.temporal and layer.temporal.end:
         start, end = out[layer.temporal.start], out[layer.temporal.end]

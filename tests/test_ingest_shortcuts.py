@@ -1,6 +1,7 @@
 """The ingest's fast paths give exactly what the general ones give: the text typing of text-only columns
 cell by cell, the city-extent test of points by their coordinates, geocoding memoised across chunks, plain WKT
-points made once in EPSG:4326, repeated ids judged for the whole layer at once."""
+points made once in EPSG:4326, repeated ids judged for the whole layer at once, a mapped text field judged
+once per distinct text."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pyproj
 import pytest
 import shapely
 
-from assets import coerce
+from assets import coerce, normalize
 from assets.address_words import normalize_house, normalize_street
 from assets.geocode import AddressIndex
 from assets.geometry import SPACES, parse_wkt, parse_wkt_points, points_to_wgs84, to_wgs84, within_box
@@ -23,6 +24,7 @@ from assets.ingest import _first_of_each_id
 from assets.normalize import RECORD_NUMBERS, ROW
 from assets.records import Reject
 from assets.sources import csv_pieces
+from layers.catalog import FieldSpec
 
 TEXT = pd.StringDtype("python", na_value=np.nan)
 
@@ -233,3 +235,49 @@ def test_repeated_ids_are_rejected_as_row_by_row(kind):
     expected_rejects, expected = first_of_each_id_by_rows(sources, "permit_id")
     assert len(rejects) > 50 and rejects == expected_rejects
     assert duplicated.tolist() == expected.tolist()
+
+
+NETWORKS = {"Теплосеть": "heat", "Водопровод": "water", " связь ": "telecom", "Пусто": "  два  пробела "}
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        pd.array(
+            ["Теплосеть", " водопровод", None, "Связь", "теплосеть ", "", "  ", "ГАЗ", "Пусто"] * 3000, dtype=TEXT
+        ),
+        pd.array(["Теплосеть", None] * 5000, dtype=object),
+        pd.array([None] * 100, dtype=TEXT),
+    ],
+)
+@pytest.mark.parametrize("allowed", [None, ["heat", "water", "telecom"]])
+@pytest.mark.parametrize("required", [False, True])
+def test_a_mapped_text_field_is_judged_once_per_distinct_text(cells, allowed, required):
+    raw = pd.Series(cells, index=pd.RangeIndex(7, 7 + len(cells)))
+    spec = FieldSpec(
+        name="network", type="string", title={"ru": "Сети", "en": "Network"}, required=required, allowed=allowed
+    )
+    mapped, typed, outside, missing = normalize._coded_field(raw, spec, NETWORKS)
+    expected_mapped = normalize._mapped(raw, NETWORKS)
+    expected = coerce.as_text(expected_mapped)
+    pd.testing.assert_series_equal(mapped, expected_mapped)
+    pd.testing.assert_series_equal(typed.values, expected.values)
+    pd.testing.assert_series_equal(typed.failed, expected.failed)
+    assert typed.reason == expected.reason
+    if allowed is None:
+        assert outside is None
+    else:
+        expected_outside = expected.values.notna() & ~expected.values.isin(allowed)
+        pd.testing.assert_series_equal(outside, expected_outside)
+    if required:
+        pd.testing.assert_series_equal(missing, expected.values.isna())
+    else:
+        assert missing is None
+
+
+def test_a_mapped_field_of_distinct_texts_or_numbers_goes_the_general_way():
+    spec = FieldSpec(name="network", type="string", title={"ru": "Сети", "en": "Network"})
+    assert normalize._coded_field(pd.Series([f"ОР-{i}" for i in range(3000)], dtype=TEXT), spec, NETWORKS) is None
+    assert normalize._coded_field(pd.Series([1, True, "1"] * 100, dtype=object), spec, NETWORKS) is None
+    number = FieldSpec(name="network", type="integer", title={"ru": "Сети", "en": "Network"})
+    assert normalize._coded_field(pd.Series(["1", "2"] * 100, dtype=TEXT), number, NETWORKS) is None
