@@ -26,9 +26,6 @@ ARROW_TYPES = {
     "date": pa.string(),  # YYYY-MM-DD text, as docs/contracts.md promises
     "datetime": pa.timestamp("us", tz="UTC"),
 }
-# The file is written aside, fsynced and renamed (assets.publish): SQLite's own journal and syncs
-# protect nothing there, and cost a third of the write.
-FAST_SQLITE = {"OGR_SQLITE_SYNCHRONOUS": "OFF", "OGR_SQLITE_JOURNAL": "OFF", "OGR_SQLITE_CACHE": "64"}
 
 
 def arrow_schema(spec: LayerSpec) -> pa.Schema:

@@ -24,6 +24,10 @@ try:
 except ImportError:  # not on Linux: the system's pipe size
     fcntl = None
 
+# GDAL's SQLite settings in the writer. The file is written aside, fsynced and renamed (assets.publish): SQLite's
+# own journal and syncs protect nothing there, and cost a third of the write. Rows are appended in rowid order, so
+# the page cache barely matters: 64 MB of it cost the publication's peak 50-70 MB at 1M repairs.
+GDAL_SQLITE = {"OGR_SQLITE_SYNCHRONOUS": "OFF", "OGR_SQLITE_JOURNAL": "OFF", "OGR_SQLITE_CACHE": "8"}
 # Linux's largest pipe without privileges (/proc/sys/fs/pipe-max-size): fewer hand-overs per batch
 PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -33,11 +37,9 @@ class WriterFailed(RuntimeError):
     """The child's own one-line account of why GDAL could not write (or that it died, and how)."""
 
 
-def write_arrow_in_child(
-    schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: Path, options: dict, environment: dict[str, str]
-) -> None:
-    """`pyogrio.write_arrow(<the batches>, path, **options)` in a child process; GDAL's configuration options
-    (`environment`) are set in the child's environment. Raises WriterFailed with the child's reason."""
+def write_arrow_in_child(schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: Path, options: dict) -> None:
+    """`pyogrio.write_arrow(<the batches>, path, **options)` in a child process, with GDAL_SQLITE.
+    Raises WriterFailed with the child's reason."""
     # the child's messages go to a file, not a pipe: GDAL may warn more than a pipe holds while this process is
     # blocked feeding the child, and neither would move again
     with tempfile.TemporaryFile() as messages:
@@ -46,19 +48,21 @@ def write_arrow_in_child(
             [sys.executable, "-I", __file__, str(path), json.dumps(options)],
             stdin=subprocess.PIPE,
             stderr=messages,
-            env={**os.environ, **environment},
+            env={**os.environ, **GDAL_SQLITE},
             close_fds=True,
         )
         broken = _feed(child, schema, batches)
         messages.seek(0)
         reason = messages.read().decode("utf-8", "replace").strip()
-    if child.returncode != 0 or broken is not None:
-        # a writer that stopped reading early failed, even if it says nothing: the file may lack rows
-        last = reason.splitlines()[-1] if reason else f"the GeoPackage writer exited with {child.returncode}"
-        raise WriterFailed(last if child.returncode != 0 or reason else f"{last} ({describe_briefly(broken)})")
+    if reason and (child.returncode != 0 or broken is not None):
+        raise WriterFailed(reason.splitlines()[-1])
+    if child.returncode != 0:
+        raise WriterFailed(f"the GeoPackage writer exited with {child.returncode}")
+    if broken is not None:  # stopped reading early and said nothing: the file may lack rows
+        raise WriterFailed(f"the GeoPackage writer stopped reading: {one_line(broken)}")
 
 
-def describe_briefly(error: BaseException | None) -> str:
+def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -96,7 +100,7 @@ def _main(path: str, options: str) -> int:
         reader = pa.ipc.open_stream(sys.stdin.buffer)
         pyogrio.write_arrow(reader, path, **json.loads(options))
     except Exception as error:  # noqa: BLE001 - one line for the parent, which raises it
-        sys.stderr.write(f"{type(error).__name__}: {' '.join(str(error).split())}\n")
+        sys.stderr.write(f"{type(error).__name__}: {one_line(error)}\n")
         return 1
     return 0
 

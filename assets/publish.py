@@ -22,7 +22,7 @@ import numpy as np
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from assets.arrow_stream import FAST_SQLITE, GEOMETRY, arrow_schema, record_batches
+from assets.arrow_stream import GEOMETRY, arrow_schema, record_batches
 from assets.gpkg_rtree import spatial_index_beside
 from assets.gpkg_writer import write_arrow_in_child
 from assets.records import Reject
@@ -37,9 +37,6 @@ BY_SOURCE_KEY = "GEOPORTAL_PUBLISHED_BY_SOURCE"
 # `.<stem>.<pid>-<hex>.part.gpkg` plus SQLite's journals and the spatial index's scratch file (`-rtree`);
 # files of older releases had no pid
 PART = re.compile(r"^\.(?P<stem>.+?)\.(?:(?P<pid>\d+)-)?[0-9a-f]{32}\.part(?:\.gpkg)?(?:-journal|-wal|-shm|-rtree)?$")
-# The writer appends rows in rowid order: SQLite's page cache barely matters there, and 64 MB of it cost the
-# publication's peak 50-70 MB (measured at 1M repairs, with the spatial index written apart)
-WRITER_SQLITE = {**FAST_SQLITE, "OGR_SQLITE_CACHE": "8"}
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 REJECT_COLUMNS = ["source_file", "record", "field", "reason", "raw"]
@@ -268,7 +265,7 @@ def publish_geopackage(
     with _written_aside(target, "publish") as temporary:
         # in batches and fid order (~10x faster than feature by feature), converted here while a child process
         # writes the previous batch (GDAL holds the GIL while it writes); GDAL wants the .gpkg suffix
-        write_arrow_in_child(schema, record_batches(frame, spec, schema), temporary, options, WRITER_SQLITE)
+        write_arrow_in_child(schema, record_batches(frame, spec, schema), temporary, options)
         release_free_memory()  # GDAL's and the Arrow batches' freed pages, before the spatial index adds its own
         shapes = frame.geometry.to_numpy()
         with (

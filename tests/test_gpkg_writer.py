@@ -10,7 +10,6 @@ import pyogrio
 import pytest
 import shapely
 
-from assets.arrow_stream import FAST_SQLITE
 from assets.gpkg_writer import WriterFailed, write_arrow_in_child
 
 SCHEMA = pa.schema(
@@ -56,9 +55,7 @@ def writers_of(path: Path) -> list[int]:
 
 def test_the_child_writes_every_batch_in_order(tmp_path):
     path = tmp_path / "t.gpkg"
-    write_arrow_in_child(
-        SCHEMA, [batch(0, 1000), batch(1000, 5), batch(1005, 0), batch(1005, 3000)], path, OPTIONS, FAST_SQLITE
-    )
+    write_arrow_in_child(SCHEMA, [batch(0, 1000), batch(1000, 5), batch(1005, 0), batch(1005, 3000)], path, OPTIONS)
     frame = pyogrio.read_dataframe(path, layer="t", fid_as_index=True)
     assert frame.index.tolist() == list(range(1, 4006))
     assert frame["name"].iloc[4004] == "№4004 «ё»" and frame.geometry.iloc[4004].x == pytest.approx(104 + 4004e-4)
@@ -67,7 +64,7 @@ def test_the_child_writes_every_batch_in_order(tmp_path):
 def test_a_refused_write_comes_back_as_the_writers_one_line_reason(tmp_path):
     path = tmp_path / "no such folder" / "t.gpkg"
     with pytest.raises(WriterFailed) as failed:
-        write_arrow_in_child(SCHEMA, [batch(0, 10)], path, OPTIONS, FAST_SQLITE)
+        write_arrow_in_child(SCHEMA, [batch(0, 10)], path, OPTIONS)
     assert "\n" not in str(failed.value) and str(failed.value).strip()
     assert not writers_of(path)
 
@@ -80,5 +77,5 @@ def test_a_failing_batch_source_stops_the_writer_and_is_raised_as_it_is(tmp_path
         raise ValueError("not a date: 31.02.2026")
 
     with pytest.raises(ValueError, match="31.02.2026"):
-        write_arrow_in_child(SCHEMA, batches(), path, OPTIONS, FAST_SQLITE)
+        write_arrow_in_child(SCHEMA, batches(), path, OPTIONS)
     assert not writers_of(path)
