@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from server.published.sql import quote_identifier
+
 # SQLite's rtree.c: at most 51 cells a node, whatever the page size (RTREE_MAXCELLS)
 RTREE_MAXCELLS = 51
 CHUNK = 65_536  # features a step where a whole-layer temporary is not needed
+# the scratch file beside the GeoPackage (named after it: a killed writer's is cleaned up with its file)
+SCRATCH_SUFFIX = "-rtree"
 CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny", ">f4"), ("maxy", ">f4")])
 # the GeoPackage 1.2 table, as GDAL creates it (a file written without an extension has none)
 EXTENSIONS_TABLE = (
@@ -159,10 +163,12 @@ def spatial_index_beside(
         # a temporary file, fsynced once before it is renamed: a synced commit here flushed the whole fresh file
         db.execute("PRAGMA journal_mode = OFF")
         db.execute("PRAGMA synchronous = OFF")
-        db.execute(f"CREATE VIRTUAL TABLE {quote(name)} USING rtree(id, minx, maxx, miny, maxy)")
-        (node_size,) = db.execute(f"SELECT length(data) FROM {quote(name + '_node')} WHERE nodeno = 1").fetchone()
+        db.execute(f"CREATE VIRTUAL TABLE {quote_identifier(name)} USING rtree(id, minx, maxx, miny, maxy)")
+        (node_size,) = db.execute(
+            f"SELECT length(data) FROM {quote_identifier(name + '_node')} WHERE nodeno = 1"
+        ).fetchone()
     db.close()
-    beside = path.with_name(path.name + "-rtree")
+    beside = path.with_name(path.name + SCRATCH_SUFFIX)
     outcome: list[BaseException] = []
     worker = threading.Thread(
         target=_written_or_failed,
@@ -223,8 +229,8 @@ def _copy_tree(path: Path, beside: Path, name: str, table: str, geometry_column:
         db.execute("PRAGMA synchronous = OFF")
         db.execute("ATTACH DATABASE ? AS beside", (str(beside),))
         for part in ("node", "parent", "rowid"):
-            db.execute(f"DELETE FROM main.{quote(f'{name}_{part}')}")
-            db.execute(f"INSERT INTO main.{quote(f'{name}_{part}')} SELECT * FROM beside.{part}")
+            db.execute(f"DELETE FROM main.{quote_identifier(f'{name}_{part}')}")
+            db.execute(f"INSERT INTO main.{quote_identifier(f'{name}_{part}')} SELECT * FROM beside.{part}")
         db.commit()
         db.execute("DETACH DATABASE beside")
         names = {
@@ -239,7 +245,3 @@ def _copy_tree(path: Path, beside: Path, name: str, table: str, geometry_column:
             (table, geometry_column, *EXTENSION),
         )
     db.close()
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'

@@ -23,20 +23,26 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from assets.arrow_stream import GEOMETRY, arrow_schema, record_batches
-from assets.gpkg_rtree import spatial_index_beside
+from assets.gpkg_rtree import SCRATCH_SUFFIX, spatial_index_beside
 from assets.gpkg_writer import write_arrow_in_child
 from assets.records import Reject
 from layers.catalog import LayerSpec
 from server.memory import release_free_memory
+from server.published.sql import quote_identifier
 
 # GeoPackage 1.2: QGIS 3.22 LTR ships GDAL 3.6, which warns on files newer than it knows.
 GPKG_VERSION = "1.2"
 # GDAL layer metadata (the GeoPackage metadata extension): what each source contributed, so that the
 # next publication can tell a vanished source from a quiet one (checks.volume).
 BY_SOURCE_KEY = "GEOPORTAL_PUBLISHED_BY_SOURCE"
-# `.<stem>.<pid>-<hex>.part.gpkg` plus SQLite's journals and the spatial index's scratch file (`-rtree`);
-# files of older releases had no pid
-PART = re.compile(r"^\.(?P<stem>.+?)\.(?:(?P<pid>\d+)-)?[0-9a-f]{32}\.part(?:\.gpkg)?(?:-journal|-wal|-shm|-rtree)?$")
+# the files a temporary GeoPackage has beside it: SQLite's journals and the spatial index's scratch file
+BESIDE = ("-journal", "-wal", "-shm", SCRATCH_SUFFIX)
+# `.<stem>.<pid>-<hex>.part.gpkg`, or a file beside it; files of older releases had no pid
+PART = re.compile(
+    rf"^\.(?P<stem>.+?)\.(?:(?P<pid>\d+)-)?[0-9a-f]{{32}}\.part(?:\.gpkg)?(?:{'|'.join(map(re.escape, BESIDE))})?$"
+)
+# the GeoPackage's fid and geometry columns (docs/contracts.md)
+FID_COLUMN, GEOMETRY_COLUMN = "fid", "geom"
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 REJECT_COLUMNS = ["source_file", "record", "field", "reason", "raw"]
@@ -168,7 +174,7 @@ def _os_errors(target: Path, doing: str = "publish") -> Iterator[None]:
 
 def _discard(path: Path, error: BaseException | None) -> None:
     """Remove a temporary file without ever hiding the error that made it useless."""
-    for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm", "-rtree"))):
+    for leftover in (path, *(path.with_name(path.name + s) for s in BESIDE)):
         try:
             leftover.unlink(missing_ok=True)
         except OSError as cleanup:
@@ -254,8 +260,8 @@ def publish_geopackage(
         "crs": "EPSG:4326",
         "dataset_options": {"VERSION": GPKG_VERSION},
         "layer_options": {
-            "FID": "fid",
-            "GEOMETRY_NAME": "geom",
+            "FID": FID_COLUMN,
+            "GEOMETRY_NAME": GEOMETRY_COLUMN,
             "SPATIAL_INDEX": "NO",  # written in bulk below, beside the B-tree indexes (assets.gpkg_rtree)
             "IDENTIFIER": spec.title.ru,
             "DESCRIPTION": f"{spec.description.ru}\n\n{spec.description.en}",
@@ -266,11 +272,11 @@ def publish_geopackage(
         # in batches and fid order (~10x faster than feature by feature), converted here while a child process
         # writes the previous batch (GDAL holds the GIL while it writes); GDAL wants the .gpkg suffix
         write_arrow_in_child(schema, record_batches(frame, spec, schema), temporary, options)
-        release_free_memory()  # GDAL's and the Arrow batches' freed pages, before the spatial index adds its own
+        release_free_memory()  # the Arrow batches' freed pages, before the spatial index adds its own
         shapes = frame.geometry.to_numpy()
         with (
             _flushing(temporary),
-            spatial_index_beside(temporary, spec.id, "geom", "fid", frame["fid"].to_numpy(), shapes),
+            spatial_index_beside(temporary, spec.id, GEOMETRY_COLUMN, FID_COLUMN, frame["fid"].to_numpy(), shapes),
         ):
             _index_query_fields(temporary, spec)  # SQLite's, without the GIL: the spatial index is packed meanwhile
         # PostGIS (GEOPORTAL_STORE_URL) before the rename: if the store refuses, neither copy changes
@@ -306,17 +312,13 @@ def published_state(target: Path, layer_id: str) -> Published | None:
         return None
     try:
         with sqlite3.connect(f"file:{target}?mode=ro", uri=True) as db:
-            features = db.execute(f"SELECT count(*) FROM {quote(layer_id)}").fetchone()[0]
+            features = db.execute(f"SELECT count(*) FROM {quote_identifier(layer_id)}").fetchone()[0]
         db.close()
         metadata = pyogrio.read_info(target, layer=layer_id).get("layer_metadata") or {}
     except (sqlite3.Error, DataSourceError, DataLayerError):
         return None  # an unreadable file is not served either: nothing to lose
     by_source = json.loads(metadata[BY_SOURCE_KEY]) if BY_SOURCE_KEY in metadata else None
     return Published(int(features), by_source)
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _index_query_fields(path: Path, spec: LayerSpec) -> None:
@@ -327,9 +329,8 @@ def _index_query_fields(path: Path, spec: LayerSpec) -> None:
         db.execute("PRAGMA journal_mode = OFF")  # a temporary file, fsynced before the rename
         db.execute("PRAGMA synchronous = OFF")
         for name in dict.fromkeys(f for f in fields if f):
-            db.execute(
-                f"CREATE INDEX IF NOT EXISTS {quote(f'idx_{spec.id}_{name}')} ON {quote(spec.id)} ({quote(name)})"
-            )
+            index, table, column = (quote_identifier(n) for n in (f"idx_{spec.id}_{name}", spec.id, name))
+            db.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})")
     db.close()
 
 
