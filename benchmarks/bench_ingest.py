@@ -19,6 +19,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -233,14 +234,24 @@ def _proc_kib(pid: int, name: str, field: str) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
+def _writers(pid: int) -> list[int]:
+    """The GeoPackage writers among `pid`'s child processes. Other children are left out: a child that has been
+    forked but not yet replaced by its program (`uname`, `ldconfig` run by the standard library) shows the
+    parent's whole resident memory as its own."""
     kids = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             kids += [int(k) for k in (task / "children").read_text().split()]
         except OSError:
             continue
-    return kids
+    writers = []
+    for kid in kids:
+        try:
+            if b"gpkg_writer.py" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                writers.append(kid)
+        except OSError:
+            continue
+    return writers
 
 
 def _sample_memory(stop, peaks: dict) -> None:
@@ -250,11 +261,12 @@ def _sample_memory(stop, peaks: dict) -> None:
     most every 0.2 s, and whenever the resident total reaches a new high (RSS of both: cheap to read)."""
     me, last, high = os.getpid(), 0.0, 0
     while not stop.wait(0.025):
-        kids = _children(me)
+        kids = _writers(me)
         if not kids:
             continue
-        rss = _proc_kib(me, "status", "VmRSS:") + sum(_proc_kib(k, "status", "VmRSS:") for k in kids)
-        peaks["children_rss"] = max(peaks.get("children_rss", 0), sum(_proc_kib(k, "status", "VmRSS:") for k in kids))
+        kids_rss = sum(_proc_kib(k, "status", "VmRSS:") for k in kids)
+        rss = _proc_kib(me, "status", "VmRSS:") + kids_rss
+        peaks["children_rss"] = max(peaks.get("children_rss", 0), kids_rss)
         if rss > high or time.monotonic() - last > 0.2:
             high, last = max(high, rss), time.monotonic()
             pss = _proc_kib(me, "smaps_rollup", "Pss:") + sum(_proc_kib(k, "smaps_rollup", "Pss:") for k in kids)
@@ -277,8 +289,6 @@ def worker(layer: str, scale: float, result: Path, profile: Path | None) -> None
 
         profiler = cProfile.Profile()
         profiler.enable()
-    import threading
-
     stop, peaks = threading.Event(), {}
     sampler = threading.Thread(target=_sample_memory, args=(stop, peaks), daemon=True)
     sampler.start()
