@@ -196,6 +196,49 @@ def test_empty_and_null_geometries_are_none():
     assert many[0] is None and many[1] is None and many[2].equals(shapely.Point(1, 2))
 
 
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_a_page_of_points_is_read_as_geos_reads_it(big_endian):
+    """gpkg.points_xy (a page of points without GEOS) gives what to_shapely_many gives, or None for anything else."""
+    points = [shapely.Point(104.123456789012, 52.1), shapely.Point(-0.0, 1e-300)]
+    blobs = [None, blob(shapely.Point(), empty=True), *(blob(p, big_endian=big_endian) for p in points)]
+    expected = [None, None, *(shape.coords[0] for shape in gpkg.to_shapely_many(blobs)[2:])]
+    assert gpkg.points_xy(blobs) == expected
+    plain = [None, *(shapely.to_wkb(p, byte_order=0 if big_endian else 1) for p in points)]
+    assert gpkg.wkb_points_xy(plain) == [None, *(p.coords[0] for p in points)]
+    for other in (shapely.Point(1, 2, 3), shapely.LineString([(0, 0), (1, 1)]), shapely.MultiPoint([(0, 0)])):
+        assert gpkg.points_xy([blob(points[0]), blob(other)]) is None
+        assert gpkg.wkb_points_xy([shapely.to_wkb(other)]) is None
+    assert gpkg.wkb_points_xy([shapely.to_wkb(shapely.Point())]) is None  # POINT EMPTY: GEOS says empty
+
+
+def test_a_bbox_is_read_from_its_wkb_as_geos_reads_it():
+    """The spatial test reads a rectangle's corners from its WKB; exactly what GEOS's judgement gives, or None."""
+    from server.published.layer import _rectangle, wkb_rectangle
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        x, y = rng.uniform(-180, 180), rng.uniform(-90, 90)
+        w, h = rng.choice([0.0, rng.random()]), rng.choice([0.0, rng.random()])
+        shapes = [
+            shapely.box(x, y, x + w, y + h),
+            shapely.box(x, y, x + w, y + h, ccw=False),
+            shapely.Polygon([(x, y), (x + w, y + h), (x + w, y), (x, y + h)]),  # a bow tie
+            shapely.Point(x, y).buffer(1, 1),  # a diamond
+            shapely.Polygon(
+                [(x, y), (x + 1, y), (x + 1, y + 1), (x, y + 1)],
+                [[(x + 0.2, y + 0.2), (x + 0.3, y + 0.2), (x + 0.3, y + 0.3), (x + 0.2, y + 0.2)]],
+            ),
+        ]
+        for shape in shapes:
+            for order in (0, 1):
+                wkb = shapely.to_wkb(shape, byte_order=order)
+                found = wkb_rectangle(wkb)
+                if found is not None:
+                    assert found == tuple(_rectangle(shapely.from_wkb(wkb)))
+                elif shapely.get_num_coordinates(shape) == 5 and shape.is_valid:
+                    assert _rectangle(shapely.from_wkb(wkb)) is None
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [

@@ -59,6 +59,15 @@ class SpatialTest:
             kept = self.__dict__["_wkb"] = shapely.to_wkb(self.geometry)
         return kept
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """The query geometry's (minx, miny, maxx, maxy), made once: the R-tree's ranges, the exact test's shortcut
+        and the cost model each ask, several times a request (a GEOS call each)."""
+        kept = self.__dict__.get("_bounds")
+        if kept is None:
+            kept = self.__dict__["_bounds"] = tuple(self.geometry.bounds)
+        return kept
+
 
 @dataclass(frozen=True)
 class CompiledFilter:

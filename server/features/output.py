@@ -50,6 +50,8 @@ class RowLayout:
 
 
 GeometryDecoder = Callable[[Sequence[bytes | None]], np.ndarray]
+# x, y of every geometry (None: NULL or empty) when all are plain 2D points, else None (then GeometryDecoder's way)
+PointDecoder = Callable[[Sequence[bytes | None]], "list[tuple[float, float] | None] | None"]
 
 
 def wkb_geometries(wkbs: Sequence[bytes | None]) -> np.ndarray:
@@ -60,10 +62,15 @@ def wkb_geometries(wkbs: Sequence[bytes | None]) -> np.ndarray:
 
 
 def render(
-    rows: Sequence[tuple], layout: RowLayout, target_crs: str | None, decode: GeometryDecoder = gpkg.to_shapely_many
+    rows: Sequence[tuple],
+    layout: RowLayout,
+    target_crs: str | None,
+    decode: GeometryDecoder = gpkg.to_shapely_many,
+    points: PointDecoder | None = None,
 ) -> list[dict]:
-    """`decode` reads the geometry column: GeoPackage blobs by default."""
-    geometries = _geojson_geometries(rows, layout, target_crs, decode)
+    """`decode` reads the geometry column (GeoPackage blobs by default); `points` reads a column of points without
+    GEOS (a small page of points spent more on shapely's per-call overhead than on its points)."""
+    geometries = _geojson_geometries(rows, layout, target_crs, decode, points)
     names = [name for name, _ in layout.properties]
     # only these need converting; text, numbers and ISO dates pass as they are
     convert = [(name, kind) for name, kind in layout.properties if kind in ("boolean", "integer", "blob")]
@@ -79,11 +86,20 @@ def render(
 
 
 def _geojson_geometries(
-    rows: Sequence[tuple], layout: RowLayout, target_crs: str | None, decode: GeometryDecoder
+    rows: Sequence[tuple],
+    layout: RowLayout,
+    target_crs: str | None,
+    decode: GeometryDecoder,
+    points: PointDecoder | None,
 ) -> list[dict | None]:
     if layout.geometry_index is None or not rows:
         return [None] * len(rows)
-    shapes = decode([row[layout.geometry_index] for row in rows])
+    column = [row[layout.geometry_index] for row in rows]
+    if points is not None and (target_crs is None or target_crs == CRS84):
+        xy = points(column)
+        if xy is not None:  # the same coordinates as the vectorised way below
+            return [None if here is None else {"type": "Point", "coordinates": here} for here in xy]
+    shapes = decode(column)
     if target_crs is not None and target_crs != CRS84:
         shapes = transform_xy(shapes, CRS84, target_crs)
     present = ~shapely.is_missing(shapes)

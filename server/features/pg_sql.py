@@ -190,7 +190,7 @@ def top_level_spatial(meta: LayerMeta, test: SpatialTest) -> Fragment:
     spares GEOS's test of every candidate: a small bbox over 1M points, ~550 candidates, 1.3 -> 0.9 ms per page."""
     geometry = column(ALIAS, meta.geometry_column)
     if test.box and test.operation == "intersects":
-        minx, miny, maxx, maxy = test.geometry.bounds
+        minx, miny, maxx, maxy = test.bounds
         # the column's type makes every value a point (or NULL, or empty: no x, no y); a box shrunk to a point is
         # left to ST_Intersects, which finds nothing in it (a polygon without area), as before
         if meta.geometry_type == "POINT" and minx < maxx and miny < maxy:

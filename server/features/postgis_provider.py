@@ -39,6 +39,7 @@ from server.features.provider import (
     _target_crs,
 )
 from server.features.query import ALIAS, Conditions, _area_share
+from server.published.gpkg import wkb_points_xy
 from server.published.layer import LayerMeta, LruCache
 from server.published.sql import Fragment, all_of, column
 
@@ -116,6 +117,7 @@ class PostGISProvider(GeoPackageProvider):
 
     dialect = POSTGRES
     decode_geometries = staticmethod(wkb_geometries)
+    decode_points = staticmethod(wkb_points_xy)
 
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)

@@ -57,7 +57,7 @@ from server.features.query import (
     window_counts,
 )
 from server.features.time_ranks import TIME_RANKS
-from server.published.gpkg import GeometryBlobError, to_shapely_many
+from server.published.gpkg import GeometryBlobError, points_xy, to_shapely_many
 from server.published.layer import FileVersion, LayerFileError, LayerMeta, LruCache, current_meta, layer_meta
 from server.published.sql import Fragment, all_of, column, quote_identifier
 
@@ -103,6 +103,7 @@ class GeoPackageProvider(BaseProvider):
     FILTER_CONFORMANCE = FILTER_CONFORMANCE  # read from the instance by the server's conformance page
     dialect = SQLITE  # the engine's SQL (server.features.dialect); a subclass over another engine swaps the hooks
     decode_geometries = staticmethod(to_shapely_many)  # the geometry column as it comes out of _geometry_sql
+    decode_points = staticmethod(points_xy)  # the same column when it holds only points (output.render)
 
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)
@@ -224,7 +225,8 @@ class GeoPackageProvider(BaseProvider):
             if not rows:
                 raise missing
             with _bad_input():
-                return render(rows, layout, _target_crs(crs_transform_spec), self.decode_geometries)[0]
+                target_crs = _target_crs(crs_transform_spec)
+                return render(rows, layout, target_crs, self.decode_geometries, self.decode_points)[0]
 
     def _conditions(
         self, meta: LayerMeta, bbox, datetime_, properties, sortby, q, filterq
@@ -424,7 +426,7 @@ class GeoPackageProvider(BaseProvider):
             rows = rows[1:]
         if rows:
             marks.remember(offset + len(rows), key(rows[-1]))
-        return render(rows, layout, target_crs, self.decode_geometries), counted
+        return render(rows, layout, target_crs, self.decode_geometries, self.decode_points), counted
 
 
 def _target_crs(spec: Any) -> str | None:

@@ -283,11 +283,11 @@ def spatial_fragment(meta: LayerMeta, test: SpatialTest, rows_needed: int | None
     geometry = column(ALIAS, meta.geometry_column)
     if meta.rtree is None or test.operation == "disjoint":
         return Fragment(f"{SPATIAL_TEST}({geometry}, ?, ?)", (test.operation, wkb))
-    minx, miny, maxx, maxy = test.geometry.bounds
+    minx, miny, maxx, maxy = test.bounds
     rtree = quote_identifier(meta.rtree)
     touches = "r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
     touch_params = (maxx, minx, maxy, miny)
-    if drive_from_rtree(meta, test.geometry.bounds, rows_needed):
+    if drive_from_rtree(meta, test.bounds, rows_needed):
         # the candidate's geometry is fetched by fid only for candidates the envelope cannot decide
         fetched = (
             f"(SELECT g.{quote_identifier(meta.geometry_column)} FROM {quote_identifier(meta.table)} AS g "
@@ -307,7 +307,7 @@ def spatial_fragment(meta: LayerMeta, test: SpatialTest, rows_needed: int | None
 
 def _exact(test: SpatialTest, geometry_sql: str, wkb: bytes) -> tuple[str, tuple]:
     if test.box:
-        minx, miny, maxx, maxy = test.geometry.bounds
+        minx, miny, maxx, maxy = test.bounds
         # an R-tree envelope inside the box proves the intersection without reading the geometry
         inside = "(r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
         return (
@@ -348,7 +348,7 @@ def count_statement(meta: LayerMeta, found: Conditions) -> Fragment:
     table = f"{quote_identifier(meta.table)} AS {quote_identifier(ALIAS)}"
     if found.where == TRUE and len(found.spatial) == 1 and meta.rtree and found.spatial[0].operation != "disjoint":
         test = found.spatial[0]
-        minx, miny, maxx, maxy = test.geometry.bounds
+        minx, miny, maxx, maxy = test.bounds
         fetched = (
             f"(SELECT g.{quote_identifier(meta.geometry_column)} FROM {quote_identifier(meta.table)} AS g "
             f"WHERE g.{quote_identifier(meta.fid_column)} = r.id)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,49 @@ def point_xy(blob: bytes) -> tuple[float, float] | None:
         return None
     kind, x, y = layout.unpack_from(blob, offset + 1)
     return (x, y) if kind == 1 else None
+
+
+def points_xy(blobs: Sequence[bytes | None]) -> list[tuple[float, float] | None] | None:
+    """x, y of each blob (None for a NULL or empty one) when every other blob holds a plain 2D point with finite
+    coordinates, else None: a page of points needs no GEOS geometry at all."""
+    found: list[tuple[float, float] | None] = []
+    for blob in blobs:
+        if blob is None:
+            found.append(None)
+            continue
+        offset = wkb_offset(blob)
+        if is_empty(blob):
+            found.append(None)
+            continue
+        xy = _finite_point(blob, offset)
+        if xy is None:
+            return None
+        found.append(xy)
+    return found
+
+
+def wkb_points_xy(wkbs: Sequence[bytes | None]) -> list[tuple[float, float] | None] | None:
+    """`points_xy` for plain WKB (PostGIS's ST_AsBinary); an empty point (NaN coordinates) is left to GEOS."""
+    found: list[tuple[float, float] | None] = []
+    for wkb in wkbs:
+        if wkb is None:
+            found.append(None)
+            continue
+        xy = _finite_point(wkb, 0)
+        if xy is None:
+            return None
+        found.append(xy)
+    return found
+
+
+def _finite_point(data: bytes, offset: int) -> tuple[float, float] | None:
+    if len(data) != offset + 21:
+        return None
+    layout = _POINT_2D.get(data[offset])
+    if layout is None:
+        return None
+    kind, x, y = layout.unpack_from(data, offset + 1)
+    return (x, y) if kind == 1 and math.isfinite(x) and math.isfinite(y) else None
 
 
 def is_empty(blob: bytes) -> bool:

@@ -3,7 +3,9 @@ table's metadata read once per file version (path, inode, mtime) so a republishe
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -109,8 +111,10 @@ PREDICATES = {
 
 def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
     """The exact geometry test SQLite calls for R-tree candidates (we have no SpatiaLite): feature blob,
-    operation, WKB of the query geometry in lon/lat. Query geometries are parsed once per connection."""
-    literals: dict[bytes, tuple[shapely.Geometry, tuple[float, ...] | None]] = {}
+    operation, WKB of the query geometry in lon/lat. Query geometries are parsed once per connection; a bbox is
+    read from its WKB alone, and parsed by GEOS only if a candidate is not a point (every request brings a new
+    bbox: parsing, preparing and comparing it with its box cost more than the points' own tests)."""
+    literals: dict[bytes, list] = {}  # WKB -> [prepared literal or None until needed, rectangle or None]
 
     def test(blob: bytes | None, operation: str, wkb: bytes) -> int | None:
         if blob is None:
@@ -119,9 +123,9 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
         if kept is None:
             if len(literals) >= 64:  # a kept connection (server/features/connections.py) sees endless bboxes
                 literals.clear()
-            literal = shapely.from_wkb(wkb)
-            shapely.prepare(literal)
-            kept = literals[wkb] = (literal, _rectangle(literal))
+            rectangle = wkb_rectangle(wkb)
+            literal = None if rectangle is not None else _prepared(wkb)
+            kept = literals[wkb] = [literal, rectangle if literal is None else _rectangle(literal)]
         literal, rectangle = kept
         if operation == "intersects" and rectangle is not None:
             xy = gpkg.point_xy(blob)
@@ -130,6 +134,8 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
         feature = gpkg.to_shapely(blob)
         if feature is None:
             return None
+        if literal is None:
+            literal = kept[0] = _prepared(wkb)
         if operation == "intersects":
             return int(literal.intersects(feature))  # prepared: the literal goes first
         if operation.startswith("relate:"):
@@ -137,6 +143,12 @@ def _spatial_test() -> Callable[[bytes | None, str, bytes], int | None]:
         return int(PREDICATES[operation](feature, literal))
 
     return test
+
+
+def _prepared(wkb: bytes) -> shapely.Geometry:
+    literal = shapely.from_wkb(wkb)
+    shapely.prepare(literal)
+    return literal
 
 
 def _rectangle(literal: shapely.Geometry) -> tuple[float, ...] | None:
@@ -148,6 +160,35 @@ def _rectangle(literal: shapely.Geometry) -> tuple[float, ...] | None:
     if not (bounds[0] < bounds[2] and bounds[1] < bounds[3]):
         return None
     return bounds if literal.equals(shapely.box(*bounds)) else None
+
+
+_POLYGON_HEAD = {1: struct.Struct("<III"), 0: struct.Struct(">III")}  # WKB byte order -> type, rings, points
+_RING_OF_FIVE = {1: struct.Struct("<10d"), 0: struct.Struct(">10d")}
+
+
+def wkb_rectangle(wkb: bytes) -> tuple[float, float, float, float] | None:
+    """What `_rectangle` says of a 2D polygon WKB of one closed ring of five points going round the four corners of
+    a box with an area (what shapely.box writes), read without GEOS; None for anything else, which GEOS then
+    judges."""
+    if len(wkb) != 9 + 4 + 80:
+        return None
+    head, ring = _POLYGON_HEAD.get(wkb[0]), _RING_OF_FIVE.get(wkb[0])
+    if head is None or head.unpack_from(wkb, 1) != (3, 1, 5):
+        return None
+    values = ring.unpack_from(wkb, 13)
+    points = list(zip(values[0::2], values[1::2], strict=True))
+    if points[0] != points[4] or not all(math.isfinite(value) for value in values):
+        return None
+    xs, ys = values[0:8:2], values[1:8:2]
+    minx, miny, maxx, maxy = min(xs), min(ys), max(xs), max(ys)
+    if not (minx < maxx and miny < maxy):
+        return None
+    if set(points[:4]) != {(minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy)}:
+        return None
+    # each side runs along one axis (four corners in a crossing order would make a bow tie, not the box)
+    if not all((a[0] == b[0]) != (a[1] == b[1]) for a, b in zip(points, points[1:], strict=False)):
+        return None
+    return minx, miny, maxx, maxy
 
 
 def connect(path: str) -> sqlite3.Connection:
