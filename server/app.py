@@ -213,6 +213,7 @@ def create_app(
     app = Starlette(
         lifespan=lifespan,
         routes=[
+            *api_routes(),  # first: items are asked most, and Starlette tries the routes in order (no path is in two)
             Route("/downloads/{layer_id}.gpkg", download),
             Mount("/static", StaticFiles(directory=PYGEOAPI_STATIC), name="static"),
             Mount("/pages", StaticFiles(directory=STATIC / "pages"), name="pages"),
@@ -222,7 +223,6 @@ def create_app(
             *affects_routes(),
             *change_routes(),
             *report_routes(),
-            *api_routes(),
         ],
         middleware=[
             Middleware(EarlyAnswers, expose_headers=EXPOSED_HEADERS),  # cached public tiles and pages first

@@ -9,6 +9,7 @@ the filter are handed back so the provider can put the R-tree in front of them.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -41,6 +42,9 @@ class Queryable:
     kind: str  # string, integer, number, boolean, date, datetime
 
 
+_BOX_WKB = struct.Struct("<BIII10d")  # little-endian polygon, one ring of five points
+
+
 @dataclass(frozen=True)
 class SpatialTest:
     """Feature geometry `operation` query geometry (lon/lat). `box`: an axis-aligned rectangle tested
@@ -49,6 +53,16 @@ class SpatialTest:
     operation: str
     geometry: shapely.Geometry
     box: bool = False
+
+    @classmethod
+    def of_box(cls, minx: float, miny: float, maxx: float, maxy: float) -> SpatialTest:
+        """`bbox=`: intersects a rectangle, its bounds and WKB (the bytes shapely writes for it) made without GEOS."""
+        minx, miny, maxx, maxy = float(minx), float(miny), float(maxx), float(maxy)
+        test = cls("intersects", shapely.box(minx, miny, maxx, maxy), box=True)
+        test.__dict__["_bounds"] = (minx, miny, maxx, maxy)
+        ring = (maxx, miny, maxx, maxy, minx, maxy, minx, miny, maxx, miny)  # shapely.box's order (counter-clockwise)
+        test.__dict__["_wkb"] = _BOX_WKB.pack(1, 3, 1, 5, *ring)
+        return test
 
     @property
     def wkb(self) -> bytes:

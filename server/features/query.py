@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-import shapely
-
 from layers.timewindow import TimeQueryError, active_clauses, bound, parse_datetime_parameter
 from server.features.dialect import SQLITE, SqlDialect
 from server.features.filter_sql import CompiledFilter, Queryable, SpatialTest, compile_filter
@@ -105,7 +103,7 @@ def conditions(
         if minx > maxx or miny > maxy:
             # an antimeridian-crossing bbox cannot touch a city; a reversed one is a client mistake
             raise QueryInputError("bbox minimum is greater than its maximum")
-        spatial.append(SpatialTest("intersects", shapely.box(minx, miny, maxx, maxy), box=True))
+        spatial.append(SpatialTest.of_box(minx, miny, maxx, maxy))
     window = time_window(meta, datetime_, time_fields, local) if datetime_ else None
     if window is not None:
         parts.append(window.fragment_in(dialect))

@@ -265,6 +265,9 @@ async def jobs(request: Request) -> Response:
 def api_routes() -> list[BaseRoute]:
     """The OGC API endpoints; issue 4 adds its tile routes beside these."""
     return [
+        # the routes asked most first: Starlette tries each route's pattern in turn (no two of these overlap)
+        Route("/collections/{collection_id}/items", items, methods=["GET", "POST"]),
+        Route("/collections/{collection_id}/items/{item_id:path}", item),
         Route("/", landing_page),
         Route("/openapi", openapi),
         Route("/conformance", conformance),
@@ -272,8 +275,6 @@ def api_routes() -> list[BaseRoute]:
         Route("/collections/{collection_id}", collections),
         Route("/collections/{collection_id}/queryables", queryables),
         Route("/collections/{collection_id}/schema", schema),
-        Route("/collections/{collection_id}/items", items, methods=["GET", "POST"]),
-        Route("/collections/{collection_id}/items/{item_id:path}", item),
         Route("/collections/{collection_id}/coverage", coverage),
         Route("/TileMatrixSets", tile_matrix_sets),
         Route("/TileMatrixSets/{tile_matrix_set_id}", tile_matrix_sets),
