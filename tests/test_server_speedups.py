@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pygeoapi.provider.base import ProviderConnectionError
 from pygeoapi.util import json_serial
 
 from layers.catalog import load_catalog
@@ -100,6 +101,44 @@ def test_the_crs_transform_spec_is_pygeoapis() -> None:
         assert speedups.create_crs_transform_spec(config, requested) == original(config, requested)
     with pytest.raises(ValueError):
         speedups.create_crs_transform_spec(config, "http://www.opengis.net/def/crs/EPSG/0/32648")
+
+
+def _provider_definition(path: Path) -> dict:
+    return {
+        "name": "server.features.provider.GeoPackageProvider",
+        "type": "feature",
+        "data": str(path),
+        "table": "t",
+        "properties": ["v"],
+    }
+
+
+def test_our_provider_is_made_once_per_definition(tmp_path: Path) -> None:
+    speedups.install()
+    definition = _provider_definition(tmp_path / "layer.gpkg")
+    first = speedups.load_plugin("provider", definition)
+    assert speedups.load_plugin("provider", definition) is first
+    other = dict(definition)  # a new View (publication, level) brings new definitions: a new provider
+    assert speedups.load_plugin("provider", other) is not first
+    refused = {**definition, "properties": None}
+    for _ in range(2):  # a refused definition is refused every time, never kept
+        with pytest.raises(ProviderConnectionError):
+            speedups.load_plugin("provider", refused)
+
+
+def test_other_plugins_are_made_per_request_as_pygeoapi_makes_them() -> None:
+    formatter = {"name": "CSV", "geom": False}
+    assert speedups.load_plugin("formatter", formatter) is not speedups.load_plugin("formatter", formatter)
+
+
+def test_query_parameters_read_as_starlettes_query_params_read_them() -> None:
+    from starlette.requests import Request
+
+    request = Request({"type": "http", "query_string": b"limit=5&bbox=1,2,3,4&limit=7&empty=", "headers": []})
+    params = speedups._get_params(request)
+    assert type(params) is dict
+    assert params == dict(request.query_params.items()) == {"limit": "7", "bbox": "1,2,3,4", "empty": ""}
+    assert params.get("offset") is None and request.query_params.get("offset") is None
 
 
 # ---------------------------------------------------------------------- over HTTP: the same answers as the stack

@@ -5,7 +5,12 @@
 - `transform_bbox` between two equal CRS URIs (every bbox without bbox-crs): the bbox itself, without building a
   PROJ transformer per request;
 - `create_crs_transform_spec`: remembered per (storage CRS, offered CRSs, requested CRS) instead of two
-  pyproj.CRS objects per request.
+  pyproj.CRS objects per request;
+- `load_plugin` of the item handlers: our feature providers are made once per provider definition (a View's
+  configuration is never changed once built, and a publication brings new definitions), not per request; they keep
+  nothing of a request and serve several threads at once (server/features/provider.py);
+- the query parameters pygeoapi reads (~25 `get`s a request) are a plain dict of what Starlette's QueryParams holds
+  (the last value of a repeated name, as its `get` gives): a miss of Mapping.get costs a raised KeyError each.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ from typing import Any
 
 import orjson
 import pygeoapi.api.itemtypes as itemtypes_api
+from pygeoapi.api import APIRequest
 from pygeoapi.util import json_serial
+
+from server.published.layer import LruCache
 
 _ORIGINAL = {
     "to_json": itemtypes_api.to_json,
     "transform_bbox": itemtypes_api.transform_bbox,
     "create_crs_transform_spec": itemtypes_api.create_crs_transform_spec,
+    "load_plugin": itemtypes_api.load_plugin,
+    "_get_params": APIRequest._get_params,
 }
+# the providers that may be shared: server.published.store and postgis_store name them so in the configuration
+SHARED_PROVIDERS = frozenset(
+    {"server.features.provider.GeoPackageProvider", "server.features.postgis_provider.PostGISProvider"}
+)
+_providers = LruCache(256)  # id of a provider definition -> (that definition, its provider)
 # datetimes through pygeoapi's json_serial (isoformat), as json.dumps(default=json_serial) writes them
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -61,9 +76,27 @@ def create_crs_transform_spec(config: dict, query_crs_uri: str | None = None):
     return _crs_transform_spec(config.get("storage_crs"), key_offered, query_crs_uri)
 
 
+def load_plugin(plugin_type: str, plugin_def: dict) -> Any:
+    if plugin_type != "provider" or plugin_def.get("name") not in SHARED_PROVIDERS:
+        return _ORIGINAL["load_plugin"](plugin_type, plugin_def)
+    kept = _providers.get(id(plugin_def))
+    if kept is None or kept[0] is not plugin_def:  # `is`: an id is only unique while its object lives
+        kept = (plugin_def, _ORIGINAL["load_plugin"](plugin_type, plugin_def))  # a refused definition raises each time
+        _providers.put(id(plugin_def), kept)
+    return kept[1]
+
+
+def _get_params(request: Any) -> Any:
+    found = _ORIGINAL["_get_params"](request)
+    return dict(found.items()) if hasattr(request, "query_params") else found
+
+
 def install() -> None:
     """Idempotent; the city's CRS resolver (server.features.crs.install_city_crs) clears the CRS cache."""
     itemtypes_api.to_json = to_json
     itemtypes_api.transform_bbox = transform_bbox
     itemtypes_api.create_crs_transform_spec = create_crs_transform_spec
+    itemtypes_api.load_plugin = load_plugin
+    APIRequest._get_params = staticmethod(_get_params)
     _crs_transform_spec.cache_clear()  # a new app may come with another city's CRS definitions
+    _providers.clear()
