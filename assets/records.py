@@ -60,6 +60,9 @@ class ColumnBatch:
     lines: Any  # numpy int64: the file line of each row (`collect` makes their "line N" in Arrow)
     columns: list[Any]  # pyarrow StringArray per header column, no nulls
     rejects: list[tuple[int, RawRecord]] = field(default_factory=list)
+    # per column, its dictionary encoding (pyarrow DictionaryArray) where the reader made one (a column of
+    # repeated texts), else None: made by the read-ahead thread without the GIL, not by the build's own thread
+    encoded: list[Any] | None = None
 
     @property
     def numbers(self) -> list[str]:

@@ -73,18 +73,19 @@ def collect_rows(
                     )
                 )
             columns, lines = item.columns, item.lines
+            encoded = item.encoded or [None] * len(columns)
             if not distinct and seen + count + len(lines) >= SHARING_SAMPLE:
                 cut = SHARING_SAMPLE - seen - count
-                _add_columns(
-                    data, shared, distinct, item.header, [c.slice(0, cut) for c in columns], words, kept, short, arrow
-                )
+                head = [c.slice(0, cut) for c in columns]
+                _add_columns(data, shared, distinct, item.header, head, words, kept, short, arrow, [None] * len(head))
                 numbers.append(lines[:cut])
                 count += len(numbers[-1])
                 columns, lines = [c.slice(cut) for c in columns], lines[cut:]
+                encoded = [None] * len(columns)  # coded here: the reader's dictionaries hold the head's texts too
                 distinct.update({c: len(s) > SHARING_SAMPLE // 2 for c, s in shared.items()})
                 for column in (c for c, stopped in distinct.items() if stopped):
                     shared[column].clear()
-            _add_columns(data, shared, distinct, item.header, columns, words, kept, short, arrow)
+            _add_columns(data, shared, distinct, item.header, columns, words, kept, short, arrow, encoded)
             numbers.append(lines)
             count += len(lines)
             continue
@@ -173,9 +174,11 @@ def _add_columns(
     kept: dict[str, set[str]],
     short: int,
     arrow: frozenset[str] = frozenset(),
+    encoded: list[pa.DictionaryArray | None] | None = None,
 ) -> None:
     """`_add_rows` for Arrow columns: a sharing column's distinct texts go through its `_Shared` once per
-    piece; in a column of distinct texts only the short ones that could be a placeholder are tested."""
+    piece (coded by `encoded`, the columns' dictionary encodings where the reader made them); in a column of
+    distinct texts only the short ones that could be a placeholder are tested."""
     rows = len(columns[0]) if columns else 0
     if not rows:
         return
@@ -187,14 +190,16 @@ def _add_columns(
             continue
         cells = columns[position[column]]
         if not distinct.get(column):
-            encoded = pc.dictionary_encode(cells)
+            made = encoded[position[column]] if encoded else None
+            encoded_cells = made if made is not None else pc.dictionary_encode(cells)
             lookup = shared[column].__getitem__
-            mapped = np.array([None, *map(lookup, encoded.dictionary.to_pylist())], dtype=object)[1:]
+            mapped = np.array([None, *map(lookup, encoded_cells.dictionary.to_pylist())], dtype=object)[1:]
+            codes = encoded_cells.indices.to_numpy(zero_copy_only=False)
             if column in arrow:  # the placeholders' cells made null
                 empty = np.array([value is None for value in mapped], dtype=bool)
-                values.append(_nulled(cells, empty[encoded.indices.to_numpy(zero_copy_only=False)]))
+                values.append(_nulled(cells, empty[codes]))
                 continue
-            values.append(mapped[encoded.indices.to_numpy(zero_copy_only=False)])
+            values.append(mapped[codes])
             continue
         maybe = pc.less_equal(pc.utf8_length(cells), short)
         if never:

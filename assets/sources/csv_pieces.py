@@ -256,7 +256,14 @@ def _piece(
     if columns is None:
         columns = [pa.array([], pa.string()) for _ in header]
     placed = [(int(np.searchsorted(at, line)), record) for line, record in rejects]
-    return ColumnBatch(source, header, at, columns, placed), carried, cut
+    return ColumnBatch(source, header, at, columns, placed, [_repeated_encoded(c) for c in columns]), carried, cut
+
+
+def _repeated_encoded(cells: pa.Array) -> pa.DictionaryArray | None:
+    """The column's dictionary encoding if its texts repeat (at most half of them distinct), else None: the build
+    codes a column of repeated texts by its distinct ones (`row_batches._add_columns`)."""
+    encoded = pc.dictionary_encode(cells)
+    return encoded if 2 * len(encoded.dictionary) <= len(cells) else None
 
 
 def _one_text(text: bytes) -> pa.Array:
