@@ -324,7 +324,7 @@ class PostGISProvider(GeoPackageProvider):
         """A spatial test small enough that counting its matches along with the page costs nothing extra."""
         if not found.spatial or not meta.feature_count or meta.bounds is None:
             return False
-        share = min(_area_share(test.geometry.bounds, meta.bounds) for test in found.spatial)
+        share = min(_area_share(test.bounds, meta.bounds) for test in found.spatial)
         return share * meta.feature_count <= FEW_ROWS
 
 
