@@ -32,6 +32,8 @@ PIECE_BYTES = 8 * 1024 * 1024
 READ_AHEAD = 1
 # RE2 repeats a group at most 1,000 times: a wider header is read by the line reader alone
 MAX_PLAIN_WIDTH = 1001
+# cells of a piece's column that tell repeated texts from distinct ones before the whole column is encoded
+REPEAT_SAMPLE = 2_000
 # what str.isspace() holds true (checked by tests/test_csv_pieces.py): a line that starts with one of
 # these or with the delimiter may be blank or padding, which the line reader skips
 SPACES = (
@@ -260,8 +262,12 @@ def _piece(
 
 
 def _repeated_encoded(cells: pa.Array) -> pa.DictionaryArray | None:
-    """The column's dictionary encoding if its texts repeat (at most half of them distinct), else None: the build
-    codes a column of repeated texts by its distinct ones (`row_batches._add_columns`)."""
+    """The column's dictionary encoding if its texts repeat (at most half of them distinct, in its first
+    REPEAT_SAMPLE cells and in all), else None: the build codes a column of repeated texts by its distinct ones
+    (`row_batches._add_columns`). The sample spares hashing every cell of a column of ids or WKT."""
+    sample = cells.slice(0, REPEAT_SAMPLE)
+    if 2 * pc.count_distinct(sample).as_py() > len(sample):
+        return None
     encoded = pc.dictionary_encode(cells)
     return encoded if 2 * len(encoded.dictionary) <= len(cells) else None
 
