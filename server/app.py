@@ -225,7 +225,8 @@ def create_app(
             *report_routes(),
         ],
         middleware=[
-            Middleware(EarlyAnswers, expose_headers=EXPOSED_HEADERS),  # cached public tiles and pages first
+            # cached public tiles and pages, and plain public pages, first
+            Middleware(EarlyAnswers, expose_headers=EXPOSED_HEADERS, plain_pages=settings.plain_pages),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],

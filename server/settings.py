@@ -44,6 +44,9 @@ class ServerSettings(BaseSettings):
     tile_switch_seconds: float = Field(30.0, ge=0)
     # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.
     max_body_bytes: int = Field(2**20, ge=1024)
+    # A plain public item page (bbox, limit, offset) answered without pygeoapi's items handler, as it answers it
+    # (server/ogcapi/plain_items.py); off: every page through pygeoapi (what tests compare it with).
+    plain_pages: bool = True
     default_items: int = Field(1000, ge=1)
     max_items: int = Field(10000, ge=QGIS_PAGE)
 

@@ -64,9 +64,9 @@ def start_server(
         "GEOPORTAL_SERVER_API_KEYS": key_entries(),
         "GEOPORTAL_SERVER_CACHE_DIR": str(log.parent / "cache"),
         "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
     }
-    env.pop("GEOPORTAL_SERVER_PUBLIC_URL", None)
+    env.pop("GEOPORTAL_SERVER_PUBLIC_URL", None)  # the caller's environment's: only `extra_env` may set one
+    env.update(extra_env or {})
     handle = open(log, "wb")  # noqa: SIM115 - the process writes to it until it stops
     process = subprocess.Popen(
         [sys.executable, "-m", "server", *(args or [])], cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT

@@ -320,6 +320,21 @@ def test_item_id_may_be_the_layers_id_field(layer, frame):
         provider.get("P-nope")
 
 
+def test_a_page_is_light_when_it_reads_few_rows_of_a_version_a_query_has_read(tmp_path, frame, monkeypatch):
+    from server.features import provider as provider_module
+
+    provider = GeoPackageProvider(definition(write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")))
+    small, city = [104.0, 52.2, 104.01, 52.21], list(EXTENT)
+    assert not provider.light_page(small, 0, 10)  # this version's metadata is not read yet: it is not read now either
+    provider.query(limit=1)
+    monkeypatch.setattr(provider_module, "LIGHT_ROWS", COUNT // 4)
+    assert provider.light_page(small, 0, 10)
+    assert not provider.light_page(city, 0, 10)  # every candidate of the city is counted
+    assert provider.light_page([], 0, 10)  # the count is the file's own, the page the first rows
+    assert not provider.light_page([], COUNT // 2, 10)  # the rows before the offset are read
+    assert not provider.light_page(small, 0, provider_module.LIGHT_LIMIT + 1)
+
+
 def test_hits_count_without_features(provider):
     result = provider.query(resulttype="hits", datetime_="2026-11-10/2026-11-12")
     assert result["features"] == [] and result["numberMatched"] > 0

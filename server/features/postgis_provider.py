@@ -142,6 +142,10 @@ class PostGISProvider(GeoPackageProvider):
 
     # ------------------------------------------------------------------ queries
 
+    def light_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+        """Never: the page waits for the database, which a lane of one thread would then ask one page at a time."""
+        return False
+
     def query(self, **kwargs: Any) -> dict:
         try:
             return self._query(**kwargs)

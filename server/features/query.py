@@ -330,6 +330,19 @@ def drive_from_rtree(meta: LayerMeta, envelope: tuple[float, ...], rows_needed: 
     return candidates * COST_PER_CANDIDATE <= scanned * COST_PER_SCANNED_ROW
 
 
+def rows_read(meta: LayerMeta, envelope: tuple[float, ...] | None, rows_needed: int) -> float | None:
+    """About how many rows (R-tree candidates or scanned rows) a page of a lone bbox (or of no condition) reads, the
+    count included, assuming features spread evenly over the layer's bounds; None when the metadata cannot say."""
+    total = meta.feature_count
+    if total is None:
+        return None
+    if envelope is None:
+        return min(total, rows_needed)  # the count is the file's own (feature_count), the page a scan from the start
+    if meta.bounds is None:
+        return None
+    return _area_share(envelope, meta.bounds) * total
+
+
 def _area_share(envelope: tuple[float, ...], bounds: tuple[float, float, float, float]) -> float:
     eminx, eminy, emaxx, emaxy = envelope
     bminx, bminy, bmaxx, bmaxy = bounds

@@ -65,12 +65,12 @@ def patch_pygeoapi() -> None:
 QUERY_LIMITER: RunVar[CapacityLimiter] = RunVar("geoportal_query_threads")  # one per event loop, i.e. per worker
 
 
-def _query_limiter(request: Request) -> CapacityLimiter | None:
+def query_limiter(app) -> CapacityLimiter | None:
     """The threads a worker runs pygeoapi handlers on: the store's `query_threads` (None: anyio's default, 40).
     The GeoPackage store's queries run on the worker's own CPU (SQLite in the process): beyond the cores, a thread
     more only waits for the GIL, and each thread that takes it between another's short releases (a SQLite step, a
     GEOS call, a stat) holds that one up."""
-    threads = getattr(request.app.state.store, "query_threads", None)
+    threads = getattr(app.state.store, "query_threads", None)
     if threads is None:
         return None
     try:
@@ -94,7 +94,7 @@ async def call(
     if check_format and not api_request.is_valid():
         return to_response(*api.get_format_exception(api_request))
     work = functools.partial(handler, api, api_request, *args)
-    return to_response(*await to_thread.run_sync(work, limiter=_query_limiter(request)))
+    return to_response(*await to_thread.run_sync(work, limiter=query_limiter(request.app)))
 
 
 def _as_geojson(response: Response) -> Response:

@@ -219,6 +219,12 @@ def open_version(path: str) -> tuple[sqlite3.Connection, FileVersion]:
     raise LayerFileError(f"layer file {path} keeps changing while being opened")
 
 
+def kept_meta(path: str, table: str) -> LayerMeta | None:
+    """Metadata of the file now at `path` if a query has read it already, else None; one stat(), never a read."""
+    identity = file_identity(path)
+    return None if identity is None else _metadata.get((identity, table))
+
+
 def current_meta(path: str, table: str) -> LayerMeta:
     """Metadata of the file now at `path` for one stat() when cached: pygeoapi asks for the fields
     several times per request."""
