@@ -93,11 +93,17 @@ def _build_layer(
     spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.datetime | None, chunk_rows: int | None
 ) -> LayerBuild:
     now = now or dt.datetime.now(dt.UTC)  # one window for every chunk
-    geocoders = {layer: address_index(layer, catalog, paths) for layer in spec.geocode_layers}
+    geocoders = None
     label = lambda relative: relative  # noqa: E731 - messages name files as the catalog does
     sources, rejects, warnings, counts, unjoined, crs_used = [], [], [], Counts(), 0, []
     for source, path, file_label in source_files(spec, paths):
         table = open_source(source, path, file_label)
+        if geocoders is None:  # after the first source is open: a CSV's reader process starts up meanwhile
+            try:
+                geocoders = {layer: address_index(layer, catalog, paths) for layer in spec.geocode_layers}
+            except BaseException:
+                table.close()  # its reader stops now, not when the collector finds it
+                raise
         constants = {**source.constants, source.source_field: file_label} if source.source_field else source.constants
         effective = source.model_copy(update={"columns": joined_columns(source), "select": {}, "constants": constants})
         geocoder = geocoders.get(source.geometry.geocode) if source.geometry and source.geometry.geocode else None

@@ -15,6 +15,9 @@ class SourceError(Exception):
         self.source = source
         self.message = message
 
+    def __reduce__(self):  # pickled as made (a reader process hands its errors over): not from the joined text
+        return type(self), (self.source, self.message)
+
 
 @dataclass
 class RawRecord:

@@ -235,9 +235,9 @@ def _proc_kib(pid: int, name: str, field: str) -> int:
 
 
 def _writers(pid: int) -> list[int]:
-    """The GeoPackage writers among `pid`'s child processes. Other children are left out: a child that has been
-    forked but not yet replaced by its program (`uname`, `ldconfig` run by the standard library) shows the
-    parent's whole resident memory as its own."""
+    """The GeoPackage writers and CSV readers among `pid`'s child processes. Other children are left out: a child
+    that has been forked but not yet replaced by its program (`uname`, `ldconfig` run by the standard library) shows
+    the parent's whole resident memory as its own."""
     kids = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -247,7 +247,8 @@ def _writers(pid: int) -> list[int]:
     writers = []
     for kid in kids:
         try:
-            if b"gpkg_writer.py" in Path(f"/proc/{kid}/cmdline").read_bytes():
+            command = Path(f"/proc/{kid}/cmdline").read_bytes()
+            if b"gpkg_writer.py" in command or b"csv_child.py" in command:  # the writer, the CSV reader
                 writers.append(kid)
         except OSError:
             continue

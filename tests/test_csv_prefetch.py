@@ -42,6 +42,7 @@ def test_items_come_in_order_and_an_error_where_it_happened():
 
 def test_a_csv_read_ahead_is_the_csv_read_in_line(tmp_path, monkeypatch):
     monkeypatch.setattr(csv_pieces, "PIECE_BYTES", 512)
+    monkeypatch.setattr(csv_pieces, "READ_IN_CHILD", False)  # a thread of this process (the child: test_csv_child)
     path = _register(tmp_path / "r.csv", 2000)
     ahead = list(read_csv(path, "r.csv", "cp1251", ";", {"id"}).records)
     monkeypatch.setattr(csv_pieces, "READ_AHEAD", 0)  # the pieces read in this thread
@@ -52,6 +53,7 @@ def test_a_csv_read_ahead_is_the_csv_read_in_line(tmp_path, monkeypatch):
 
 def test_a_reader_that_stops_early_leaves_no_thread_and_no_open_file(tmp_path, monkeypatch):
     monkeypatch.setattr(csv_pieces, "PIECE_BYTES", 512)
+    monkeypatch.setattr(csv_pieces, "READ_IN_CHILD", False)
     others = frozenset(_csv_threads())
     table = read_csv(_register(tmp_path / "r.csv", 5000), "r.csv", "cp1251", ";", {"id"})
     assert isinstance(table.records, BatchedRecords)

@@ -30,6 +30,8 @@ T = TypeVar("T")
 PIECE_BYTES = 8 * 1024 * 1024
 # pieces read ahead by a thread of their own (`prefetched`); 0: read in the caller's thread
 READ_AHEAD = 1
+# the pieces read by a child process instead (assets.sources.csv_child), whatever READ_AHEAD says
+READ_IN_CHILD = True
 # RE2 repeats a group at most 1,000 times: a wider header is read by the line reader alone
 MAX_PLAIN_WIDTH = 1001
 # cells of a piece's column that tell repeated texts from distinct ones before the whole column is encoded
@@ -55,10 +57,12 @@ def plain_row_pattern(delimiter: str, width: int) -> str:
     return f"^[^{_class(SPACES)}{d}]" if width < 1 else f"^(?:{field})(?:{d}{field}){{{width - 1}}}$"
 
 
-def read_pieces(handle: BinaryIO, encoding: str) -> tuple[str, Iterator[tuple[bytes, bool]]] | None:
+def read_pieces(
+    handle: BinaryIO, encoding: str, size: int | None = None
+) -> tuple[str, Iterator[tuple[bytes, bool]]] | None:
     """(the header line, the text after it in pieces, as UTF-8), or None when the header line is not one balanced
-    line (or there is no text): the line reader judges such a file."""
-    texts = _texts(handle, encoding, PIECE_BYTES)
+    line (or there is no text): the line reader judges such a file. `size`: bytes read a piece (PIECE_BYTES)."""
+    texts = _texts(handle, encoding, size or PIECE_BYTES)
     text, last = next(texts)
     header, _, rest = text.partition(b"\n")
     header_text = header.decode("utf-8")

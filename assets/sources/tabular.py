@@ -108,19 +108,29 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     except OSError as exc:
         raise SourceError(source, f"cannot read the file: {exc.strerror}") from None
     chosen, warning = choose_encoding(head, encoding, source, expected)
-    from assets.sources import csv_pieces  # it imports this module
+    from assets.sources import csv_child, csv_pieces  # they import this module
 
     handle = open(path, "rb")  # noqa: SIM115 - closed by _closing
-    pieces = csv_pieces.read_pieces(handle, chosen)
+    in_child = csv_pieces.READ_IN_CHILD
+    pieces = csv_pieces.read_pieces(handle, chosen, csv_child.HEADER_BYTES if in_child else None)
     if pieces is not None:
         header_text, body = pieces
         header = [name.strip() for name in next(csv.reader([header_text], delimiter=delimiter))]
         if len(header) <= csv_pieces.MAX_PLAIN_WIDTH:
-            items = csv_pieces.column_pieces(body, header, source, delimiter, chosen)
-            items = csv_pieces.prefetched(items, csv_pieces.READ_AHEAD)
+            close = handle.close
+            if in_child:  # the child reads the file again from its start
+                body.close()
+                child = csv_child.ChildPieces(handle, header, source, delimiter, chosen)
+                close = lambda: (child.close(), handle.close())  # noqa: E731 - a table never read stops its child
+                # a thread of this process takes each piece out of the pipe as soon as the child has it
+                items = csv_pieces.prefetched(child, csv_child.PIECES_AHEAD)
+            else:
+                items = csv_pieces.prefetched(
+                    csv_pieces.column_pieces(body, header, source, delimiter, chosen), csv_pieces.READ_AHEAD
+                )
             if warning:
                 items = _after(RawRecord(source, "file", {}, error=warning, error_field="encoding"), items)
-            return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=handle.close)
+            return SourceTable(source, header, BatchedRecords(_closing(items, handle)), close=close)
     handle.close()  # a header over several lines, wider than the plain-row test, or no text: the line reader alone
     text = open(path, encoding=chosen, errors="replace", newline="")  # noqa: SIM115 - closed by _csv_rows
     records = _logical_records(text)
