@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
+from assets.fids import FidsBeside
 from assets.geocode import AddressIndex
 from assets.joins import apply_joins, joined_columns
 from assets.normalize import ROW, Problems, collect_chunks, normalise
-from assets.publish import publish_geopackage, stable_fids, write_rejects
+from assets.publish import publish_geopackage, write_rejects
 from assets.records import Counts, Reject, SourceError
 from assets.responsibility import published_zones, tag_zones
 from assets.source_crs import source_crs
@@ -85,12 +86,17 @@ def build_layer(
     one of its sources would silently drop that source's features from the map. `now` (default:
     the clock) places the plausible-date window. A source is read and normalised `chunk_rows` records
     at a time (None: whole), with the same outcome."""
-    with collector_paused():
-        return _build_layer(spec, catalog, paths, now, chunk_rows)
+    with collector_paused(), FidsBeside(spec.id) as fids:
+        return _build_layer(spec, catalog, paths, now, chunk_rows, fids)
 
 
 def _build_layer(
-    spec: LayerSpec, catalog: Catalog, paths: PathSettings, now: dt.datetime | None, chunk_rows: int | None
+    spec: LayerSpec,
+    catalog: Catalog,
+    paths: PathSettings,
+    now: dt.datetime | None,
+    chunk_rows: int | None,
+    fids: FidsBeside,
 ) -> LayerBuild:
     now = now or dt.datetime.now(dt.UTC)  # one window for every chunk
     geocoders = None
@@ -136,6 +142,7 @@ def _build_layer(
                 join_rejects += outcome.rejects
                 unjoined += outcome.unmatched_records
             published, chunk_rejects, repaired = normalise(spec, effective, raw, catalog.city, geocoder, now, problems)
+            fids.add(published[spec.id_field].to_numpy(dtype=object))  # hashed beside while the next chunk is read
             counts.read += raw.read
             counts.repaired += repaired
             reader_rejects += chunk_rejects
@@ -154,10 +161,13 @@ def _build_layer(
         sources.append(pieces)
         rejects += join_rejects + reader_rejects + problems.rejects()
         del pieces
+    hashed = fids.result()  # the fid of every published row of every chunk, in order; its child gone before the peak
     # the duplicates leave each chunk before the chunks are joined: a copy of the whole layer without them
     # would cost 100+ MB at the peak, at a million rows
     kinds = [_column_kinds(pieces) for pieces in sources]
     duplicate_rejects, duplicated = _first_of_each_id(sources, spec)
+    if duplicated is not None:
+        hashed = hashed[~duplicated]
     if duplicated is not None:
         start = 0
         for pieces in sources:
@@ -181,7 +191,9 @@ def _build_layer(
     warnings += zone_warnings
     if zones and len(frame):
         frame = tag_zones(frame, zones)
-    frame.insert(0, "fid", stable_fids(spec.id, frame[spec.id_field]))
+    if len(hashed) != len(frame):
+        raise AssertionError(f"{len(hashed)} fids for {len(frame)} features")
+    frame.insert(0, "fid", hashed)
     counts.published = len(frame)
     counts.rejected = len({(r.source, r.record) for r in rejects})
     release_free_memory()  # the chunks joined: what they held is free, before publishing adds its own

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
-import itertools
 import json
 import os
 import re
@@ -13,16 +11,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from assets.arrow_stream import GEOMETRY, arrow_schema, record_batches
+from assets.fids import stable_fid, stable_fids  # noqa: F401 - where callers have always found them
 from assets.gpkg_rtree import SCRATCH_SUFFIX, spatial_index_beside
 from assets.gpkg_writer import write_arrow_in_child
 from assets.records import Reject
@@ -72,35 +70,6 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"[Errno {error.errno}] {error.strerror}"
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def stable_fid(layer_id: str, record_id: object) -> int:
-    """Feature id derived from the record's own id, so it survives re-publication and row order;
-    48 bits stay exact in JavaScript numbers and in every client's int64."""
-    digest = hashlib.blake2b(f"{layer_id}\x1f{record_id}".encode(), digest_size=6).digest()
-    return int.from_bytes(digest, "big") or 1
-
-
-def stable_fids(layer_id: str, record_ids: Iterable[object]) -> np.ndarray:
-    """`stable_fid` of each id (int64): the layer's part of the hash is computed once and copied per record
-    (a million ids: half the time of hashing each whole text), the digests read as numbers by numpy."""
-    layer = hashlib.blake2b(f"{layer_id}\x1f".encode(), digest_size=6)
-
-    def digest(record_id: object) -> bytes:
-        hashed = layer.copy()
-        hashed.update(f"{record_id}".encode())
-        return hashed.digest()
-
-    ids = iter(record_ids)
-    parts = []
-    # a batch at a time: a million digests at once would be ~50 MB of small bytes objects
-    while digests := b"".join(map(digest, itertools.islice(ids, 65_536))):
-        padded = np.zeros((len(digests) // 6, 8), dtype=np.uint8)  # 6 big-endian bytes: the low 48 bits
-        padded[:, 2:] = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 6)
-        parts.append(padded.view(">i8").ravel().astype(np.int64))
-    fids = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
-    fids[fids == 0] = 1
-    return fids
 
 
 def _temporary(target: Path, suffix: str) -> Path:
