@@ -34,13 +34,14 @@ VARY = "X-API-Key, Authorization"  # what server.app.AccessDispatcher adds; CORS
 TILE_VARY = (b"vary", f"Accept-Encoding, {VARY}, Origin".encode())  # a tile's own Vary, then the stack's
 
 LIGHT_LANE: RunVar[CapacityLimiter] = RunVar("geoportal_light_lane")  # one per event loop, i.e. per worker
+LIGHT_LANE_THREADS = 2
 
 
 def _light_lane() -> CapacityLimiter:
     try:
         return LIGHT_LANE.get()
     except LookupError:
-        lane = CapacityLimiter(1)
+        lane = CapacityLimiter(LIGHT_LANE_THREADS)
         LIGHT_LANE.set(lane)
         return lane
 
@@ -142,10 +143,12 @@ class EarlyAnswers:
         return page
 
     async def _run(self, app, layer: PlainLayer, query: PlainQuery) -> bytes:
-        """A light page on the worker's lane of one thread, any other on the items route's threads. One thread
-        beside the event loop overlaps SQLite's work with the loop's without the GIL changing hands among several:
-        small bbox, 1M points, 1 worker, 8 connections: 1.1-1.2 ms of CPU per request and p95 10-11 ms, against
-        1.7-2.0 ms and 14-17 ms on the route's 3 threads, and 1.2 ms and 16-17 ms answered on the event loop."""
+        """A light page on the worker's lane of 2 threads, any other on the items route's threads: a light page never
+        waits behind a heavy one, and fewer threads hand the GIL over less. Small bbox, 1M points, 1 worker, 8
+        connections, scratch wrk runs of 8 s: on the route's 3 threads 722-860 req/s, p95 14-17 ms, CPU 1.65-2.0 ms
+        per request; on the event loop 853-855 req/s, p95 16-17 ms, CPU 1.2 ms (one core at most); lane of 1 thread
+        605-940 req/s, p95 10.5-17.6 ms, CPU 1.1-1.7 ms (one core at most); lane of 2: 777-1,143 req/s, p95 9-15
+        ms, CPU 1.2-1.75 ms (1.4 cores)."""
         limit = plain_limit(layer, query)
         work = functools.partial(plain_page, layer, query, limit)
         if layer.provider.light_page(query.bbox, query.offset, limit):

@@ -113,6 +113,7 @@ class GeoPackageProvider(BaseProvider):
     """OGC API Features over one table of a contract GeoPackage (see docs/contracts.md)."""
 
     FILTER_CONFORMANCE = FILTER_CONFORMANCE  # read from the instance by the server's conformance page
+    plain_pages = True  # a plain public page may be answered before the stack (server/ogcapi/plain_items.py)
     dialect = SQLITE  # the engine's SQL (server.features.dialect); a subclass over another engine swaps the hooks
     decode_geometries = staticmethod(to_shapely_many)  # the geometry column as it comes out of _geometry_sql
     decode_points = staticmethod(points_xy)  # the same column when it holds only points (output.render)

@@ -8,7 +8,8 @@ features is put together with pygeoapi's own functions (limits, bbox checks, CRS
 handler's order: links, `timeStamp`, headers.
 
 Only what is provably handled alike is answered: a GET without a key, a body, `Accept-Language` or an Accept other
-than JSON's, of a public layer the public View serves, whose query names nothing but `bbox` (4 finite numbers, as
+than JSON's, of a public layer the public View serves with a provider that allows it (the GeoPackage store's; not
+PostGIS's, see server.features.postgis_provider), whose query names nothing but `bbox` (4 finite numbers, as
 server.ogcapi.params checks them), `limit` and `offset` (plain whole numbers) and `f=json`, each at most once. Anything
 else, and any error (a provider's too), goes down the stack, which answers it as before
 (tests/test_plain_items.py compares both over HTTP).
@@ -132,6 +133,8 @@ def plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
     if provider_def.get("name") not in SHARED_PROVIDERS:
         return None
     provider = itemtypes_api.load_plugin("provider", provider_def)  # made once per definition (speedups)
+    if not getattr(provider, "plain_pages", False):
+        return None
     locale = l10n.str2locale(api.locales[0])  # APIRequest's locale without `lang` and Accept-Language
     headers = {**HEADERS, **api.api_headers}
     l10n.set_response_language(headers, SYSTEM_LOCALE)
