@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.ogcapi.page_cache import Page
 from server.ogcapi.plain_items import PlainLayer, PlainQuery, plain_layer, plain_limit, plain_page, plain_request
-from server.ogcapi.routes import PAGES, page_key, query_limiter
+from server.ogcapi.routes import PAGES, loop_limiter, page_key, query_limiter
 from server.ogcapi.site import SITE
 from server.tiles.vector import accepts_gzip, etag_matches
 
@@ -38,12 +38,7 @@ LIGHT_LANE_THREADS = 2
 
 
 def _light_lane() -> CapacityLimiter:
-    try:
-        return LIGHT_LANE.get()
-    except LookupError:
-        lane = CapacityLimiter(LIGHT_LANE_THREADS)
-        LIGHT_LANE.set(lane)
-        return lane
+    return loop_limiter(LIGHT_LANE, LIGHT_LANE_THREADS)
 
 
 class EarlyAnswers:

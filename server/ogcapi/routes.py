@@ -71,13 +71,17 @@ def query_limiter(app) -> CapacityLimiter | None:
     more only waits for the GIL, and each thread that takes it between another's short releases (a SQLite step, a
     GEOS call, a stat) holds that one up."""
     threads = getattr(app.state.store, "query_threads", None)
-    if threads is None:
-        return None
+    return None if threads is None else loop_limiter(QUERY_LIMITER, threads)
+
+
+def loop_limiter(kept: RunVar[CapacityLimiter], threads: int) -> CapacityLimiter:
+    """The limiter `kept` holds for the running event loop (a worker's), made with `threads` on first use: anyio's
+    limiters belong to one loop."""
     try:
-        return QUERY_LIMITER.get()
+        return kept.get()
     except LookupError:
         limiter = CapacityLimiter(threads)
-        QUERY_LIMITER.set(limiter)
+        kept.set(limiter)
         return limiter
 
 
