@@ -168,7 +168,6 @@ def _build_layer(
     duplicate_rejects, duplicated = _first_of_each_id(sources, spec)
     if duplicated is not None:
         hashed = hashed[~duplicated]
-    if duplicated is not None:
         start = 0
         for pieces in sources:
             for i, piece in enumerate(pieces):

@@ -94,3 +94,10 @@ def test_a_reader_process_that_dies_is_an_error_naming_the_file(tmp_path, small_
             pass
     table.close()
     assert not _readers()
+
+
+def test_a_file_of_a_few_pieces_is_read_without_a_child(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_pieces, "READ_IN_CHILD", True)
+    table = read_csv(_register(tmp_path / "r.csv", 3000), "r.csv", "cp1251", ";", {"id"})  # ~60 KB: one piece
+    assert not _readers()  # a child starts with the table (test_the_child_reads_what_the_line_reader_reads)
+    assert len(_seen(table)) == 3000

@@ -6,6 +6,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -111,7 +112,10 @@ def read_csv(path: Path, source: str, encoding: str, delimiter: str, expected: s
     from assets.sources import csv_child, csv_pieces  # they import this module
 
     handle = open(path, "rb")  # noqa: SIM115 - closed by _closing
-    in_child = csv_pieces.READ_IN_CHILD
+    # a file of a few pieces is read before a child process would have started
+    in_child = (
+        csv_pieces.READ_IN_CHILD and os.fstat(handle.fileno()).st_size > csv_child.CHILD_PIECES * csv_pieces.PIECE_BYTES
+    )
     pieces = csv_pieces.read_pieces(handle, chosen, csv_child.HEADER_BYTES if in_child else None)
     if pieces is not None:
         header_text, body = pieces
