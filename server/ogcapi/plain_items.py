@@ -30,6 +30,7 @@ from pygeoapi.util import get_provider_by_type
 
 from server.errors import BadRequest
 from server.ogcapi import params
+from server.ogcapi.speedups import SHARED_PROVIDERS
 from server.published.layer import LruCache
 
 NAMES = frozenset({"bbox", "limit", "offset", "f"})
@@ -38,9 +39,6 @@ ACCEPTS = frozenset({None, b"*/*", b"application/json", b"application/geo+json"}
 # a body (pygeoapi reads a GET's body as a CQL2 filter) or a language choice: the items route answers
 REFUSED = frozenset({b"content-length", b"transfer-encoding", b"accept-language"})
 MAX_OFFSET = 10**9  # beyond any layer; a larger one goes down the stack
-SHARED_PROVIDERS = frozenset(
-    {"server.features.provider.GeoPackageProvider", "server.features.postgis_provider.PostGISProvider"}
-)
 
 
 class NotPlain(Exception):
@@ -100,7 +98,6 @@ def plain_query(query_string: bytes) -> PlainQuery | None:
 class PlainLayer:
     """What every plain page of one layer in one View shares, made once with pygeoapi's own functions."""
 
-    view: object  # kept alive with the entry, so an id() in a key is never reused while the entry exists
     api: Any
     provider: Any
     limits: tuple[dict, dict]  # the server's and the collection's
@@ -113,15 +110,22 @@ class PlainLayer:
     collection_link: dict[str, str]
 
 
-_layers = LruCache(64)  # (id of a View, layer id) -> PlainLayer
+_layers = LruCache(64)  # (id of a View, layer id) -> (that View, its PlainLayer or None: not plain)
 
 
 def plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
-    """The layer's shared part in the View's query API; None when pygeoapi would not page it with our provider."""
+    """The layer's shared part in the View's query API; None when pygeoapi would not page it with our provider.
+    Either answer is kept per View: a layer that is not plain (PostGIS's) is not looked up again per request."""
     key = (id(view), layer_id)
     kept = _layers.get(key)
-    if kept is not None and kept.view is view:
-        return kept
+    if kept is not None and kept[0] is view:  # the View kept alive with it: its id() is not reused meanwhile
+        return kept[1]
+    layer = _plain_layer(view, layer_id)
+    _layers.put(key, (view, layer))
+    return layer
+
+
+def _plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
     api = view.query_api
     resource = api.config["resources"].get(layer_id)
     if resource is None or resource.get("type") != "collection":
@@ -149,7 +153,6 @@ def plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
         for text in ("This document as GeoJSON", "This document as RDF (JSON-LD)", "This document as HTML")
     ) + (l10n.translate("Items (prev)", locale), l10n.translate("Items (next)", locale))
     layer = PlainLayer(
-        view=view,
         api=api,
         provider=provider,
         limits=(api.config["server"].get("limits", {}), resource.get("limits", {})),
@@ -166,7 +169,6 @@ def plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
             "href": "/".join(uri.split("/")[:-1]),
         },
     )
-    _layers.put(key, layer)
     return layer
 
 
