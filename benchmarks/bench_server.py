@@ -39,6 +39,12 @@ EXTENT = bench_provider.EXTENT
 READY_SECONDS = 900  # a PostGIS server copies 1M rows into its local file before it answers
 IDLE_ROUNDS = 4  # of 2 s each
 SETTLE_SECONDS = 300  # our servers pre-render the low zooms after start: the load waits until they are idle
+# Between two loads: a server that fell behind (stock at 64 connections: p95 of seconds) goes on with the requests
+# wrk gave up on, it and its PostgreSQL backends, and that work would land on the next server's measurement
+DRAIN_SECONDS = 60
+DRAIN_BUSY_CORES = 0.2  # the machine counts as quiet below this much CPU in use over DRAIN_INTERVAL ...
+DRAIN_INTERVAL = 1.0
+DRAIN_QUIET = 2  # ... this many intervals in a row
 SEED = 20261124
 ITEMS = "/collections/repairs/items"
 TIMEOUT_S = 10  # wrk counts a request slower than this as an error (time-out)
@@ -335,19 +341,49 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def settle(servers: list[Server]) -> None:
     """Wait until no server burns CPU (our servers pre-render the low zooms after start), so the load starts on
-    idle servers; bounded by SETTLE_SECONDS."""
+    idle servers; bounded by SETTLE_SECONDS. The machine must be quiet too: a PostGIS server's pre-rendering runs
+    in PostgreSQL's backends (ST_AsMVT) while the server itself waits for them."""
     pids = [pid for server in servers for pid in [server.process.pid, *_children(server.process.pid)]]
     deadline = time.monotonic() + SETTLE_SECONDS
     idle = 0
     while time.monotonic() < deadline:
-        before = cpu_seconds(pids)
+        before, machine = cpu_seconds(pids), busy_jiffies()
         time.sleep(2)  # the measuring interval of the CPU use
-        idle = idle + 1 if cpu_seconds(pids) - before < 0.1 else 0
+        quiet = cpu_seconds(pids) - before < 0.1 and busy_cores(machine, busy_jiffies()) < DRAIN_BUSY_CORES
+        idle = idle + 1 if quiet else 0
         # idle for longer than the servers' pre-rendering period (server.app.REFRESH_SECONDS, 5 s): a server that
         # answered at once starts pre-rendering 5 s after its start, which would otherwise run into the load
         if idle >= IDLE_ROUNDS:
             return
     print(f"  servers still busy after {SETTLE_SECONDS} s; measuring anyway", flush=True)
+
+
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, all) CPU time of the whole machine so far, from /proc/stat: a server's PostgreSQL backends are not
+    its children, so a quiet machine is judged as a whole."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How many cores the machine kept busy between two busy_jiffies()."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
+def drain() -> None:
+    """Wait until the machine has been nearly idle for DRAIN_QUIET intervals in a row (the previous server has
+    finished what wrk left it), bounded by DRAIN_SECONDS: on a machine busy with other work, measure anyway."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    quiet = 0
+    while time.monotonic() < deadline:
+        before = busy_jiffies()
+        time.sleep(DRAIN_INTERVAL)
+        quiet = quiet + 1 if busy_cores(before, busy_jiffies()) < DRAIN_BUSY_CORES else 0
+        if quiet >= DRAIN_QUIET:
+            return
+    print(f"  machine still busy after {DRAIN_SECONDS} s; measuring anyway", flush=True)
 
 
 # ---------------------------------------------------------------------- load
@@ -510,6 +546,7 @@ def main() -> None:
         for case in cases:
             print(f"  {case.name} ...", flush=True)
             for server in servers:
+                drain()
                 wrk(wrk_path, server.url, Case(case.name, case.mode, case.query, 2), 1, OUT)  # warm-up
                 server.results[case.name] = wrk(wrk_path, server.url, case, args.seconds, OUT)
         for server in servers:
