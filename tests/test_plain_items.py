@@ -5,8 +5,7 @@ with the same public URL: one as shipped, one with the plain pages off (GEOPORTA
 page through pygeoapi). Both get the same several hundred random requests in the same order — the kinds the plain
 pages answer, and nearby kinds they must leave to the stack (keys, internal layers, other parameters, bad values,
 other formats and languages, bodies) — and must answer each alike: the status, every header in order but the date,
-server and worker names, and the body byte for byte with `timeStamp` aside. (The PostGIS provider declines plain
-pages: there both servers answer through the stack, and the test keeps them alike should it ever accept them.)
+server and worker names, and the body byte for byte with `timeStamp` aside.
 """
 
 from __future__ import annotations

@@ -116,10 +116,11 @@ class PostGISProvider(GeoPackageProvider):
     counting strategy and the fallback copy."""
 
     dialect = POSTGRES
-    # Not answered before the stack (server/ogcapi/plain_items.py): with the database on the worker's two cores, a
-    # cheaper request let more of them reach PostgreSQL at once and the tail grew (small bbox, 1M, 1 worker, 8
-    # connections: p95 19-24 -> 22-72 ms, p99 26-32 -> 38-208 ms; on a lane of 2 threads p95 22-24 ms at fewer req/s)
-    plain_pages = False
+    # Plain pages are answered before the stack (server/ogcapi/plain_items.py), as GeoPackageProvider's are, on the
+    # route's query threads (`light_page` is never true here: no file to judge a page by). Small bbox, 1M, 8
+    # connections, each server fresh on a quiet machine: 1 worker 1,205-1,360 req/s, p95 11.5-13.6 ms (through the
+    # stack 1,020-1,044, p95 14.3-15.1 ms); 2 workers 1,483-1,517 vs 1,323-1,396 req/s. On a lane of 1 or 2 threads
+    # (measured before) the tail grew instead: PostgreSQL's share of the two cores waited behind the lane.
     decode_geometries = staticmethod(wkb_geometries)
     decode_points = staticmethod(wkb_points_xy)
 
