@@ -117,10 +117,11 @@ class PostGISProvider(GeoPackageProvider):
 
     dialect = POSTGRES
     # Plain pages are answered before the stack (server/ogcapi/plain_items.py), as GeoPackageProvider's are, on the
-    # route's query threads (`light_page` is never true here: no file to judge a page by). Small bbox, 1M, 8
-    # connections, each server fresh on a quiet machine: 1 worker 1,205-1,360 req/s, p95 11.5-13.6 ms (through the
-    # stack 1,020-1,044, p95 14.3-15.1 ms); 2 workers 1,483-1,517 vs 1,323-1,396 req/s. On a lane of 1 or 2 threads
-    # (measured before) the tail grew instead: PostgreSQL's share of the two cores waited behind the lane.
+    # items route's threads (`light_page` is never true here: no file to judge a page by; the PostGIS store sets no
+    # `query_threads`, so anyio's 40). Small bbox, 1M, 8 connections, each server fresh on a quiet machine: 1 worker
+    # 1,205-1,360 req/s, p95 11.5-13.6 ms (through the stack 1,020-1,044, p95 14.3-15.1 ms); 2 workers 1,483-1,517
+    # vs 1,323-1,396 req/s. On a lane of 1 or 2 threads (measured before) the tail grew instead (p95 22-72 ms); on 3
+    # route threads 749-826 vs 940-1,059 req/s at 1 worker.
     decode_geometries = staticmethod(wkb_geometries)
     decode_points = staticmethod(wkb_points_xy)
 
