@@ -42,6 +42,7 @@ from server.features.crs import install_city_crs
 from server.memory import TRIM_SECONDS, freeze_long_lived, release_free_memory
 from server.ogcapi.config import PYGEOAPI_STATIC
 from server.ogcapi.downloads import file_response
+from server.ogcapi.read_ahead import read_ahead
 from server.ogcapi.routes import api_routes, patch_pygeoapi
 from server.ogcapi.site import SITE, VIEW, LiveSite, build_site, view_of
 from server.published.store import open_store
@@ -162,11 +163,12 @@ REFRESH_SECONDS = 5.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette):
-    """Pre-render the combined tileset (z0..tile_prerender_zoom) after each publication, in the background, into the
-    tile store the workers share (one worker renders, the others read): a tile of a large new file costs tens of ms
-    to seconds, which no visitor should wait for. The same thread hands the memory freed by such one-off work (tile
-    indexes, pre-rendering, a rebuilt site, PostGIS copies) back to the system (server.memory). What the worker holds
-    once started is left out of the garbage collector's full collections (`freeze_long_lived`)."""
+    """After each publication, in the background: read ahead the new versions' window data
+    (server.ogcapi.read_ahead), and pre-render the combined tileset (z0..tile_prerender_zoom) into the tile store the
+    workers share (one worker renders, the others read): a tile of a large new file costs tens of ms to seconds, which
+    no visitor should wait for. The same thread hands the memory freed by such one-off work (tile indexes,
+    pre-rendering, a rebuilt site, PostGIS copies) back to the system (server.memory). What the worker holds once
+    started is left out of the garbage collector's full collections (`freeze_long_lived`)."""
     stop = threading.Event()
 
     def warm() -> None:
@@ -179,6 +181,7 @@ async def lifespan(app: Starlette):
                 break
             rendered = False
             try:
+                read_ahead(app.state.live.site)  # starts reads in threads of their own: no wait for the tiles
                 rendered = app.state.tiles.refresh()
             except (OSError, sqlite3.Error) as error:  # a file replaced mid-read: next round
                 logging.getLogger(__name__).warning("tile pre-rendering skipped: %s", error)

@@ -210,3 +210,21 @@ def test_date_properties_match_the_geopackage(postgres_cluster, tmp_path):
         assert postgis.query(**query) == expected, query
         assert expected["numberMatched"] > 0, query
     assert {f["properties"]["day"] for f in gpkg.query(limit=1000)["features"]} >= {"2026-11-08", None}
+
+
+def test_read_ahead_the_first_window_of_a_version_is_counted_from_the_sorted_times(database):
+    """After a publication the server reads each version's sorted times ahead (server.ogcapi.read_ahead): the first
+    window asked is counted from them, not in SQL while they are read (nor kept waiting for them)."""
+    provider = PostGISProvider(definition(register_database(database), name=POSTGIS_PROVIDER))
+    window = TimeWindow("start_time", "end_time", "2026-11-05T00:00:00.000Z", "2026-11-12T00:00:00.000Z")
+    pg_windows._held.clear()
+    provider.read_ahead()
+    assert pg_windows.wait_for_reads(60)
+    with pg_pool.pool(provider.url).connection() as connection:
+        meta, version = provider._current(connection)
+        first = pg_windows.window_count(connection, provider.url, version, meta, window)
+        expected = connection.execute(
+            "SELECT count(*) FROM geoportal.repairs WHERE start_time <= %s AND (end_time >= %s OR end_time IS NULL)",
+            (window.last, window.first),
+        ).fetchone()[0]
+    assert first == expected > 0

@@ -82,14 +82,29 @@ def _read(connection: psycopg.Connection, meta: LayerMeta, window: TimeWindow) -
     )
 
 
+def _kind(meta: LayerMeta, start_field: str, end_field: str | None) -> str | None:
+    """'date' or 'datetime' when both fields are of that type (the sorted times can answer), else None."""
+    kinds = {meta.columns.get(start_field), meta.columns.get(end_field or start_field)}
+    return kinds.pop() if len(kinds) == 1 and kinds <= {"date", "datetime"} else None
+
+
+def read_ahead(url: str, version: int, meta: LayerMeta, start_field: str, end_field: str | None) -> None:
+    """Start reading `version`'s sorted times in the background unless they are held or read now: called after a
+    publication, so that its first windows need not wait for the read (or count in SQL)."""
+    if _kind(meta, start_field, end_field) is None:
+        return
+    key = (url, meta.table, version, start_field, end_field)
+    if _held.get(key) is None:
+        _read_later(key, url, version, meta, TimeWindow(start_field, end_field, None, None))
+
+
 def window_count(
     connection: psycopg.Connection, url: str, version: int, meta: LayerMeta, window: TimeWindow
 ) -> int | None:
     """The window's numberMatched, or None when the sorted times cannot answer it exactly (the caller counts)."""
-    kinds = {meta.columns.get(window.start_field), meta.columns.get(window.end_field or window.start_field)}
-    if len(kinds) != 1 or not kinds <= {"date", "datetime"}:
+    kind = _kind(meta, window.start_field, window.end_field)
+    if kind is None:
         return None
-    kind = kinds.pop()
     first, last = _bound(window.first, kind), _bound(window.last, kind)
     if (window.first is not None and first is None) or (window.last is not None and last is None):
         return None

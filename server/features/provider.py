@@ -48,6 +48,7 @@ from server.features.query import (
     Conditions,
     Ordering,
     QueryInputError,
+    TimeWindow,
     conditions,
     count_statement,
     ordering,
@@ -311,8 +312,7 @@ class GeoPackageProvider(BaseProvider):
         plan = window_counts(meta, window) if window is not None else None
         if plan is not None:
             subtract, check = plan
-            fields = (window.start_field, window.end_field)
-            if not paging.count((version_key, "ends before start", fields), lambda: scalar(check)):
+            if not _ends_before_start(connection, version_key, window, check):
                 # the same two counts, from the column's ranks (server/features/time_ranks.py) when it has them
                 sides = ((window.start_field, ">", window.last), (window.end_field, "<", window.first))
                 ranked = [
@@ -324,6 +324,23 @@ class GeoPackageProvider(BaseProvider):
                     return total - sum(ranked)
                 return total - sum(scalar(statement) for statement in subtract)
         return scalar(count_statement(meta, found))
+
+    def read_ahead(self) -> None:
+        """Read now what the current version's `datetime=` windows are counted with (server.ogcapi.read_ahead calls
+        it after a publication): the check that no feature ends before it starts, here, and the ranks of the time
+        columns, in the background. Else every worker's first windows of a version count in SQL while it reads them
+        (1M repairs, 2 workers, random 7-day windows: p99 105 ms in the first 10 s of load, 11-12 ms after)."""
+        if not self.time_field:
+            return
+        with self._layer() as (connection, meta, version):
+            window = TimeWindow(self.time_field, self.time_end_field, None, None)
+            plan = window_counts(meta, window)
+            version_key = (version, self.table)
+            if plan is None or _ends_before_start(connection, version_key, window, plan[1]):
+                return  # not counted from ranks
+            for name in (window.start_field, window.end_field):
+                if name in meta.indexed:
+                    TIME_RANKS.read_ahead(version_key, meta.table, name, self.path)
 
     def _output_properties(self, select_properties: Sequence[str] | None) -> list[str]:
         if not select_properties:
@@ -460,6 +477,13 @@ def _target_crs(spec: Any) -> str | None:
     """The output CRS URI. pygeoapi's spec also carries WKT, but we resolve the URI ourselves (see
     provider_crs._transformer); our blobs are always CRS84-ordered lon/lat whatever storage_crs says."""
     return None if spec is None else spec.target_crs_uri
+
+
+def _ends_before_start(connection: sqlite3.Connection, version_key: tuple, window: TimeWindow, check: Fragment) -> bool:
+    """Whether some feature of the version lacks a start or ends before it starts (then windows are not counted by
+    subtraction); `check` (query.window_counts) runs once per version and pair of fields."""
+    key = (version_key, "ends before start", (window.start_field, window.end_field))
+    return bool(paging.count(key, lambda: connection.execute(check.sql, check.params).fetchone()[0]))
 
 
 def _non_negative(value: Any, name: str) -> int:

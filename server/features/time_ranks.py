@@ -83,6 +83,13 @@ class TimeRanks:
                     self._ranks.put(key, found)
         return found or None
 
+    def read_ahead(self, version: Hashable, table: str, column: str, path: str) -> None:
+        """Start reading the ranks of `column` in `version` (of the file at `path`) in the background, unless they
+        are held or read now: called after a publication, so that its first windows need not count in SQL."""
+        key = (version, table, column)
+        if self._ranks.get(key) is None:
+            self._read_later(key, path)
+
     def _read_later(self, key: tuple, path: str) -> None:
         with self._lock:
             if key in self._building:
