@@ -75,7 +75,11 @@ class WorkerHeader:
 def worker_app() -> ASGIApp:
     """What each of N worker processes serves (uvicorn's factory): its own app, tile cache and connections."""
     few_malloc_arenas()
-    return WorkerHeader(create_app())
+    app = create_app()
+    interval = getattr(app.state.store, "worker_switch_seconds", None)  # the store's choice (server.published)
+    if interval:
+        sys.setswitchinterval(interval)
+    return WorkerHeader(app)
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:

@@ -48,6 +48,15 @@ VERSIONS_QUERY = f"SELECT layer_id, version FROM {SCHEMA}.publications WHERE slo
 class PostGISStore:
     """Layers in PostGIS (published by assets/stores/postgis.py); raster products stay files in the published folder."""
 
+    # Python's GIL switch interval in each of several workers (`--workers N`, server.__main__.worker_app): two workers
+    # and PostgreSQL's backends share the cores, and a worker's event loop waits up to the interval for the GIL
+    # before it reads or answers a socket. Small bbox, 1M, 2 workers, 8 connections, fresh servers alternating, 12
+    # runs each: p95 11.9-30.1 ms (mean 18.7) vs 16.0-49.6 ms (mean 25.8) at Python's 5 ms; in the last 6, p99 26-57
+    # vs 52-203 ms, req/s ~8 % lower. Inside the app the p95 was alike (8-19 ms): the gain is outside it. Not with
+    # 1 worker (6 runs each: req/s 718-1,050 vs 667-1,132, p95 16-23 ms both), nor for GeoPackage (2 workers: p95
+    # 7.9-12.5 vs 7.4-13.9 ms, req/s 1,471-1,726 vs 1,208-1,885).
+    worker_switch_seconds = 0.001
+
     def __init__(self, catalog: Catalog, paths: PathSettings, url: str, cache_dir: Path):
         self.catalog = catalog
         self.paths = paths
