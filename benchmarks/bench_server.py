@@ -31,6 +31,7 @@ from pathlib import Path
 import bench_provider  # the data set and the stock venv are shared with it
 import httpx
 import yaml
+from quiet import DRAIN_BUSY_CORES, busy_cores, busy_jiffies, drain  # between two loads
 
 REPO = bench_provider.REPO
 sys.path.insert(0, str(REPO))
@@ -39,12 +40,6 @@ EXTENT = bench_provider.EXTENT
 READY_SECONDS = 900  # a PostGIS server copies 1M rows into its local file before it answers
 IDLE_ROUNDS = 4  # of 2 s each
 SETTLE_SECONDS = 300  # our servers pre-render the low zooms after start: the load waits until they are idle
-# Between two loads: a server that fell behind (stock at 64 connections: p95 of seconds) goes on with the requests
-# wrk gave up on, it and its PostgreSQL backends, and that work would land on the next server's measurement
-DRAIN_SECONDS = 60
-DRAIN_BUSY_CORES = 0.2  # the machine counts as quiet below this much CPU in use over DRAIN_INTERVAL ...
-DRAIN_INTERVAL = 1.0
-DRAIN_QUIET = 2  # ... this many intervals in a row
 SEED = 20261124
 ITEMS = "/collections/repairs/items"
 TIMEOUT_S = 10  # wrk counts a request slower than this as an error (time-out)
@@ -356,34 +351,6 @@ def settle(servers: list[Server]) -> None:
         if idle >= IDLE_ROUNDS:
             return
     print(f"  servers still busy after {SETTLE_SECONDS} s; measuring anyway", flush=True)
-
-
-def busy_jiffies() -> tuple[int, int]:
-    """(busy, all) CPU time of the whole machine so far, from /proc/stat: a server's PostgreSQL backends are not
-    its children, so a quiet machine is judged as a whole."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """How many cores the machine kept busy between two busy_jiffies()."""
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total * (os.cpu_count() or 1) if total > 0 else 0.0
-
-
-def drain() -> None:
-    """Wait until the machine has been nearly idle for DRAIN_QUIET intervals in a row (the previous server has
-    finished what wrk left it), bounded by DRAIN_SECONDS: on a machine busy with other work, measure anyway."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    quiet = 0
-    while time.monotonic() < deadline:
-        before = busy_jiffies()
-        time.sleep(DRAIN_INTERVAL)
-        quiet = quiet + 1 if busy_cores(before, busy_jiffies()) < DRAIN_BUSY_CORES else 0
-        if quiet >= DRAIN_QUIET:
-            return
-    print(f"  machine still busy after {DRAIN_SECONDS} s; measuring anyway", flush=True)
 
 
 # ---------------------------------------------------------------------- load

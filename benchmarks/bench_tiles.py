@@ -17,7 +17,8 @@ served file replaced; PostGIS: a new version); the server keeps answering the pr
 worker carries the tiles the change cannot reach over (server/tiles/carry.py) and renders the changed ones, then
 switches: each tile requested once meanwhile ("during"), the seconds from the publication's return until a tile's
 ETag names the new version ("switch"), then each tile requested exactly once again, at the new version.
-Also the resident memory of each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
+Cold, warm and nginx each wait first for a quiet machine (benchmarks/quiet.py): PostgreSQL vacuums and analyses a
+freshly loaded store on its own, and that is not the server's cost. Also the resident memory of each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
 `benchmarks/out/tiles/`: repair permits clustered like a city (dense centres over a uniform background) and
 closure polylines of 2–8 vertices. Serving needs Debian's nginx and wrk (installed when run as root with apt-get).
 """
@@ -38,6 +39,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from quiet import drain  # noqa: E402 - a quiet machine before each measured load
 
 from layers.catalog import load_catalog  # noqa: E402
 from server.tiles.render import TMS  # noqa: E402
@@ -556,14 +559,17 @@ def serve_store(store: str, published: Path, work: Path, args: argparse.Namespac
         server.wait(timeout=60)
         server = start_server(store, published, work, args.workers, port, url, args.tile_cache_mb, fresh=False)
         _wait(port, "/tiles/0/0/0.pbf", READY_SECONDS)
+        drain()  # PostgreSQL's autovacuum of the freshly loaded tables, if still at it, is not the server's cost
         result["cold"] = each_once(port, paths, args.connections)
         print(f"  {store} cold (restarted, store built): {result['cold']}", flush=True)
         for _ in range(WARM_UP_ROUNDS):  # until every worker has every tile: a round without slow answers
             if wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)["p99_ms"] < 50:
                 break
+        drain()
         result["warm"] = wrk(f"http://127.0.0.1:{port}", work / "paths.txt", args.seconds, args.connections)
         print(f"  {store} warm: {result['warm']}", flush=True)
         result["rss_mb"] = rss_of_workers(server, args.workers)
+        drain()
         result["nginx"] = nginx_static(paths, port, work, args.seconds, args.connections, args.workers)
         print(f"  nginx static: {result['nginx']}", flush=True)
         before = etag(port, "/tiles/0/0/0.pbf")
