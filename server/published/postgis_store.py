@@ -120,10 +120,17 @@ class PostGISStore:
             threading.Thread(target=self._poll, name="postgis-versions", daemon=True).start()
 
     def _poll(self) -> None:
+        from server.features import pg_pool  # the requests' connections (server.features.postgis_provider)
+
+        primed = False
         while True:
-            time.sleep(POLL_SECONDS)
             try:
+                if not primed and not self._away:  # at start, and again once the database is back after an outage
+                    pg_pool.pool(self.url).prime()
+                    primed = True
+                time.sleep(POLL_SECONDS)
                 self._polled = self.versions()
+                primed = primed and not self._away
             except Exception:  # noqa: BLE001 - the poller must outlive any surprise; requests keep the last versions
                 LOGGER.exception("reading the PostGIS store's versions failed")
 
