@@ -172,6 +172,23 @@ def test_a_started_server_opens_and_primes_its_store_connections_before_the_firs
         stop_server(server)
 
 
+def test_priming_replaces_a_connection_lost_while_idle(postgres_url: str) -> None:
+    """After an outage the store's thread primes again: a kept connection that was lost meanwhile is replaced, not
+    handed to the next request."""
+    pool = pg_pool.ConnectionPool(postgres_url)
+    try:
+        assert pool.prime(2) == 2
+        with pool.connection() as connection:
+            connection.execute("SELECT 1")
+        pool._idle[0].close()  # as a connection is found after the database restarted
+
+        assert pool.prime(2) == 1
+        with pool.connection() as first, pool.connection() as second:
+            assert {first.execute("SELECT 1").fetchone()[0], second.execute("SELECT 1").fetchone()[0]} == {1}
+    finally:
+        pool.close()
+
+
 def test_a_database_that_goes_away_is_logged_and_the_last_versions_stay_served(tmp_path: Path) -> None:
     spec = CATALOG["addresses"]
 

@@ -72,6 +72,10 @@ class ConnectionPool:
             while len(taken) < count and self._free.acquire(blocking=False):
                 with self._lock:
                     connection = self._idle.pop() if self._idle else None
+                if connection is not None and (connection.closed or connection.broken):  # lost in an outage
+                    with contextlib.suppress(psycopg.Error):
+                        connection.close()
+                    connection = None
                 if connection is None:
                     try:
                         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_SECONDS)
