@@ -202,17 +202,9 @@ def bench_paths(scale: float):
     from layers.settings import PathSettings
 
     work = work_dir(scale)
-    return PathSettings(
-        root=OUT,
-        catalog_dir=CATALOG_DIR,
-        sample_dir=CITY_DIR / f"scale_{scale:g}",
-        live_dir=work / "live",
-        published_dir=work / "published",
-        rejects_dir=work / "rejects",
-        inbox_dir=work / "inbox",
-        archive_dir=work / "archive",
-        quarantine_dir=work / "quarantine",
-    )
+    return PathSettings(root=OUT, catalog_dir=CATALOG_DIR, sample_dir=CITY_DIR / f"scale_{scale:g}",
+                        live_dir=work / "live", published_dir=work / "published", rejects_dir=work / "rejects",
+                        inbox_dir=work / "inbox", archive_dir=work / "archive", quarantine_dir=work / "quarantine")
 
 
 # ---------------------------------------------------------------- one measurement, in its own process
@@ -320,29 +312,15 @@ def worker(layer: str, scale: float, result: Path, profile: Path | None) -> None
         profiler.disable()
         profiler.dump_stats(profile)
     counts = build.counts
-    result.write_text(
-        json.dumps(
-            {
-                "build_s": t1 - t0,
-                "publish_s": t2 - t1,
-                "seconds": t2 - t0,
-                "imports_s": imported - started,
-                "build_cpu_s": c1 - c0,
-                "publish_cpu_s": c2 - c1,
-                "peak_rss_after_build_mb": rss_build,
-                "rss_after_imports_mb": rss_imports,
-                "children_cpu_s": children_cpu,
-                "peak_pss_with_children_mb": peaks.get("pss_sum_with_children", 0) / 1024,
-                "peak_children_rss_mb": peaks.get("children_rss", 0) / 1024,
-                "read": counts.read,
-                "published": counts.published,
-                "rejected": counts.rejected,
-                "repaired": counts.repaired,
-                "reject_rows": len(build.rejects),
-                "warnings": build.warnings[:5],
-            }
-        )
-    )
+    result.write_text(json.dumps({
+        "build_s": t1 - t0, "publish_s": t2 - t1, "seconds": t2 - t0, "imports_s": imported - started,
+        "build_cpu_s": c1 - c0, "publish_cpu_s": c2 - c1, "peak_rss_after_build_mb": rss_build,
+        "rss_after_imports_mb": rss_imports, "children_cpu_s": children_cpu,
+        "peak_pss_with_children_mb": peaks.get("pss_sum_with_children", 0) / 1024,
+        "peak_children_rss_mb": peaks.get("children_rss", 0) / 1024,
+        "read": counts.read, "published": counts.published, "rejected": counts.rejected,
+        "repaired": counts.repaired, "reject_rows": len(build.rejects), "warnings": build.warnings[:5],
+    }))
 
 
 # Linux carries a process's peak RSS across exec, and a child forked from this (large) process
@@ -364,13 +342,8 @@ def _measure(command: list[str], log: Path, env: dict[str, str] | None = None) -
     usage = log.with_suffix(".rusage.json")
     usage.unlink(missing_ok=True)
     with open(log, "w", encoding="utf-8") as output:
-        subprocess.run(
-            [sys.executable, "-S", "-c", LAUNCHER, str(usage), *command],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            check=False,
-        )
+        subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(usage), *command],
+                       stdout=output, stderr=subprocess.STDOUT, env=env, check=False)
     if not usage.exists():
         return float("nan"), float("nan"), -1
     measured = json.loads(usage.read_text())
@@ -418,20 +391,8 @@ def find_ogr2ogr(may_install: bool) -> tuple[str | None, str]:
 
 def ogr2ogr_command(ogr2ogr: str, layer: str, city: SyntheticCity, target: Path) -> list[str]:
     """The same conversion as ours: source in МСК-38 → GeoPackage 1.2 in EPSG:4326 with an R-tree."""
-    common = [
-        "-s_srs",
-        city.proj4,
-        "-t_srs",
-        "EPSG:4326",
-        "-nln",
-        layer,
-        "-lco",
-        "SPATIAL_INDEX=YES",
-        "-lco",
-        "GEOMETRY_NAME=geom",
-        "-dsco",
-        "VERSION=1.2",
-    ]
+    common = ["-s_srs", city.proj4, "-t_srs", "EPSG:4326", "-nln", layer,
+              "-lco", "SPATIAL_INDEX=YES", "-lco", "GEOMETRY_NAME=geom", "-dsco", "VERSION=1.2"]
     source = str(city.path(layer))
     if layer == "election_districts":
         return [ogr2ogr, "-f", "GPKG", str(target), source, "-nlt", "PROMOTE_TO_MULTI", *common]
@@ -460,7 +421,8 @@ def run_ogr2ogr(ogr2ogr: str, layer: str, city: SyntheticCity, run: int) -> dict
     with sqlite3.connect(target) as db:
         features = db.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0]
     warnings = sum(1 for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if "Warning" in line)
-    return {"seconds": wall, "peak_rss_mb": rss, "features": features, "warnings_logged": warnings, "command": command}
+    return {"seconds": wall, "peak_rss_mb": rss, "features": features, "warnings_logged": warnings,
+            "command": command}
 
 
 # ---------------------------------------------------------------- the report
@@ -477,22 +439,12 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         ours, ref = row["ours"], row.get("ogr2ogr") or {}
         ratio = ours["seconds"] / ref["seconds"] if ref.get("seconds") else None
-        body.append(
-            [
-                row["layer"],
-                f"{row['features']:,}",
-                f"{ours['seconds']:.1f}",
-                f"{ref['seconds']:.1f}" if ref.get("seconds") else "—",
-                f"{ratio:.1f}×" if ratio else "—",
-                f"{ours['peak_rss_mb']:,.0f}",
-                f"{ref['peak_rss_mb']:,.0f}" if ref.get("peak_rss_mb") else "—",
-            ]
-        )
+        body.append([row["layer"], f"{row['features']:,}", f"{ours['seconds']:.1f}",
+                     f"{ref['seconds']:.1f}" if ref.get("seconds") else "—", f"{ratio:.1f}×" if ratio else "—",
+                     f"{ours['peak_rss_mb']:,.0f}", f"{ref['peak_rss_mb']:,.0f}" if ref.get("peak_rss_mb") else "—"])
     widths = [max(len(str(c)) for c in column) for column in zip(head, *body, strict=True)]
-    line = lambda cells: "  ".join(
-        str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
@@ -511,8 +463,7 @@ def details(rows: list[dict]) -> str:
             f"read {ours['read']:,}, published {ours['published']:,}, rejected {ours['rejected']:,}, "
             f"repaired {ours['repaired']:,}"
             + (f"; ogr2ogr wrote {ref['features']:,} features" if "features" in ref else "")
-            + (f"; ogr2ogr: {ref['error']}" if "error" in ref else "")
-        )
+            + (f"; ogr2ogr: {ref['error']}" if "error" in ref else ""))
     return "\n".join(out)
 
 
@@ -535,11 +486,8 @@ def benchmark(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     busy = load > 0.5 * (os.cpu_count() or 1)
     if busy:
-        print(
-            f"note: load average {load:.1f} on {os.cpu_count()} CPUs before starting: other processes compete "
-            "for the CPU, expect noisy figures (use --repeat)",
-            flush=True,
-        )
+        print(f"note: load average {load:.1f} on {os.cpu_count()} CPUs before starting: other processes compete "
+              "for the CPU, expect noisy figures (use --repeat)", flush=True)
     if args.no_ogr2ogr:
         ogr2ogr, note = None, "ogr2ogr reference skipped (--no-ogr2ogr)"
     else:
@@ -562,63 +510,24 @@ def benchmark(args: argparse.Namespace) -> None:
         ref = None
         if ref_runs:
             ok = [r for r in ref_runs if "error" in r] == []
-            ref = (
-                {
-                    "seconds": _median(ref_runs, "seconds"),
-                    "peak_rss_mb": max(r["peak_rss_mb"] for r in ref_runs),
-                    "features": ref_runs[0]["features"],
-                    "warnings_logged": ref_runs[0]["warnings_logged"],
-                    "command": ref_runs[0]["command"],
-                }
-                if ok
-                else ref_runs[0]
-            )
-        rows.append(
-            {
-                "layer": layer,
-                "features": city.counts[layer],
-                "defects": city.defects.get(layer, {}),
-                "ours": ours,
-                "ogr2ogr": ref,
-                "runs": {"ours": ours_runs, "ogr2ogr": ref_runs},
-            }
-        )
+            ref = ({"seconds": _median(ref_runs, "seconds"), "peak_rss_mb": max(r["peak_rss_mb"] for r in ref_runs),
+                    "features": ref_runs[0]["features"], "warnings_logged": ref_runs[0]["warnings_logged"],
+                    "command": ref_runs[0]["command"]} if ok else ref_runs[0])
+        rows.append({"layer": layer, "features": city.counts[layer], "defects": city.defects.get(layer, {}),
+                     "ours": ours, "ogr2ogr": ref, "runs": {"ours": ours_runs, "ogr2ogr": ref_runs}})
 
     load_after = os.getloadavg()[0]
-    report = [
-        f"Ingest benchmark: synthetic Irkutsk at scale {args.scale:g} ({city.directory}), "
-        f"median of {args.repeat} run(s); {os.cpu_count()} CPUs, load average {load:.1f} before / "
-        f"{load_after:.1f} after, Python {platform.python_version()}, {version or 'no ogr2ogr'}",
-        HEADER_NOTE,
-        *([note] if note else []),
-        "",
-        table(rows),
-        "",
-        details(rows),
-    ]
+    report = [f"Ingest benchmark: synthetic Irkutsk at scale {args.scale:g} ({city.directory}), "
+              f"median of {args.repeat} run(s); {os.cpu_count()} CPUs, load average {load:.1f} before / "
+              f"{load_after:.1f} after, Python {platform.python_version()}, {version or 'no ogr2ogr'}",
+              HEADER_NOTE, *([note] if note else []), "", table(rows), "", details(rows)]
     print("\n" + "\n".join(report))
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "scale": args.scale,
-                "repeat": args.repeat,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "ogr2ogr": version,
-                    "load_average_before": load,
-                    "load_average_after": load_after,
-                },
-                "note": note or None,
-                "layers": rows,
-            },
-            ensure_ascii=False,
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    RESULTS.write_text(json.dumps({
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scale": args.scale, "repeat": args.repeat,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "ogr2ogr": version, "load_average_before": load, "load_average_after": load_after},
+        "note": note or None, "layers": rows,
+    }, ensure_ascii=False, indent=2), encoding="utf-8")
     print(f"\nresults: {RESULTS}")
 
 
@@ -629,27 +538,15 @@ def profile(layers: list[str], scale: float) -> None:
     for layer in layers:
         target = work_dir(scale) / "profile" / f"{layer}.prof"
         result = work_dir(scale) / "logs" / f"profile_{layer}.json"
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            layer,
-            "--scale",
-            str(scale),
-            "--result",
-            str(result),
-            "--profile-to",
-            str(target),
-        ]
+        command = [sys.executable, __file__, "--worker", layer, "--scale", str(scale), "--result", str(result),
+                   "--profile-to", str(target)]
         log = work_dir(scale) / "logs" / f"profile_{layer}.log"
         wall, rss, code = _measure(command, log)
         if code != 0:
             raise SystemExit(f"profiling {layer} failed, see {log}")
         outcome = json.loads(result.read_text())
-        print(
-            f"\n==== {layer}: {outcome['seconds']:.1f} s under cProfile (build {outcome['build_s']:.1f}, "
-            f"publish {outcome['publish_s']:.1f}), peak {rss:.0f} MB; {target}"
-        )
+        print(f"\n==== {layer}: {outcome['seconds']:.1f} s under cProfile (build {outcome['build_s']:.1f}, "
+              f"publish {outcome['publish_s']:.1f}), peak {rss:.0f} MB; {target}")
         stats = pstats.Stats(str(target))
         stats.sort_stats("tottime").print_stats(18)
         stats.sort_stats("cumulative").print_stats(r"assets|layers", 25)

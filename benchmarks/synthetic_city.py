@@ -36,89 +36,28 @@ FILES = {
 WKT_COLUMN = "Геометрия (WKT)"
 
 STREETS = [
-    "ул. Ленина",
-    "ул. Карла Маркса",
-    "ул. Свердлова",
-    "ул. Горького",
-    "ул. Дзержинского",
-    "ул. Чехова",
-    "ул. Сухэ-Батора",
-    "пер. Почтовый",
-    "ул. Урицкого",
-    "ул. Бограда",
-    "ул. Декабрьских Событий",
-    "ул. Партизанская",
-    "ул. Советская",
-    "ул. Рабочая",
-    "ул. Трилиссера",
-    "ул. Депутатская",
-    "ул. Байкальская",
-    "ул. Лыткина",
-    "ул. Пискунова",
-    "ул. Ширямова",
-    "б-р Гагарина",
-    "пр-т Маршала Жукова",
-    "ул. Лермонтова",
-    "ул. Академическая",
-    "ул. Улан-Баторская",
-    "ул. Розы Люксембург",
-    "ул. Мира",
-    "ул. Баумана",
-    "ул. Радищева",
-    "ул. Баррикад",
-    "ул. Ярославского",
-    "ул. Полярная",
-    "ул. Мамина-Сибиряка",
-    "ул. Волжская",
-    "ул. Костычева",
-    "ул. Верхняя Набережная",
-    "ул. Рабочего Штаба",
-    "ул. Волгоградская",
-    "ул. Сибирских Партизан",
-    "ул. Курчатова",
+    "ул. Ленина", "ул. Карла Маркса", "ул. Свердлова", "ул. Горького", "ул. Дзержинского", "ул. Чехова",
+    "ул. Сухэ-Батора", "пер. Почтовый", "ул. Урицкого", "ул. Бограда", "ул. Декабрьских Событий",
+    "ул. Партизанская", "ул. Советская", "ул. Рабочая", "ул. Трилиссера", "ул. Депутатская",
+    "ул. Байкальская", "ул. Лыткина", "ул. Пискунова", "ул. Ширямова", "б-р Гагарина",
+    "пр-т Маршала Жукова", "ул. Лермонтова", "ул. Академическая", "ул. Улан-Баторская",
+    "ул. Розы Люксембург", "ул. Мира", "ул. Баумана", "ул. Радищева", "ул. Баррикад", "ул. Ярославского",
+    "ул. Полярная", "ул. Мамина-Сибиряка", "ул. Волжская", "ул. Костычева", "ул. Верхняя Набережная",
+    "ул. Рабочего Штаба", "ул. Волгоградская", "ул. Сибирских Партизан", "ул. Курчатова",
 ]
 DISTRICTS = ["Кировский", "Куйбышевский", "Октябрьский", "Свердловский", "Ленинский"]
-NETWORKS = [
-    "Теплосеть",
-    "Тепловые сети",
-    "Водопровод",
-    "Водоснабжение",
-    "Канализация",
-    "Электросети",
-    "Электроснабжение",
-    "Газопровод",
-    "Газоснабжение",
-    "Связь",
-    "Сети связи",
-]
+NETWORKS = ["Теплосеть", "Тепловые сети", "Водопровод", "Водоснабжение", "Канализация", "Электросети",
+            "Электроснабжение", "Газопровод", "Газоснабжение", "Связь", "Сети связи"]
 WORK_KINDS = ["Плановые", "Плановый ремонт", "Аварийные", "Аварийный ремонт"]
 STATUSES = ["Выдан", "Выдано", "В работе", "Ведутся работы", "Завершено", "Закрыт", "Приостановлено"]
-CONTRACTORS = [
-    'ООО "Иркутскэнергосбыт-Сервис"',
-    'МУП "Водоканал" г. Иркутска',
-    'ООО "ТеплоСтрой"',
-    'АО "Иркутская электросетевая компания"',
-    'ООО "Газпром газораспределение"',
-    'ПАО "Ростелеком"',
-    'ООО "СибМонтаж"',
-    "ИП Кузнецов А. В.",
-]
+CONTRACTORS = ['ООО "Иркутскэнергосбыт-Сервис"', 'МУП "Водоканал" г. Иркутска', 'ООО "ТеплоСтрой"',
+               'АО "Иркутская электросетевая компания"', 'ООО "Газпром газораспределение"', 'ПАО "Ростелеком"',
+               'ООО "СибМонтаж"', 'ИП Кузнецов А. В.']
 CLOSURE_TYPES = ["Полное", "Полное перекрытие", "Частичное", "Частичное перекрытие", "Сужение"]
-REASONS = [
-    "Ремонт теплотрассы",
-    "Замена водопровода",
-    "Ремонт дорожного покрытия",
-    "Массовое мероприятие",
-    "Укладка кабеля связи",
-    "Реконструкция трамвайных путей",
-    "Аварийные работы на канализации",
-]
-ORGANIZERS = [
-    'МКУ "Городская дирекция дорожного строительства"',
-    'ООО "ДорСтрой"',
-    'МУП "Водоканал" г. Иркутска',
-    "Комитет городского обустройства",
-]
+REASONS = ["Ремонт теплотрассы", "Замена водопровода", "Ремонт дорожного покрытия", "Массовое мероприятие",
+           "Укладка кабеля связи", "Реконструкция трамвайных путей", "Аварийные работы на канализации"]
+ORGANIZERS = ['МКУ "Городская дирекция дорожного строительства"', 'ООО "ДорСтрой"', 'МУП "Водоканал" г. Иркутска',
+              'Комитет городского обустройства']
 PARTIES = ["Единая Россия", "КПРФ", "ЛДПР", "Справедливая Россия", "Новые люди", "самовыдвижение"]
 SURNAMES = ["Иванов", "Петров", "Сидоров", "Кузнецов", "Смирнов", "Попов", "Соколов", "Лебедев", "Козлов", "Новиков"]
 
@@ -164,10 +103,8 @@ def ensure_city(out_dir: Path, scale: float, city_yaml: Path, log=print) -> Synt
         "election_districts": generator.zones(counts["election_districts"]),
     }
     seconds = round(time.perf_counter() - started, 1)
-    manifest.write_text(
-        json.dumps({**wanted, "counts": counts, "defects": defects, "seconds": seconds}, ensure_ascii=False, indent=2),
-        encoding="utf-8",
-    )
+    manifest.write_text(json.dumps({**wanted, "counts": counts, "defects": defects, "seconds": seconds},
+                                   ensure_ascii=False, indent=2), encoding="utf-8")
     log(f"generated in {seconds} s: {counts}")
     return SyntheticCity(directory, scale, counts, proj4, defects)
 
@@ -238,18 +175,12 @@ class _Generator:
         house = number + letter
         easting, northing = self._msk(n, margin=0.01)
         self.register = pd.DataFrame({"street": street, "house": house})
-        frame = pd.DataFrame(
-            {
-                "Код": [f"A-{i:06d}" for i in range(1, n + 1)],
-                "Улица": street,
-                "Дом": house,
-                "Адрес": street + ", " + house,
-                "Район": _pick(rng, DISTRICTS, n),
-                "Этажность": rng.integers(1, 17, n),
-                "X": np.round(northing, 2),
-                "Y": np.round(easting, 2),
-            }
-        )
+        frame = pd.DataFrame({
+            "Код": [f"A-{i:06d}" for i in range(1, n + 1)],
+            "Улица": street, "Дом": house, "Адрес": street + ", " + house,
+            "Район": _pick(rng, DISTRICTS, n), "Этажность": rng.integers(1, 17, n),
+            "X": np.round(northing, 2), "Y": np.round(easting, 2),
+        })
         _write_csv(frame, self.directory / FILES["addresses"], "utf-8")
         return {}
 
@@ -291,23 +222,12 @@ class _Generator:
         mask = defect("swapped_xy", 0.0005)
         wkt[mask] = shapely.to_wkt(shapely.points(northing[mask], easting[mask]), rounding_precision=2)
 
-        frame = pd.DataFrame(
-            {
-                "Номер ордера": permit,
-                "Вид сетей": network,
-                "Вид работ": _pick(rng, WORK_KINDS, n),
-                "Статус": _pick(rng, STATUSES, n),
-                "Адрес": address,
-                "Подрядчик": _pick(rng, CONTRACTORS, n),
-                "Телефон подрядчика": np.char.add("+7 (3952) ", rng.integers(200000, 799999, n).astype(str)).astype(
-                    object
-                ),
-                "Дата начала": start,
-                "Дата окончания": end,
-                "Примечание": notes,
-                WKT_COLUMN: wkt,
-            }
-        )
+        frame = pd.DataFrame({
+            "Номер ордера": permit, "Вид сетей": network, "Вид работ": _pick(rng, WORK_KINDS, n),
+            "Статус": _pick(rng, STATUSES, n), "Адрес": address, "Подрядчик": _pick(rng, CONTRACTORS, n),
+            "Телефон подрядчика": np.char.add("+7 (3952) ", rng.integers(200000, 799999, n).astype(str)).astype(object),
+            "Дата начала": start, "Дата окончания": end, "Примечание": notes, WKT_COLUMN: wkt,
+        })
         _write_csv(frame, self.directory / FILES["repairs"], "cp1251")
         return defects
 
@@ -344,20 +264,13 @@ class _Generator:
         stub = shapely.linestrings(np.repeat(x[mask, :1], 2, axis=1), np.repeat(y[mask, :1], 2, axis=1))
         wkt[mask] = shapely.to_wkt(stub, rounding_precision=2)
 
-        frame = pd.DataFrame(
-            {
-                "Номер": ids,
-                "Улица": _pick(rng, STREETS, n),
-                "Тип перекрытия": kind,
-                "Причина": _pick(rng, REASONS, n),
-                "Организатор": _pick(rng, ORGANIZERS, n),
-                "Начало": start,
-                "Окончание": end,
-                "Объезд": _pick(rng, ["да", "нет"], n),
-                "Изменение маршрутов ОТ": np.where(rng.random(n) < 0.3, "Троллейбус № 4, автобус № 16", ""),
-                WKT_COLUMN: wkt,
-            }
-        )
+        frame = pd.DataFrame({
+            "Номер": ids, "Улица": _pick(rng, STREETS, n), "Тип перекрытия": kind, "Причина": _pick(rng, REASONS, n),
+            "Организатор": _pick(rng, ORGANIZERS, n), "Начало": start, "Окончание": end,
+            "Объезд": _pick(rng, ["да", "нет"], n),
+            "Изменение маршрутов ОТ": np.where(rng.random(n) < 0.3, "Троллейбус № 4, автобус № 16", ""),
+            WKT_COLUMN: wkt,
+        })
         _write_csv(frame, self.directory / FILES["road_closures"], "cp1251")
         return defects
 
@@ -387,32 +300,21 @@ class _Generator:
         ring_x[bowtie] = np.stack([left, right, left, right, left], axis=1)[bowtie]  # self-intersecting
         polygons = shapely.polygons(np.stack([ring_x, ring_y], axis=2))
         number = np.arange(1, n + 1)
-        frame = gpd.GeoDataFrame(
-            {
-                "OKRUG_NO": number,
-                "NAZVANIE": [f"Избирательный округ № {i} ({DISTRICTS[i % len(DISTRICTS)]})" for i in number],
-            },
-            geometry=polygons,
-            crs=self.crs,
-        )
+        frame = gpd.GeoDataFrame({
+            "OKRUG_NO": number,
+            "NAZVANIE": [f"Избирательный округ № {i} ({DISTRICTS[i % len(DISTRICTS)]})" for i in number],
+        }, geometry=polygons, crs=self.crs)
         path = self.directory / FILES["election_districts"]
         path.parent.mkdir(parents=True, exist_ok=True)
         pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding="cp1251")
 
         with_deputy = rng.random(n) < 0.99
         surname = _pick(rng, SURNAMES, n)
-        deputies = pd.DataFrame(
-            {
-                "Номер округа": number,
-                "ФИО депутата": surname
-                + " "
-                + _pick(rng, ["А.", "В.", "Е.", "И.", "О."], n)
-                + " "
-                + _pick(rng, ["А.", "В.", "Н.", "П.", "С."], n),
-                "Партия": _pick(rng, PARTIES, n),
-                "Телефон приёмной": np.char.add("+7 (3952) ", rng.integers(200000, 799999, n).astype(str)),
-                "Часы приёма": _pick(rng, ["пн 10:00-13:00", "вт 15:00-18:00", "ср 10:00-12:00", "чт 14:00-17:00"], n),
-            }
-        )[with_deputy]
+        deputies = pd.DataFrame({
+            "Номер округа": number, "ФИО депутата": surname + " " + _pick(rng, ["А.", "В.", "Е.", "И.", "О."], n) + " "
+            + _pick(rng, ["А.", "В.", "Н.", "П.", "С."], n), "Партия": _pick(rng, PARTIES, n),
+            "Телефон приёмной": np.char.add("+7 (3952) ", rng.integers(200000, 799999, n).astype(str)),
+            "Часы приёма": _pick(rng, ["пн 10:00-13:00", "вт 15:00-18:00", "ср 10:00-12:00", "чт 14:00-17:00"], n),
+        })[with_deputy]
         _write_csv(deputies, self.directory / FILES["deputies"], "cp1251")
         return {"bowtie_polygon": int(bowtie.sum()), "no_deputy": int((~with_deputy).sum())}
