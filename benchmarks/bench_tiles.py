@@ -18,9 +18,10 @@ worker carries the tiles the change cannot reach over (server/tiles/carry.py) an
 switches: each tile requested once meanwhile ("during"), the seconds from the publication's return until a tile's
 ETag names the new version ("switch"), then each tile requested exactly once again, at the new version.
 Cold, warm and nginx each wait first for a quiet machine (benchmarks/quiet.py): PostgreSQL vacuums and analyses a
-freshly loaded store on its own, and that is not the server's cost. Also the resident memory of each worker. The data are contract-shaped GeoPackages (docs/contracts.md) written once into
-`benchmarks/out/tiles/`: repair permits clustered like a city (dense centres over a uniform background) and
-closure polylines of 2–8 vertices. Serving needs Debian's nginx and wrk (installed when run as root with apt-get).
+freshly loaded store on its own, and that is not the server's cost. Also the resident memory of each worker. The
+data are contract-shaped GeoPackages (docs/contracts.md) written once into `benchmarks/out/tiles/`: repair permits
+clustered like a city (dense centres over a uniform background) and closure polylines of 2–8 vertices. Serving
+needs Debian's nginx and wrk (installed when run as root with apt-get).
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
     return (after[0] - before[0]) / total * (os.cpu_count() or 1) if total > 0 else 0.0
 
 
-def drain(seconds: float = DRAIN_SECONDS) -> bool:
+def drain(seconds: float = DRAIN_SECONDS) -> None:
     """Wait until the machine has been nearly idle for DRAIN_QUIET intervals in a row, bounded by `seconds`: on a
-    machine busy with other work, measure anyway (and say so). Whether it was quiet."""
+    machine busy with other work, measure anyway (and say so)."""
     deadline = time.monotonic() + seconds
     quiet = 0
     while time.monotonic() < deadline:
@@ -41,6 +41,5 @@ def drain(seconds: float = DRAIN_SECONDS) -> bool:
         time.sleep(DRAIN_INTERVAL)
         quiet = quiet + 1 if busy_cores(before, busy_jiffies()) < DRAIN_BUSY_CORES else 0
         if quiet >= DRAIN_QUIET:
-            return True
+            return
     print(f"  machine still busy after {seconds:.0f} s; measuring anyway", flush=True)
-    return False

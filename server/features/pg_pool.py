@@ -2,7 +2,8 @@
 
 Why not a connection per thread: a server runs up to 40 request threads per worker, and N workers on M machines
 would hold 40·N·M idle connections against PostgreSQL's default limit of 100. Why not psycopg_pool: one dependency
-less for ~50 lines; connections are opened lazily (no I/O until the first query) and a broken one is dropped.
+less for ~50 lines; connections are opened on demand, but for the few a worker's store thread primes at start
+(`prime`), and a broken one is dropped.
 """
 
 from __future__ import annotations
