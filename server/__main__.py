@@ -36,6 +36,9 @@ def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
         lines.append(f"  no layer published yet in {get_paths().published_dir}: run `python -m pipelines`")
     elif missing:
         lines.append(f"  not published yet: {', '.join(missing)}")
+    note = getattr(app.state.store, "note", None)
+    if note:
+        lines.append(f"Store                    {note}")
     lines += [
         f"Web map                  {base_url}/map/",
         f"Vector tiles (XYZ)       {base_url}/tiles/{{z}}/{{x}}/{{y}}.pbf   TileJSON {base_url}/tiles/tilejson.json",

@@ -211,7 +211,7 @@ def create_app(
         keyring = LiveKeyRing(settings.api_keys_file, secret)
     patch_pygeoapi()
     install_city_crs({crs_id: d.proj4 for crs_id, d in catalog.city.crs.items()})
-    store = open_store(catalog, paths, settings.cache_path)
+    store = open_store(catalog, paths, settings.cache_path, settings.workers)
     live = LiveSite(lambda: build_site(catalog, store, settings), store.signature)
     app = Starlette(
         lifespan=lifespan,

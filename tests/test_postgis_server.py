@@ -4,8 +4,10 @@ folder holds no GeoPackage), and the answers are compared request by request."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,6 +189,85 @@ def test_priming_replaces_a_connection_lost_while_idle(postgres_url: str) -> Non
             assert {first.execute("SELECT 1").fetchone()[0], second.execute("SELECT 1").fetchone()[0]} == {1}
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "workers", "cores", "running"),
+    [
+        ("postgresql://geoportal@127.0.0.1:5432/city", 2, 2, 1),  # the workers fill the cores of the database's machine
+        ("postgresql://geoportal@localhost/city", 4, 2, 1),
+        ("postgresql://geoportal@[::1]:5433/city", 1, 1, 1),
+        ("postgresql:///city?host=/var/run/postgresql", 2, 2, 1),  # a Unix socket
+        ("postgresql://geoportal@127.0.0.1:5432/city", 1, 2, None),  # a core left for PostgreSQL
+        ("postgresql://geoportal@db.city.example:5432/city", 2, 2, None),  # the database on its own machine
+        ("postgresql://geoportal@10.0.0.5/city", 8, 2, None),
+        ("host=127.0.0.1,db.city.example dbname=city", 2, 2, None),  # may fail over to another machine
+    ],
+)
+def test_a_worker_runs_one_statement_at_a_time_only_when_the_workers_fill_the_cores_of_the_databases_machine(
+    url: str, workers: int, cores: int, running: int | None
+) -> None:
+    assert pg_pool.running_at_once(url, workers, cores) == running
+
+
+@pytest.mark.parametrize("running", [1, None])
+def test_a_query_waits_for_its_turn_then_runs_anyway(postgres_url: str, running: int | None) -> None:
+    """One statement at a time: the next query waits while one runs, but never longer than the turn's wait, so a slow
+    statement holds the others up that long at most. Without the limit it runs at once."""
+    pool = pg_pool.ConnectionPool(postgres_url, running=running)
+    pool.turn_wait = 2.0
+    first_in, release, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with pool.connection() as connection:
+            connection.execute("SELECT 1")
+            first_in.set()
+            release.wait(DEADLINE_SECONDS)
+
+    def second() -> None:
+        with pool.connection() as connection:
+            assert connection.execute("SELECT 2").fetchone()[0] == 2
+            second_in.set()
+
+    threads = [threading.Thread(target=first)]
+    try:
+        threads[0].start()
+        assert first_in.wait(DEADLINE_SECONDS)
+        started = time.monotonic()
+        threads.append(threading.Thread(target=second))
+        threads[1].start()
+        if running:
+            assert not second_in.wait(0.5)  # its turn has not come: the first still runs
+        assert second_in.wait(DEADLINE_SECONDS)  # while the first still runs: its turn's wait is over
+        assert not release.is_set()
+        waited = time.monotonic() - started
+        assert (waited >= pool.turn_wait) if running else (waited < pool.turn_wait), waited
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(DEADLINE_SECONDS)
+        pool.close()
+
+
+def test_the_banner_says_when_a_worker_runs_one_statement_at_a_time(postgres_url: str, tmp_path: Path) -> None:
+    """Started on one core with one worker over a database on 127.0.0.1, the workers fill the cores: the server says
+    so when it starts, and answers."""
+    spec = CATALOG["addresses"]
+    publish_postgis(small_frame(spec, ["first"]), spec, postgres_url)
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # the server started now inherits it
+    try:
+        server = start_server(
+            city_paths(tmp_path / "city"), tmp_path / "server.log", {"GEOPORTAL_STORE_URL": postgres_url}
+        )
+    finally:
+        os.sched_setaffinity(0, cores)
+    try:
+        status, body = features(server, "/collections/addresses/items", STAFF_KEY)
+        assert status == 200 and [f["properties"][spec.id_field] for f in body["features"]] == ["first"]
+        assert "each of 1 worker(s) on 1 core(s) runs 1 statement(s) at once" in server.log_text()
+    finally:
+        stop_server(server)
 
 
 def test_a_database_that_goes_away_is_logged_and_the_last_versions_stay_served(tmp_path: Path) -> None:

@@ -3,16 +3,19 @@
 Why not a connection per thread: a server runs up to 40 request threads per worker, and N workers on M machines
 would hold 40·N·M idle connections against PostgreSQL's default limit of 100. Why not psycopg_pool: one dependency
 less for ~50 lines; connections are opened on demand, but for the few a worker's store thread primes at start
-(`prime`), and a broken one is dropped.
+(`prime`), and a broken one is dropped. When the database runs on this machine and the workers can keep every core
+busy, each worker runs one statement at a time (`running_at_once`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 CONNECT_SECONDS = 5
 WAIT_SECONDS = 30  # a query waiting this long for a free connection fails with a connection error
@@ -23,21 +26,72 @@ POOL_SIZE = 16  # per process and database: queries running at once; 2 cores are
 # connections ahead (`prime`), about the queries one worker runs at once at 8 connections; more are opened on demand
 PRIMED = 8
 PRIMER = "SELECT postgis_lib_version()"  # loads the PostGIS library into the backend (the first query then ~0.6 ms)
+# How long a query waits for its turn when a worker runs one statement at a time (`running_at_once`); then it runs
+# anyway, so a slow statement (a long filter, a large page) holds the worker's others up this long at most.
+TURN_WAIT_SECONDS = 0.05
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class PoolExhausted(psycopg.OperationalError):
     """No connection became free in time."""
 
 
+def on_this_machine(url: str) -> bool:
+    """Whether `url` reaches a database on this machine: a Unix socket (a path, or no host at all), localhost or a
+    loopback address; any other name or address counts as another machine."""
+    params = conninfo_to_dict(url)
+    hosts = params.get("hostaddr") or params.get("host") or os.environ.get("PGHOST") or ""
+    return all(
+        not host or host.startswith("/") or host in LOCAL_HOSTS or host.startswith("127.") for host in hosts.split(",")
+    )
+
+
+def running_at_once(url: str, workers: int, cores: int) -> int | None:
+    """Statements one worker runs on `url` at once before the next waits its turn (up to TURN_WAIT_SECONDS), or None
+    for no limit but the pool's size: 1 when the database runs on this machine and the workers alone can keep every
+    core busy, else None.
+
+    Why: each of PostgreSQL's backends makes itself a session leader, and Linux's autogroup scheduling (on by default)
+    gives every session the same share of the cores as the whole server, all its workers and threads together: with
+    several backends running at once, the workers starve in bursts. Small bbox, 1M points, PostGIS on this machine,
+    2 workers on 2 cores, 8 connections, fresh servers alternating (14 runs without the limit, 12 with it): p95
+    10.3-46.2 ms, p99 17-459 ms, max 75-1,108 ms, 1,223-1,584 req/s without; p95 5.7-12.4 ms, p99 7.6-15.5 ms,
+    max 19-43 ms, 1,386-1,646 req/s with it. Without the limit but with autogroup off: p99 10-20 ms. With one worker
+    on 2 cores a limit costs instead (1 or 2 at once: 846-1,014 req/s, p95 14-21 ms, against 1,108-1,310 req/s,
+    p95 12-15 ms without), so it applies only when the workers can fill the cores."""
+    return 1 if workers >= cores and on_this_machine(url) else None
+
+
 class ConnectionPool:
-    def __init__(self, url: str, size: int = POOL_SIZE):
+    def __init__(self, url: str, size: int = POOL_SIZE, running: int | None = None):
         self.url = url
         self._free = threading.BoundedSemaphore(size)
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+        self.turn_wait = TURN_WAIT_SECONDS
+        self.running: int | None = None
+        self._turns: threading.Semaphore | None = None
+        self.run_at_once(running)
+
+    def run_at_once(self, running: int | None) -> None:
+        """Run at most `running` statements at once (None: as many as the pool has connections); a query waits for
+        its turn up to `turn_wait` seconds, then runs anyway."""
+        self.running = running or None
+        self._turns = threading.Semaphore(running) if running else None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
+        turns = self._turns  # as it is now: run_at_once may change it meanwhile
+        turn = turns is not None and turns.acquire(timeout=self.turn_wait)
+        try:
+            with self._connection() as connection:
+                yield connection
+        finally:
+            if turn:
+                turns.release()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
         if not self._free.acquire(timeout=WAIT_SECONDS):
             raise PoolExhausted(f"no free connection to the store within {WAIT_SECONDS} s")
         try:

@@ -57,7 +57,9 @@ class PostGISStore:
     # 7.9-12.5 vs 7.4-13.9 ms, req/s 1,471-1,726 vs 1,208-1,885).
     worker_switch_seconds = 0.001
 
-    def __init__(self, catalog: Catalog, paths: PathSettings, url: str, cache_dir: Path):
+    def __init__(self, catalog: Catalog, paths: PathSettings, url: str, cache_dir: Path, workers: int = 1):
+        from server.features import pg_pool  # the requests' connections (server.features.postgis_provider)
+
         self.catalog = catalog
         self.paths = paths
         self.url = url
@@ -71,6 +73,16 @@ class PostGISStore:
         self._poller_pid: int | None = None  # the process whose poller runs (a forked worker starts its own)
         self._polled: tuple[tuple[str, int], ...] = ()
         self._rasters: WatchedFiles | None = None  # the raster products stay files in the published folder
+        cores = len(os.sched_getaffinity(0))
+        running = pg_pool.running_at_once(url, workers, cores)
+        pg_pool.pool(url).run_at_once(running)
+        # what the server's banner says of it (server.__main__): an operator sees why, and where it is decided
+        self.note = f"PostGIS {where(url)}" + (
+            f" on this machine: each of {workers} worker(s) on {cores} core(s) runs {running} statement(s) at once"
+            " (server/features/pg_pool.py, running_at_once)"
+            if running
+            else ""
+        )
 
     def _connection(self) -> psycopg.Connection:
         connection = getattr(self._local, "connection", None)

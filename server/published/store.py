@@ -110,8 +110,9 @@ class GeoPackageStore:
         return GeoPackageTiles(self.layer_path)
 
 
-def open_store(catalog: Catalog, paths: PathSettings, cache_dir: Path) -> PublishedStore:
-    """The one choice of store: PostGIS when GEOPORTAL_STORE_URL is set, else the GeoPackage files."""
+def open_store(catalog: Catalog, paths: PathSettings, cache_dir: Path, workers: int = 1) -> PublishedStore:
+    """The one choice of store: PostGIS when GEOPORTAL_STORE_URL is set, else the GeoPackage files. `workers`: the
+    server's processes on this machine (the PostGIS store sizes each one's statements at once by them)."""
     from layers.store import store_url
 
     url = store_url()
@@ -119,4 +120,4 @@ def open_store(catalog: Catalog, paths: PathSettings, cache_dir: Path) -> Publis
         return GeoPackageStore(catalog, paths)
     from server.published.postgis_store import PostGISStore  # psycopg only where a store is configured
 
-    return PostGISStore(catalog, paths, url, cache_dir)
+    return PostGISStore(catalog, paths, url, cache_dir, workers)
