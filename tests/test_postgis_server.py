@@ -202,6 +202,7 @@ def test_priming_replaces_a_connection_lost_while_idle(postgres_url: str) -> Non
         ("postgresql://geoportal@db.city.example:5432/city", 2, 2, None),  # the database on its own machine
         ("postgresql://geoportal@10.0.0.5/city", 8, 2, None),
         ("host=127.0.0.1,db.city.example dbname=city", 2, 2, None),  # may fail over to another machine
+        ("host=127.0.0.1 dbname", 2, 2, None),  # unreadable: connecting says why, not this
     ],
 )
 def test_a_worker_runs_one_statement_at_a_time_only_when_the_workers_fill_the_cores_of_the_databases_machine(

@@ -38,8 +38,12 @@ class PoolExhausted(psycopg.OperationalError):
 
 def on_this_machine(url: str) -> bool:
     """Whether `url` reaches a database on this machine: a Unix socket (a path, or no host at all), localhost or a
-    loopback address; any other name or address counts as another machine."""
-    params = conninfo_to_dict(url)
+    loopback address; any other name or address counts as another machine, and so does a URL psycopg cannot read
+    (connecting then says why)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return False
     hosts = params.get("hostaddr") or params.get("host") or os.environ.get("PGHOST") or ""
     return all(
         not host or host.startswith("/") or host in LOCAL_HOSTS or host.startswith("127.") for host in hosts.split(",")
@@ -69,14 +73,12 @@ class ConnectionPool:
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self.turn_wait = TURN_WAIT_SECONDS
-        self.running: int | None = None
         self._turns: threading.Semaphore | None = None
         self.run_at_once(running)
 
     def run_at_once(self, running: int | None) -> None:
         """Run at most `running` statements at once (None: as many as the pool has connections); a query waits for
         its turn up to `turn_wait` seconds, then runs anyway."""
-        self.running = running or None
         self._turns = threading.Semaphore(running) if running else None
 
     @contextlib.contextmanager
