@@ -55,9 +55,10 @@ def running_at_once(url: str, workers: int, cores: int) -> int | None:
     for no limit but the pool's size: 1 when the database runs on this machine and the workers alone can keep every
     core busy, else None.
 
-    Why: each of PostgreSQL's backends makes itself a session leader, and Linux's autogroup scheduling (on by default)
-    gives every session the same share of the cores as the whole server, all its workers and threads together: with
-    several backends running at once, the workers starve in bursts. Small bbox, 1M points, PostGIS on this machine,
+    Why: each of PostgreSQL's backends makes itself a session leader, and Linux's autogroup scheduling (on by default
+    for processes in no CPU cgroup of their own, e.g. started from a shell) gives every session the same share of the
+    cores as the whole server, all its workers and threads together: with several backends running at once, the
+    workers starve in bursts. Small bbox, 1M points, PostGIS on this machine,
     2 workers on 2 cores, 8 connections, fresh servers alternating (14 runs without the limit, 12 with it): p95
     10.3-46.2 ms, p99 17-459 ms, max 75-1,108 ms, 1,223-1,584 req/s without; p95 5.7-12.4 ms, p99 7.6-15.5 ms,
     max 19-43 ms, 1,386-1,646 req/s with it. Without the limit but with autogroup off: p99 10-20 ms. With one worker
