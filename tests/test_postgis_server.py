@@ -215,8 +215,7 @@ def test_a_worker_runs_one_statement_at_a_time_only_when_the_workers_fill_the_co
 def test_a_query_waits_for_its_turn_then_runs_anyway(postgres_url: str, running: int | None) -> None:
     """One statement at a time: the next query waits while one runs, but never longer than the turn's wait, so a slow
     statement holds the others up that long at most. Without the limit it runs at once."""
-    pool = pg_pool.ConnectionPool(postgres_url, running=running)
-    pool.turn_wait = 2.0
+    pool = pg_pool.ConnectionPool(postgres_url, running=running, turn_wait=2.0)
     first_in, release, second_in = threading.Event(), threading.Event(), threading.Event()
 
     def first() -> None:

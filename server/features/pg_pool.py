@@ -58,22 +58,24 @@ def running_at_once(url: str, workers: int, cores: int) -> int | None:
     Why: each of PostgreSQL's backends makes itself a session leader, and Linux's autogroup scheduling (on by default
     for processes in no CPU cgroup of their own, e.g. started from a shell) gives every session the same share of the
     cores as the whole server, all its workers and threads together: with several backends running at once, the
-    workers starve in bursts. Small bbox, 1M points, PostGIS on this machine,
-    2 workers on 2 cores, 8 connections, fresh servers alternating (14 runs without the limit, 12 with it): p95
-    10.3-46.2 ms, p99 17-459 ms, max 75-1,108 ms, 1,223-1,584 req/s without; p95 5.7-12.4 ms, p99 7.6-15.5 ms,
-    max 19-43 ms, 1,386-1,646 req/s with it. Without the limit but with autogroup off: p99 10-20 ms. With one worker
-    on 2 cores a limit costs instead (1 or 2 at once: 846-1,014 req/s, p95 14-21 ms, against 1,108-1,310 req/s,
-    p95 12-15 ms without), so it applies only when the workers can fill the cores."""
+    workers starve in bursts. Small bbox, 1M points, PostGIS on this machine, 2 workers on 2 cores, 8 connections,
+    fresh servers alternating (14 runs without the limit, 12 with it): p95 10.3-46.2 ms, p99 17-459 ms, max
+    75-1,108 ms, 1,223-1,584 req/s without; p95 5.7-12.4 ms, p99 7.6-15.5 ms, max 19-43 ms, 1,386-1,646 req/s with
+    it. Without the limit but with autogroup off: p99 10-20 ms (and the limit then costs nothing). With one worker on
+    2 cores a limit costs instead (1 or 2 at once: 846-1,014 req/s, p95 14-21 ms, against 1,108-1,310 req/s, p95
+    12-15 ms without), so it applies only when the workers can fill the cores."""
     return 1 if workers >= cores and on_this_machine(url) else None
 
 
 class ConnectionPool:
-    def __init__(self, url: str, size: int = POOL_SIZE, running: int | None = None):
+    def __init__(
+        self, url: str, size: int = POOL_SIZE, running: int | None = None, turn_wait: float = TURN_WAIT_SECONDS
+    ):
         self.url = url
         self._free = threading.BoundedSemaphore(size)
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
-        self.turn_wait = TURN_WAIT_SECONDS
+        self.turn_wait = turn_wait
         self._turns: threading.Semaphore | None = None
         self.run_at_once(running)
 
