@@ -31,6 +31,8 @@ from layers.store import where
 from server.features import paging, pg_pool, pg_sql, pg_windows
 from server.features.output import JSON_SCHEMA, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
+from server.features.point_index import PointIndex
+from server.features.point_reads import postgis_points
 from server.features.provider import (
     GeoPackageProvider,
     InvalidQueryError,
@@ -162,11 +164,13 @@ class PostGISProvider(GeoPackageProvider):
 
     def read_ahead(self) -> None:
         """Start reading the current version's sorted times (server.features.pg_windows) after a publication; else
-        every worker's first `datetime=` windows of a version wait for that read (1-3 s on 1M features)."""
-        if not self.time_field:
-            return
+        every worker's first `datetime=` windows of a version wait for that read (1-3 s on 1M features). A point
+        layer's index is read in the background too (server.features.point_reads)."""
         try:
             with self._layer() as (_connection, meta, version):
+                self._read_points_ahead(meta, version)
+                if not self.time_field:
+                    return
                 pg_windows.read_ahead(self.url, version, meta, self.time_field, self.time_end_field)
         except StoreAway:
             return  # served from the local copy meanwhile: its windows count in SQL
@@ -190,6 +194,21 @@ class PostGISProvider(GeoPackageProvider):
         offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
         with self._layer() as (connection, meta, version), _bad_input():
             found, order = self._conditions(meta, bbox, datetime_, properties, sortby, q, filterq)
+            from_points = self._points_answer(
+                connection,
+                meta,
+                version,
+                found,
+                order,
+                offset,
+                limit,
+                resulttype,
+                select_properties,
+                skip_geometry,
+                crs_transform_spec,
+            )
+            if from_points is not None:
+                return from_points
             version_key = ("postgis", self.url, version, self.table)
             count_key = (version_key, found.signature)
             matched = paging.known_count(count_key)
@@ -300,6 +319,15 @@ class PostGISProvider(GeoPackageProvider):
 
     def _make_queryables(self, meta: LayerMeta) -> dict:
         return pg_sql.queryables(meta, self.properties)
+
+    def _layer_key(self) -> tuple:
+        return ("postgis", where(self.url), self.table)  # host:port/db: no password kept, none logged
+
+    def _read_points(self, meta: LayerMeta, version: int) -> PointIndex | None:
+        return postgis_points(self.url, version, meta)
+
+    def _fids_in(self, meta: LayerMeta, fids: Sequence[int]) -> Fragment:
+        return Fragment(f"{column(ALIAS, meta.fid_column)} = ANY(?::bigint[])", (list(fids),))
 
     def _rows(self, connection: psycopg.Connection, statement: Fragment) -> list[tuple]:
         return connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()

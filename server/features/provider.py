@@ -43,6 +43,8 @@ from server.features.crs import CRS84, bbox_to_lonlat
 from server.features.dialect import SQLITE
 from server.features.filter_sql import FilterError
 from server.features.output import JSON_SCHEMA, RowLayout, render
+from server.features.point_index import PointIndex, lone_box, page
+from server.features.point_reads import POINT_INDEXES, geopackage_points
 from server.features.query import (
     ALIAS,
     Conditions,
@@ -198,6 +200,21 @@ class GeoPackageProvider(BaseProvider):
         offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
         with self._layer() as (connection, meta, version), _bad_input():
             found, order = self._conditions(meta, bbox, datetime_, properties, sortby, q, filterq)
+            from_points = self._points_answer(
+                connection,
+                meta,
+                version,
+                found,
+                order,
+                offset,
+                limit,
+                resulttype,
+                select_properties,
+                skip_geometry,
+                crs_transform_spec,
+            )
+            if from_points is not None:
+                return from_points
             version_key = (version, self.table)
             matched = paging.count(
                 (version_key, found.signature), lambda: self._count(connection, meta, version_key, found)
@@ -333,10 +350,12 @@ class GeoPackageProvider(BaseProvider):
         """Read now what the current version's `datetime=` windows are counted with (server.ogcapi.read_ahead calls
         it after a publication): the check that no feature ends before it starts, here, and the ranks of the time
         columns, in the background. Else every worker's first windows of a version count in SQL while it reads them
-        (1M repairs, 2 workers, random 7-day windows: p99 105 ms in the first 10 s of load, 11-12 ms after)."""
-        if not self.time_field:
-            return
+        (1M repairs, 2 workers, random 7-day windows: p99 105 ms in the first 10 s of load, 11-12 ms after). A point
+        layer's index is read in the background too (server.features.point_reads)."""
         with self._layer() as (connection, meta, version):
+            self._read_points_ahead(meta, version)
+            if not self.time_field:
+                return
             window = TimeWindow(self.time_field, self.time_end_field, None, None)
             plan = window_counts(meta, window)
             version_key = (version, self.table)
@@ -345,6 +364,62 @@ class GeoPackageProvider(BaseProvider):
             for name in (window.start_field, window.end_field):
                 if name in meta.indexed:
                     TIME_RANKS.read_ahead(version_key, meta.table, name, self.path)
+
+    def _points_answer(
+        self,
+        connection,
+        meta: LayerMeta,
+        version,
+        found: Conditions,
+        order: Ordering,
+        offset: int,
+        limit: int,
+        resulttype: str,
+        select_properties: Sequence[str] | None,
+        skip_geometry: bool,
+        crs_transform_spec: Any,
+    ) -> dict | None:
+        """A lone bbox over a point layer answered from the index of its points (server.features.point_index): the
+        matches and the page's fids from memory, the page's rows by fid. None: answer it in SQL (the index is not
+        held yet, or the query is another one); the index is then read in the background when it would help."""
+        box = lone_box(meta, found, order)
+        if box is None:
+            return None
+        index = POINT_INDEXES.held(self._layer_key(), version)
+        if index is None:
+            self._read_points_ahead(meta, version)
+            return None
+        matches = index.matching(box)
+        collection = {"type": "FeatureCollection", "features": [], "numberMatched": len(matches), "numberReturned": 0}
+        if resulttype == "hits" or limit == 0 or offset >= len(matches):
+            return collection
+        output = self._output_properties(select_properties)
+        layout, columns = self._select(meta, self._queryables(meta), (), output, skip_geometry)
+        chosen = self._fids_in(meta, page(matches, offset, limit))
+        statement = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen.sql} ORDER BY {order.sql}"
+        rows = self._rows(connection, Fragment(statement, chosen.params))
+        target_crs = _target_crs(crs_transform_spec)
+        collection["features"] = render(rows, layout, target_crs, self.decode_geometries, self.decode_points)
+        collection["numberReturned"] = len(collection["features"])
+        return collection
+
+    def _read_points_ahead(self, meta: LayerMeta, version) -> None:
+        layer = self._layer_key()
+        if POINT_INDEXES.wanted(layer, version, meta):
+            POINT_INDEXES.read_later(layer, version, lambda: self._read_points(meta, version), self.table)
+
+    def _layer_key(self) -> tuple:
+        """What names this layer among the worker's point indexes (its versions replace each other there)."""
+        return (self.path, self.table)
+
+    def _read_points(self, meta: LayerMeta, version) -> PointIndex | None:
+        """The index of `version`'s points, read on a connection of the thread's own."""
+        return geopackage_points(self.path, version, meta)
+
+    def _fids_in(self, meta: LayerMeta, fids: Sequence[int]) -> Fragment:
+        """The rows of these fids (a page: at most max_items of them, within SQLite's 32,766 parameters)."""
+        marks = ", ".join("?" * len(fids))
+        return Fragment(f"{column(ALIAS, meta.fid_column)} IN ({marks})", tuple(fids))
 
     def _output_properties(self, select_properties: Sequence[str] | None) -> list[str]:
         if not select_properties:

@@ -1,11 +1,12 @@
-"""After a publication, each worker reads ahead what the new version's first `datetime=` windows would wait for.
+"""After a publication, each worker reads ahead what the new version's first `datetime=` windows and bboxes need.
 
 A lone window's numberMatched comes from data read once per layer version and worker: the time ranks of a
 GeoPackage (server.features.time_ranks) and the check that no feature ends before it starts, the sorted times of a
 PostGIS table (server.features.pg_windows). Read on demand, that read fell inside the first visitors' windows in
 every worker after every publication: they were counted in SQL meanwhile (GeoPackage) or waited for it (PostGIS).
+A point layer's index (server.features.point_reads) answers its bboxes once read: read ahead as well.
 The server's background thread (server.app's lifespan) calls `read_ahead` every few seconds; once a version is read
-a call costs a lookup per temporal layer.
+a call costs a lookup per layer.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ LOGGER = logging.getLogger(__name__)
 
 
 def read_ahead(site: Site) -> None:
-    """Start reading the current versions' window data of every temporal layer `site` serves, at any level."""
+    """Start reading the current versions' window data and point indexes of every layer `site` serves, at any level."""
     seen: set[tuple] = set()
     for view in site.views.values():
         for layer_id, resource in view.query_api.config["resources"].items():
             for definition in resource.get("providers", []):  # the requests' own definitions: the same providers
-                if definition.get("type") != "feature" or not definition.get("time_field"):
+                if definition.get("type") != "feature":
                     continue
                 key = (definition.get("name"), definition.get("data"), definition.get("table"))
                 if key in seen:

@@ -1,0 +1,338 @@
+"""A lone bbox over a point layer answered from the points held in memory (server.features.point_index, read by
+server.features.point_reads): the same matches, numberMatched and pages as the stores' SQL, for every version the
+server serves and never from the version before.
+
+tests/test_provider.py's answer tests run again here with every layer's index read before the first query, over the
+GeoPackage and over PostGIS (skipped, with the reason, where PostgreSQL with PostGIS is not installed); the index itself
+is checked against the rectangle test on random points with their edges, duplicates and NaNs; the served app reads the
+index of a layer of 20,000 points after start and after a republication without a request asking; and the real server
+(`python -m server --workers 2`) answers bboxes over it as the brute-force rectangle test does, before and after a
+republication."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import time
+
+import geopandas as gpd
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from server.features import point_reads
+from server.features.connections import POOL
+from server.features.point_index import PointIndex, page
+from server.features.point_reads import POINT_INDEXES, PointIndexes
+from server.features.postgis_provider import PostGISProvider, register_database
+from server.features.provider import GeoPackageProvider
+from tests import pg, test_provider
+from tests.conftest import city_paths
+from tests.pg_load import load_geopackage
+from tests.server_fixtures import start_server, stop_server
+from tests.test_provider import *  # noqa: F403 - the same answers, from the index
+from tests.test_provider import TABLE, definition, repairs_frame, write_gpkg
+
+postgres_cluster = pg.postgres_cluster
+POSTGIS_PROVIDER = "server.features.postgis_provider.PostGISProvider"
+DEADLINE_SECONDS = 60
+
+# Only the tests asking the `provider` fixture are about answers; the others are about files and construction.
+_ANSWER_TESTS = {
+    name
+    for name, test in vars(test_provider).items()
+    if name.startswith("test_") and "provider" in inspect.signature(test).parameters
+}
+_ANSWER_TESTS.discard("test_sixteen_threads_get_the_same_answers_as_one")  # builds providers of its own
+for _name in [n for n in list(globals()) if n.startswith("test_") and n in vars(test_provider)]:
+    if _name not in _ANSWER_TESTS:
+        del globals()[_name]
+
+
+def with_index(provider: GeoPackageProvider) -> GeoPackageProvider:
+    """The provider once its layer's current index is held (read ahead as after a publication)."""
+    provider.read_ahead()
+    assert POINT_INDEXES.wait_for_reads(DEADLINE_SECONDS)
+    assert held_points(provider) is not None, "the layer's index was not read"
+    return provider
+
+
+def held_points(provider: GeoPackageProvider) -> int | None:
+    """How many points the layer's index holds for its current version; None when no index is held for it."""
+    with provider._layer() as (_connection, _meta, version):
+        index = POINT_INDEXES.held(provider._layer_key(), version)
+    return None if index is None else len(index.fids)
+
+
+@pytest.fixture
+def few_points_are_enough(monkeypatch):
+    """The test layers hold 400 points; the server reads indexes from 10,000 (below, SQL is as fast)."""
+    monkeypatch.setattr(point_reads, "FEW_POINTS", 1)
+
+
+@pytest.fixture(scope="module")
+def database(postgres_cluster, layer) -> str:
+    url = postgres_cluster.create_database(f"geoportal_point_index_{os.getpid()}")
+    load_geopackage(layer, TABLE, url, indexed=("start_time", "end_time"))
+    return url
+
+
+@pytest.fixture(params=["geopackage", "postgis"])
+def provider(request, layer, few_points_are_enough) -> GeoPackageProvider:
+    if request.param == "geopackage":
+        return with_index(GeoPackageProvider(definition(layer)))
+    url = request.getfixturevalue("database")
+    return with_index(PostGISProvider(definition(register_database(url), name=POSTGIS_PROVIDER)))
+
+
+# ---------------------------------------------------------------------- the index against the rectangle test
+
+
+def random_points(seed: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xs, ys = rng.uniform(104.0, 104.5, count), rng.uniform(52.2, 52.4, count)
+    xs[: count // 10] = np.round(xs[: count // 10], 2)  # many on the lines the boxes below are drawn along
+    ys[: count // 10] = np.round(ys[: count // 10], 2)
+    xs[-5:], ys[-5:] = xs[0], ys[0]  # the same place five more times
+    xs[10], ys[11] = np.nan, np.inf  # no coordinate: in no rectangle
+    fids = rng.permutation(np.arange(1, 3 * count, 3, dtype=np.int64)[:count])
+    return fids, xs, ys
+
+
+def boxes(seed: int) -> list[tuple[float, float, float, float]]:
+    rng = np.random.default_rng(seed)
+    found = [(104.0, 52.2, 104.5, 52.4), (0.0, 0.0, 1.0, 1.0), (104.1, 52.25, 104.12, 52.26), (-180, -90, 180, 90)]
+    for _ in range(300):
+        width = rng.choice([1e-6, 1e-3, 0.01, 0.1, 0.6])
+        x, y = rng.uniform(103.9, 104.5), rng.uniform(52.15, 52.4)
+        if rng.random() < 0.3:
+            x, y = round(x, 2), round(y, 2)  # edges through the points on the lines
+        found.append((x, y, x + width, y + width / 2))
+    return found
+
+
+def brute_force(fids, xs, ys, box) -> list[int]:
+    minx, miny, maxx, maxy = box
+    with np.errstate(invalid="ignore"):
+        inside = (xs >= minx) & (xs <= maxx) & (ys >= miny) & (ys <= maxy)
+    return sorted(fids[inside].tolist())
+
+
+@pytest.mark.parametrize("count", [1, 7, 5_000, 30_000])  # 30,000: large rectangles gather with numpy
+def test_an_index_finds_exactly_the_points_inside_a_rectangle_edges_included(count):
+    fids, xs, ys = random_points(count, max(count, 12))
+    fids, xs, ys = fids[:count], xs[:count], ys[:count]
+    index = PointIndex.of(fids, xs, ys)
+    for box in boxes(count):
+        assert sorted(int(fid) for fid in index.matching(box)) == brute_force(fids, xs, ys, box), box
+
+
+def test_points_on_one_line_or_in_one_place_make_an_index_too():
+    for xs, ys in [(np.full(50, 104.3), np.linspace(52.2, 52.4, 50)), (np.full(50, 104.3), np.full(50, 52.3))]:
+        fids = np.arange(50, dtype=np.int64)
+        index = PointIndex.of(fids, xs, ys)
+        for box in [(104.3, 52.3, 104.4, 52.4), (104.2, 52.2, 104.3, 52.3), (104.31, 52.2, 104.4, 52.4)]:
+            assert sorted(int(fid) for fid in index.matching(box)) == brute_force(fids, xs, ys, box)
+    empty = PointIndex.of(np.array([], np.int64), np.array([]), np.array([]))
+    assert len(empty.matching((0.0, 0.0, 1.0, 1.0))) == 0
+
+
+def test_a_page_is_the_slice_of_the_matches_in_fid_order():
+    matches = np.random.default_rng(5).permutation(1000).astype(np.int64) * 7
+    ordered = sorted(matches.tolist())
+    for offset, limit in [(0, 10), (0, 1000), (0, 2000), (990, 10), (995, 10), (1000, 10), (37, 1), (0, 1)]:
+        assert page(matches, offset, limit) == ordered[offset : offset + limit]
+
+
+def test_the_indexes_held_stay_within_the_budget_the_layer_read_longest_ago_giving_way():
+    fids, xs, ys = random_points(1, 1000)
+    index = PointIndex.of(fids, xs, ys)
+    indexes = PointIndexes(budget_bytes=int(index.nbytes * 1.5))
+    for layer in ("a", "b"):
+        indexes.read_later(layer, 1, lambda: index, layer)
+        assert indexes.wait_for_reads(DEADLINE_SECONDS)
+    assert indexes.held("a", 1) is None and indexes.held("b", 1) is index
+    assert indexes.held("b", 2) is None  # another version of the layer: not this index
+
+
+# ---------------------------------------------------------------------- versions: never the one before
+
+
+def moved(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The same features a little to the east: every bbox near an edge finds others."""
+    again = frame.copy()
+    again["geometry"] = shapely.transform(again.geometry.values, lambda xy: xy + [0.013, 0.0])
+    return again
+
+
+@pytest.mark.parametrize("store", ["geopackage", "postgis"])
+def test_a_republished_layer_is_never_answered_from_the_index_of_the_version_before(
+    store, request, tmp_path, few_points_are_enough
+):
+    first, second = repairs_frame(seed=4, count=3000), moved(repairs_frame(seed=4, count=3000))
+    path = write_gpkg(first, tmp_path / f"{TABLE}.gpkg")
+    if store == "geopackage":
+        provider = GeoPackageProvider(definition(path))
+    else:
+        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_versions_{os.getpid()}")
+        load_geopackage(path, TABLE, url)
+        provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    box = [104.2, 52.25, 104.3, 52.35]
+
+    def truth(frame: gpd.GeoDataFrame) -> list[int]:
+        return sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+
+    with_index(provider)
+    assert test_provider.ids(provider.query(bbox=box, limit=3000)["features"]) == truth(first)
+    (tmp_path / "next").mkdir()
+    republished = write_gpkg(second, tmp_path / "next" / f"{TABLE}.gpkg")
+    if store == "geopackage":
+        os.replace(republished, path)
+    else:
+        load_geopackage(republished, TABLE, url)
+    answer = provider.query(bbox=box, limit=3000)  # the new version's first bbox: its index is not read yet
+    assert test_provider.ids(answer["features"]) == truth(second) and answer["numberMatched"] == len(truth(second))
+    with_index(provider)
+    answer = provider.query(bbox=box, limit=3000)
+    assert test_provider.ids(answer["features"]) == truth(second) and answer["numberMatched"] == len(truth(second))
+
+
+def test_a_layer_holding_a_point_with_z_is_answered_in_sql(tmp_path, few_points_are_enough):
+    frame = repairs_frame(seed=6, count=200)
+    frame["geometry"] = shapely.force_3d(frame.geometry.values, 10.0)
+    provider = GeoPackageProvider(definition(write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")))
+    provider.read_ahead()
+    assert POINT_INDEXES.wait_for_reads(DEADLINE_SECONDS)
+    assert held_points(provider) is None
+    box = [104.2, 52.25, 104.3, 52.35]
+    truth = sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+    assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
+
+
+# ---------------------------------------------------------------------- the server as it runs
+
+
+def many_repairs(count: int) -> gpd.GeoDataFrame:
+    """`count` repair permits of the catalog's `repairs` layer, points spread over the sample city."""
+    from assets.publish import stable_fid
+
+    rng = np.random.default_rng(count)
+    ids = [f"P-{i:06d}" for i in range(count)]
+    return gpd.GeoDataFrame(
+        {
+            "fid": np.array([stable_fid(TABLE, i) for i in ids], dtype="int64"),
+            "permit_id": ids,
+            "network": rng.choice(["heat", "water", "gas"], count),
+            "work_kind": "planned",
+            "status": "active",
+            "start_time": pd.Timestamp("2026-11-01T00:00:00Z") + pd.to_timedelta(rng.integers(0, 999, count), "h"),
+        },
+        geometry=shapely.points(rng.uniform(104.2, 104.4, count), rng.uniform(52.25, 52.35, count)),
+        crs="EPSG:4326",
+    )
+
+
+def publish_repairs(frame: gpd.GeoDataFrame, path) -> None:
+    from assets.publish import publish_geopackage
+    from layers.catalog import load_catalog
+
+    spec = load_catalog()[TABLE]
+    frame = frame.copy()
+    for name in (f.name for f in spec.fields if f.name not in frame):
+        frame[name] = None
+    publish_geopackage(frame, spec, path)
+
+
+def truth(frame: gpd.GeoDataFrame, bbox: str) -> list[int]:
+    box = shapely.box(*(float(v) for v in bbox.split(",")))
+    return sorted(frame.loc[frame.geometry.intersects(box), "fid"].tolist())
+
+
+def bbox_queries(seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    queries = [{"bbox": "104.25,52.27,104.33,52.31", "limit": "2000"}]
+    for _ in range(30):
+        x, y, w = rng.uniform(104.18, 104.4), rng.uniform(52.24, 52.35), rng.choice([0.002, 0.01, 0.05])
+        queries.append({"bbox": f"{x:.5f},{y:.5f},{x + w:.5f},{y + w / 2:.5f}", "limit": "50", "offset": "10"})
+    return queries
+
+
+def check_answer(body: dict, frame: gpd.GeoDataFrame, query: dict) -> None:
+    expected = truth(frame, query["bbox"])
+    offset, limit = int(query.get("offset", 0)), int(query["limit"])
+    assert body["numberMatched"] == len(expected), query
+    assert [f["id"] for f in body["features"]] == expected[offset : offset + limit], query
+
+
+def test_the_served_app_reads_the_index_of_each_version_and_answers_from_it(published_city, tmp_path):
+    """The app as `python -m server` runs it (its lifespan's read-ahead thread, the items route): the index of the
+    published version is read without a request asking, a republished version's bboxes are right at once (in SQL
+    until its index is read), and then answered from its index."""
+    from server.app import create_app
+
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    layer = paths.published_path(TABLE)
+    first, second = many_repairs(20_000), moved(many_repairs(20_000))
+    publish_repairs(first, layer)
+    app = create_app(paths=paths)
+
+    async def index_of_current_version(what: str) -> None:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            with POOL.connection(str(layer)) as (_connection, version):
+                index = POINT_INDEXES.held((str(layer), TABLE), version)
+            if index is not None:
+                assert len(index.fids) == 20_000
+                return
+            assert time.monotonic() < deadline, f"the index of {what} was not read ahead"
+            await asyncio.sleep(0.05)  # polling interval: the server's thread reads it
+
+    async def ask(client, frame: gpd.GeoDataFrame) -> None:
+        for query in bbox_queries(len(frame)):
+            response = await client.get(f"/collections/{TABLE}/items", params={**query, "f": "json"})
+            assert response.status_code == 200, response.text
+            check_answer(response.json(), frame, query)
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                await index_of_current_version("the version served at start")
+                await ask(client, first)
+                publish_repairs(second, layer)
+                await ask(client, second)  # right at once, whatever answers it
+                await index_of_current_version("the republished version")
+                await ask(client, second)
+
+    asyncio.run(serve())
+
+
+def test_two_server_workers_answer_bboxes_over_many_points_right_before_and_after_a_republication(
+    published_city, tmp_path
+):
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    layer = paths.published_path(TABLE)
+    first, second = many_repairs(20_000), moved(many_repairs(20_000))
+    publish_repairs(first, layer)
+    server = start_server(paths, tmp_path / "server.log", args=["--workers", "2"])
+    try:
+        for frame in (first, second):
+            if frame is second:
+                publish_repairs(second, layer)
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            for query in bbox_queries(7) * 3:  # while the workers read their indexes, and after
+                response = httpx.get(f"{server.url}/collections/{TABLE}/items", params=query, timeout=30)
+                assert response.status_code == 200, response.text
+                body = response.json()
+                if frame is second and body["numberMatched"] != len(truth(second, query["bbox"])):
+                    assert time.monotonic() < deadline, "the republished layer was not served"
+                    continue  # a worker sees the new file at its next check of the published folder
+                check_answer(body, frame, query)
+    finally:
+        stop_server(server)
