@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 M_ARENA_MAX = -8  # mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
 TRIM_SECONDS = 30.0  # how often the tile refresh thread hands freed memory back (server.app's lifespan)
 
 
@@ -35,6 +37,11 @@ def few_malloc_arenas(arenas: int = 2) -> None:
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, arenas)
+        # A fixed threshold: blocks of 1 MB and more are mapped and unmapped on their own. glibc raises it to the
+        # largest block freed so far (up to 32 MB) by default, and after the tile index build the arrays of every
+        # later build (a point index, a local copy) came from the heap, where the long-lived ones among them pinned
+        # freed memory no trim could give back.
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def release_free_memory() -> None:

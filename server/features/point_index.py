@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import mmap
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
@@ -68,14 +69,7 @@ class PointIndex:
         band = _bands_of(ys, low_y, scale, bands)
         order = np.lexsort((fids, xs, band))
         starts = np.searchsorted(band[order], np.arange(bands + 1)).tolist()
-        return cls(
-            np.ascontiguousarray(fids[order]),
-            np.ascontiguousarray(xs[order]),
-            np.ascontiguousarray(ys[order]),
-            starts,
-            low_y,
-            scale,
-        )
+        return cls(_off_heap(fids, order), _off_heap(xs, order), _off_heap(ys, order), starts, low_y, scale)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_views", (memoryview(self.fids), memoryview(self.xs), memoryview(self.ys)))
@@ -124,6 +118,15 @@ class PointIndex:
         if not math.isfinite(scaled):
             return 0 if scaled < 0 else bands - 1
         return min(max(int(scaled), 0), bands - 1)
+
+
+def _off_heap(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """values[order] in memory mapped for it alone, outside malloc's heap: an index lives as long as its version,
+    and inside the heap it pinned the freed memory around it (the tiles rendered beside its read), which malloc_trim
+    could then not give back (1M points, 1 worker, steady RSS: 312 MB against 254 MB without an index)."""
+    kept = np.frombuffer(mmap.mmap(-1, max(values.nbytes, 1)), values.dtype, count=len(values))
+    np.take(values, order, out=kept)
+    return kept
 
 
 def _bands_of(ys: np.ndarray, low: float, scale: float, bands: int) -> np.ndarray:

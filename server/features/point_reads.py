@@ -23,6 +23,7 @@ from psycopg import sql
 from server.features import pg_pool
 from server.features.connections import POOL
 from server.features.point_index import BYTES_PER_POINT, PointIndex
+from server.memory import release_free_memory
 from server.published.gpkg import GeometryBlobError, is_empty, point_xy
 from server.published.layer import LayerFileError, LayerMeta
 from server.published.sql import quote_identifier
@@ -111,6 +112,7 @@ class PointIndexes:
                 self._held[layer] = (version, index or False)
                 self._held.move_to_end(layer)
                 self._keep_within_budget()
+            release_free_memory()  # the read's transient arrays (3x the index) go back now, not at the next trim
         finally:
             with self._lock:
                 self._building.pop(layer, None)
