@@ -213,6 +213,29 @@ def test_a_layer_holding_a_point_with_z_is_answered_in_sql(tmp_path, few_points_
     assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
 
 
+@pytest.mark.parametrize("store", ["geopackage", "postgis"])
+def test_null_and_empty_points_are_in_no_bbox_and_the_rest_still_come_from_the_index(
+    store, request, tmp_path, few_points_are_enough
+):
+    frame = repairs_frame(seed=7, count=300)
+    frame.loc[5, "geometry"] = None
+    frame.loc[6, "geometry"] = shapely.Point()  # empty: GDAL flags it in the blob's header
+    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
+    if store == "geopackage":
+        provider = GeoPackageProvider(definition(path))
+    else:
+        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_empty_{os.getpid()}")
+        load_geopackage(path, TABLE, url)
+        provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    with_index(provider)
+    assert held_points(provider) == 298
+    for box in ([104.2, 52.25, 104.3, 52.35], [103.0, 51.0, 105.0, 53.0]):
+        present = frame[[g is not None and not g.is_empty for g in frame.geometry]]
+        truth = sorted(present.loc[present.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+        answer = provider.query(bbox=box, limit=1000)
+        assert test_provider.ids(answer["features"]) == truth and answer["numberMatched"] == len(truth)
+
+
 # ---------------------------------------------------------------------- the server as it runs
 
 

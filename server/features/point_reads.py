@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
@@ -34,6 +33,8 @@ FEW_POINTS = 10_000
 SCHEMA = "geoportal"
 REGISTRY_VERSION = f"SELECT version FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'"
 CHUNK = 65_536
+GPKG_POINT_BYTES = 29  # GeoPackage header without an envelope (8) + a 2D WKB point (21)
+WKB_POINT_HEADER = np.array([1, 1, 0, 0, 0], np.uint8)  # little-endian, type 1 (Point)
 # COPY ... (FORMAT BINARY) of (fid bigint, x double, y double): 19 bytes of header, then per row the field count and
 # each field's length before it (PostgreSQL's documented layout), and a 2-byte trailer
 _COPY_HEADER, _COPY_TRAILER = 19, 2
@@ -158,18 +159,46 @@ def _geopackage_index(connection: sqlite3.Connection, meta: LayerMeta) -> PointI
     rows = connection.execute(
         f"SELECT {fid}, {geometry} FROM {quote_identifier(meta.table)} WHERE {geometry} IS NOT NULL"
     )
-    fids, xs, ys = array("q"), array("d"), array("d")
+    parts = []
     while chunk := rows.fetchmany(CHUNK):
-        for key, blob in chunk:
-            if is_empty(blob):
-                continue  # an empty point is in no rectangle
-            xy = point_xy(blob)
-            if xy is None:
-                return None
-            fids.append(key)
-            xs.append(xy[0])
-            ys.append(xy[1])
-    return PointIndex.of(np.frombuffer(fids, np.int64), np.frombuffer(xs), np.frombuffer(ys))
+        keys = np.fromiter((row[0] for row in chunk), np.int64, len(chunk))
+        blobs = [row[1] for row in chunk]
+        points = _plain_points(blobs) or _points_one_by_one(blobs)
+        if points is None:
+            return None
+        kept, xs, ys = points
+        parts.append((keys[kept], xs, ys))
+    if not parts:
+        return PointIndex.of(np.empty(0, np.int64), np.empty(0), np.empty(0))
+    return PointIndex.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _plain_points(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every blob a 2D point as GDAL writes one (no envelope, little-endian WKB): parsed as one array, without a
+    Python object per point (1M points: ~3M fewer short-lived objects, which, made beside the tiles' pre-rendering,
+    left the worker's memory fragmented); None for anything else (`_points_one_by_one` reads it)."""
+    if any(len(blob) != GPKG_POINT_BYTES for blob in blobs):
+        return None
+    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, GPKG_POINT_BYTES)
+    if not ((raw[:, 3] & 0b1111_1110) == 0).all() or not (raw[:, 8:13] == WKB_POINT_HEADER).all():
+        return None  # an envelope, an empty or extended geometry, big-endian WKB, another type
+    kept = np.ones(len(blobs), bool)
+    return kept, raw[:, 13:21].copy().view("<f8").ravel(), raw[:, 21:29].copy().view("<f8").ravel()
+
+
+def _points_one_by_one(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(blobs holding a point, x, y), empty points left out; None when a blob is not a plain 2D point."""
+    kept, xs, ys = np.zeros(len(blobs), bool), [], []
+    for position, blob in enumerate(blobs):
+        if is_empty(blob):
+            continue  # an empty point is in no rectangle
+        xy = point_xy(blob)
+        if xy is None:
+            return None
+        kept[position] = True
+        xs.append(xy[0])
+        ys.append(xy[1])
+    return kept, np.array(xs, np.float64), np.array(ys, np.float64)
 
 
 def postgis_points(url: str, version: int, meta: LayerMeta) -> PointIndex | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -321,7 +322,7 @@ class PostGISProvider(GeoPackageProvider):
         return pg_sql.queryables(meta, self.properties)
 
     def _layer_key(self) -> tuple:
-        return ("postgis", where(self.url), self.table)  # host:port/db: no password kept, none logged
+        return _index_key(self.url, self.table)
 
     def _read_points(self, meta: LayerMeta, version: int) -> PointIndex | None:
         return postgis_points(self.url, version, meta)
@@ -371,6 +372,12 @@ class PostGISProvider(GeoPackageProvider):
             return False
         share = min(_area_share(test.bounds, meta.bounds) for test in found.spatial)
         return share * meta.feature_count <= FEW_ROWS
+
+
+@functools.lru_cache(maxsize=256)
+def _index_key(url: str, table: str) -> tuple:
+    """A layer's name among the worker's point indexes: host:port/db, no password kept (parsed once, not per bbox)."""
+    return ("postgis", where(url), table)
 
 
 def _first_line(error: BaseException) -> str:
