@@ -84,6 +84,11 @@ class ConnectionPool:
         its turn up to `turn_wait` seconds, then runs anyway."""
         self._turns = threading.Semaphore(running) if running else None
 
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether statements take turns: the database shares this machine's cores, which the workers fill."""
+        return self._turns is not None
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         turns = self._turns  # as it is now: run_at_once may change it meanwhile

@@ -383,7 +383,7 @@ class GeoPackageProvider(BaseProvider):
         matches and the page's fids from memory, the page's rows by fid. None: answer it in SQL (the index is not
         held yet, or the query is another one); the index is then read in the background when it would help."""
         box = lone_box(meta, found, order)
-        if box is None:
+        if box is None or not self._points_pay():
             return None
         index = POINT_INDEXES.held(self._layer_key(), version)
         if index is None:
@@ -405,8 +405,13 @@ class GeoPackageProvider(BaseProvider):
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:
         layer = self._layer_key()
-        if POINT_INDEXES.wanted(layer, version, meta):
+        if self._points_pay() and POINT_INDEXES.wanted(layer, version, meta):
             POINT_INDEXES.read_later(layer, version, lambda: self._read_points(meta, version), self.table)
+
+    def _points_pay(self) -> bool:
+        """Whether answering from the index costs this machine less than the store's SQL: always for a GeoPackage,
+        whose SQL runs in the worker too (1M points, small bbox: 1 worker +10-16 %, 2 workers +34-38 % req/s)."""
+        return True
 
     def _layer_key(self) -> tuple:
         """What names this layer among the worker's point indexes (its versions replace each other there)."""
