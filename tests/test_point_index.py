@@ -169,6 +169,16 @@ def test_the_indexes_held_stay_within_the_budget_the_layer_read_longest_ago_givi
 # ---------------------------------------------------------------------- versions: never the one before
 
 
+def provider_over(store: str, path, request, name: str) -> tuple[GeoPackageProvider, str | None]:
+    """A provider of the layer in `path`: the file itself, or the file loaded into a new PostGIS database whose
+    workers take turns (then also its URL, to publish into)."""
+    if store == "geopackage":
+        return GeoPackageProvider(definition(path)), None
+    url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_{name}_{os.getpid()}")
+    load_geopackage(path, TABLE, taking_turns(url))
+    return PostGISProvider(definition(url, name=POSTGIS_PROVIDER)), url
+
+
 def moved(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The same features a little to the east: every bbox near an edge finds others."""
     again = frame.copy()
@@ -182,12 +192,7 @@ def test_a_republished_layer_is_never_answered_from_the_index_of_the_version_bef
 ):
     first, second = repairs_frame(seed=4, count=3000), moved(repairs_frame(seed=4, count=3000))
     path = write_gpkg(first, tmp_path / f"{TABLE}.gpkg")
-    if store == "geopackage":
-        provider = GeoPackageProvider(definition(path))
-    else:
-        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_versions_{os.getpid()}")
-        load_geopackage(path, TABLE, taking_turns(url))
-        provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    provider, url = provider_over(store, path, request, "versions")
     box = [104.2, 52.25, 104.3, 52.35]
 
     def truth(frame: gpd.GeoDataFrame) -> list[int]:
@@ -227,13 +232,7 @@ def test_null_and_empty_points_are_in_no_bbox_and_the_rest_still_come_from_the_i
     frame = repairs_frame(seed=7, count=300)
     frame.loc[5, "geometry"] = None
     frame.loc[6, "geometry"] = shapely.Point()  # empty: GDAL flags it in the blob's header
-    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
-    if store == "geopackage":
-        provider = GeoPackageProvider(definition(path))
-    else:
-        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_empty_{os.getpid()}")
-        load_geopackage(path, TABLE, taking_turns(url))
-        provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    provider, _ = provider_over(store, write_gpkg(frame, tmp_path / f"{TABLE}.gpkg"), request, "empty")
     with_index(provider)
     assert held_points(provider) == 298
     for box in ([104.2, 52.25, 104.3, 52.35], [103.0, 51.0, 105.0, 53.0]):
