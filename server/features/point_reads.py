@@ -3,8 +3,8 @@
 A layer's index is read once per version, by the first lone bbox that could use it or by the read-ahead after a
 publication, on a connection of its own; until it is held, bboxes are answered in SQL as before, so no request waits
 for a read (1M points: ~1.3 s from PostGIS, ~1 s from a GeoPackage). One index per layer is held (its current
-version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 24 bytes a point): the layer read
-longest ago gives way, and a layer alone larger than the budget is never read.
+version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 24 bytes a point): the
+layer read longest ago gives way, and a layer alone larger than the budget is never read.
 """
 
 from __future__ import annotations
