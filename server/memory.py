@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -49,6 +50,25 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+class LargeBuilds:
+    """One build of many objects at a time in a worker: a tile box index (it scans a layer's rows: 1M rows' tuples
+    and texts alive at once) and a point index read take turns. An object made while another build's objects are
+    alive lands in pymalloc's fullest arenas, among them, and keeps its arena (1 MiB) resident after they are gone.
+    Measured on 1M points, the worker that pre-renders the tiles: a point index read beside the box index build left
+    it 275-287 MB resident, read after it 262 MB (24 MB of it the index)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+
+LARGE_BUILDS = LargeBuilds()
 
 
 @contextlib.contextmanager

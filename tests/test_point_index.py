@@ -242,6 +242,42 @@ def test_null_and_empty_points_are_in_no_bbox_and_the_rest_still_come_from_the_i
         assert test_provider.ids(answer["features"]) == truth and answer["numberMatched"] == len(truth)
 
 
+def test_a_geopackage_holding_more_points_than_it_says_is_read_whole(tmp_path, few_points_are_enough, monkeypatch):
+    """gpkg_ogr_contents' feature_count sizes the arrays the points are read into; a file whose count is stale (a
+    writer that does not keep it) still has every point read, a chunk at a time."""
+    import sqlite3
+
+    frame = repairs_frame(seed=8, count=3000)
+    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE gpkg_ogr_contents SET feature_count = 10 WHERE table_name = ?", (TABLE,))
+    monkeypatch.setattr(point_reads, "CHUNK", 256)
+    provider = with_index(GeoPackageProvider(definition(path)))
+    assert held_points(provider) == 3000
+    box = [104.2, 52.25, 104.3, 52.35]
+    truth = sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+    answer = provider.query(bbox=box, limit=3000)
+    assert test_provider.ids(answer["features"]) == truth and answer["numberMatched"] == len(truth)
+
+
+def test_a_point_index_is_read_in_its_turn_not_beside_a_box_index_build(tmp_path, few_points_are_enough):
+    """While a tile box index build holds the turn (server.memory.LARGE_BUILDS) the index is not read: bboxes are
+    answered in SQL meanwhile, and from the index once it is read."""
+    from server.memory import LARGE_BUILDS
+
+    frame = repairs_frame(seed=9, count=400)
+    provider = GeoPackageProvider(definition(write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")))
+    box = [104.2, 52.25, 104.3, 52.35]
+    truth = sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+    with LARGE_BUILDS.turn():
+        provider.read_ahead()
+        assert not POINT_INDEXES.wait_for_reads(1.0)  # 400 points: read in milliseconds, were it not waiting
+        assert held_points(provider) is None
+        assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
+    with_index(provider)
+    assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
+
+
 def test_postgis_with_a_core_to_spare_answers_bboxes_in_sql_and_reads_no_index(
     postgres_cluster, tmp_path, few_points_are_enough
 ):

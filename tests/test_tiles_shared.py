@@ -6,14 +6,18 @@ publication and memory-mapped by every worker."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from server.memory import LARGE_BUILDS
+from server.tiles.index import load_index
 from server.tiles.vector import VectorTiles
 from tests.test_tiles import (
     CATALOG,
@@ -149,3 +153,31 @@ def test_the_box_index_is_built_once_per_publication_and_mapped_by_every_worker(
     assert FID_A not in features_by_id(march.body, "repairs") and FID_B in features_by_id(march.body, "repairs")
     (replaced,) = (shared / "indexes").glob("*-*")
     assert replaced != stored  # the new publication's; the old one's removed
+
+
+def test_prerendering_into_the_shared_store_leaves_the_lru_to_the_tiles_requests_ask(published, tmp_path):
+    """The worker that pre-renders keeps the tiles on disk only: in its LRU they held 32 MB of tiles nobody asked it
+    for (1M points: the pre-rendering worker's steady memory). Without a shared store the LRU is where they go."""
+    shared = worker(published, tmp_path / "tiles")
+    assert shared.refresh(max_zoom=6) and len(shared.cache) == 0
+    t = tile_of(POINT_A, 6)
+    asked = shared.cached_tile(t.z, t.x, t.y, gzip=True)  # from the store, as a request's hit
+    assert asked is not None and asked.body and len(shared.cache) == 1
+    alone = VectorTiles(CATALOG, lambda layer_id: published / f"{layer_id}.gpkg")
+    assert alone.refresh(max_zoom=6)
+    assert len(alone.cache) == len(list(TMS.tiles(*alone.bounds(), zooms=list(range(7)))))
+    assert alone.cached_tile(t.z, t.x, t.y).body == shared.tile(t.z, t.x, t.y).body  # type: ignore[union-attr]
+
+
+def test_a_box_index_build_waits_for_its_turn_with_the_reads_that_keep_objects(published):
+    """A box index build (a layer's rows alive at once) and the point index and time ranks reads (objects kept for
+    long) never run at once in a worker (server.memory.LARGE_BUILDS): the build waits while a read holds the turn."""
+    db = sqlite3.connect(published / "repairs.gpkg", check_same_thread=False)
+    built: list = []
+    builder = threading.Thread(target=lambda: built.append(load_index(db, CATALOG["repairs"])))
+    with LARGE_BUILDS.turn():
+        builder.start()
+        builder.join(1.0)  # a few hundred rows: built in milliseconds, were it not waiting
+        assert builder.is_alive() and not built
+    builder.join(60)
+    assert not builder.is_alive() and len(built[0].ids) == CLUSTER_SIZE + 2

@@ -66,3 +66,22 @@ def test_given_the_file_the_ranks_are_read_off_the_request(connection: sqlite3.C
         expected = on_file.execute("SELECT count(*) FROM repairs WHERE start_time > ?", (value,)).fetchone()[0]
     assert first is None
     assert counted == expected > 0
+
+
+def test_ranks_are_read_in_their_turn_not_beside_a_box_index_build(connection: sqlite3.Connection, tmp_path) -> None:
+    """The ranks kept (a thousand texts) are not read while a tile box index build holds the turn (its rows alive
+    at once would keep their arenas resident, server.memory.LARGE_BUILDS); counted in SQL meanwhile, then ranked."""
+    from server.features.connections import POOL
+    from server.memory import LARGE_BUILDS
+
+    path = str(tmp_path / "repairs.gpkg")
+    connection.commit()
+    connection.execute("VACUUM INTO ?", (path,))
+    ranks = TimeRanks()
+    value = "2026-06-01T00:00:00.000Z"
+    with POOL.connection(path) as (on_file, version):
+        with LARGE_BUILDS.turn():
+            assert ranks.count(on_file, (version, "repairs"), "repairs", "start_time", ">", value, path) is None
+            assert not ranks.wait_for_reads(1.0)  # 3,500 values: read in milliseconds, were it not waiting
+        assert ranks.wait_for_reads(60)
+        assert ranks.count(on_file, (version, "repairs"), "repairs", "start_time", ">", value, path) is not None

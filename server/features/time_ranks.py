@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from server.features.connections import POOL
+from server.memory import LARGE_BUILDS
 from server.published.layer import LayerFileError, LruCache
 from server.published.sql import quote_identifier
 
@@ -102,7 +103,8 @@ class TimeRanks:
     def _read(self, key: tuple, path: str) -> None:
         version, table, column = key
         try:
-            with POOL.connection(path) as (connection, current):
+            # a few thousand texts kept for long: not made among a tile box index build's rows (server.memory)
+            with LARGE_BUILDS.turn(), POOL.connection(path) as (connection, current):
                 if current == version[0]:  # else the file was published again: its requests ask for its ranks
                     self._ranks.put(key, read_ranks(connection, table, column) or False)
         except (LayerFileError, sqlite3.DatabaseError) as error:  # counted in SQL meanwhile; the next count asks again

@@ -17,7 +17,7 @@ import shapely
 
 from layers.catalog import LayerSpec
 from server.locks import machine_lock
-from server.memory import collector_paused
+from server.memory import LARGE_BUILDS, collector_paused
 from server.published.sql import quote_identifier
 from server.tiles.blobs import point_coordinates, shapely_geometries
 from server.tiles.grid import MAX_LATITUDE
@@ -93,7 +93,7 @@ def load_index(db: sqlite3.Connection, spec: LayerSpec, batch: int = 100_000) ->
     ids, boxes, times = [], [], [[] for _ in names]
     # millions of row tuples and texts, none in a cycle: a collector left on would walk them again and again as they
     # pile up (a third of a 1M-row scan's time)
-    with collector_paused():
+    with LARGE_BUILDS.turn(), collector_paused():
         while rows := cursor.fetchmany(batch):
             part_ids, part_boxes, part_times = index_rows(rows)
             ids.append(part_ids)

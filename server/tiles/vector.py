@@ -230,11 +230,26 @@ class VectorTiles:
         gzip: bool = False,
     ) -> Tile:
         """The tile, from the cache or rendered now (CPU-bound: call it from a worker thread)."""
+        return self._rendered(z, x, y, layers, staff, datetime, fields, gzip, remember=True)
+
+    def _rendered(
+        self,
+        z: int,
+        x: int,
+        y: int,
+        layers: Sequence[str] | None,
+        staff: bool,
+        datetime: str | None,
+        fields: Sequence[str] | None,
+        gzip: bool,
+        remember: bool,
+    ) -> Tile:
         self.backend.poll()
         tile = None
         for _ in range(len(self.catalog) + 1):
             try:
-                tile = self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=True)
+                plan = self._plan(z, x, y, layers, staff, datetime, fields)
+                tile = self._answer(plan, gzip, render=True, remember=remember)
                 break
             except _VersionGone as gone:  # the version before is gone (a second publication): switch this process
                 for layer_id in gone.layers:
@@ -360,9 +375,12 @@ class VectorTiles:
             self._shared = SharedTiles(self.shared_dir / digest((RENDERING, self.policy, namespace, layers)))
         return self._shared
 
-    def _answer(self, plan: tuple[tuple, list], gzip: bool, render: bool) -> Tile | None:
+    def _answer(self, plan: tuple[tuple, list], gzip: bool, render: bool, remember: bool = True) -> Tile | None:
         """From the worker's LRU, else the shared store, else (when `render`) rendered now and put in both. Without
-        `render` nothing CPU-bound is done (no rendering, no compression): None instead."""
+        `render` nothing CPU-bound is done (no rendering, no compression): None instead. Without `remember` a tile
+        read or rendered is put in the shared store but not in the LRU: pre-rendering hundreds of tiles for the
+        store would otherwise fill the LRU of the worker that happens to do it (32 MB on 1M points, kept resident
+        for tiles nobody asked this worker for; requests fill it with the tiles they ask)."""
         key, layout = plan
         tile = self.cache.get((key, gzip))
         if tile is not None:
@@ -396,7 +414,8 @@ class VectorTiles:
             if on_disk and gzip and body:
                 shared.put(key, True, body)
         tile = self._tile((shared.folder.name if shared else None, key), body, gzip and bool(body))
-        self.cache.put((key, gzip), tile, len(body))
+        if remember or not on_disk:  # without the shared store the LRU is where a pre-rendered tile is kept
+            self.cache.put((key, gzip), tile, len(body))
         return tile
 
     def _carry(self, shared: SharedTiles, layers: tuple) -> bool:
@@ -647,7 +666,8 @@ class VectorTiles:
                     def render(tile: Any) -> bool:
                         if time.monotonic() >= deadline:
                             return False
-                        self._answer(self._plan(tile.z, tile.x, tile.y, None, False, None, None, at=target), True, True)
+                        plan = self._plan(tile.z, tile.x, tile.y, None, False, None, None, at=target)
+                        self._answer(plan, gzip=True, render=True, remember=False)
                         return True
 
                     # a few at a time: PostGIS renders in the database's processes, GEOS and SQLite release the GIL
@@ -676,13 +696,14 @@ class VectorTiles:
         gzip: bool = False,
         first: Callable[[int, int, int], bool] | None = None,
     ) -> int:
-        """Render every tile over the data up to `max_zoom` into the caches (e.g. after a publication); the tiles
-        `first` accepts (those a publication changed) before the others (carried over: read, not rendered)."""
+        """Render every tile over the data up to `max_zoom` (e.g. after a publication) into the shared store when
+        there is one, else into the worker's LRU; the tiles `first` accepts (those a publication changed) before the
+        others (carried over: read, not rendered)."""
         count = 0
         tiles = list(TMS.tiles(*self.bounds(layers, staff), zooms=list(range(0, max_zoom + 1))))
         if first is not None:
             tiles.sort(key=lambda t: not first(t.z, t.x, t.y))  # stable: zoom by zoom within each part
         for tile in tiles:
-            self.tile(tile.z, tile.x, tile.y, layers, staff=staff, gzip=gzip)
+            self._rendered(tile.z, tile.x, tile.y, layers, staff, None, None, gzip, remember=False)
             count += 1
         return count
