@@ -39,6 +39,7 @@ Routes: server/tiles/routes.py. Styles: server/styles/.
 
 from __future__ import annotations
 
+import functools
 import gzip as gzip_module
 import hashlib
 import json
@@ -230,26 +231,16 @@ class VectorTiles:
         gzip: bool = False,
     ) -> Tile:
         """The tile, from the cache or rendered now (CPU-bound: call it from a worker thread)."""
-        return self._rendered(z, x, y, layers, staff, datetime, fields, gzip, remember=True)
+        planned = functools.partial(self._plan, z, x, y, layers, staff, datetime, fields)
+        return self._rendered(planned, gzip, remember=True)
 
-    def _rendered(
-        self,
-        z: int,
-        x: int,
-        y: int,
-        layers: Sequence[str] | None,
-        staff: bool,
-        datetime: str | None,
-        fields: Sequence[str] | None,
-        gzip: bool,
-        remember: bool,
-    ) -> Tile:
+    def _rendered(self, plan: Callable[[], tuple[tuple, list]], gzip: bool, remember: bool) -> Tile:
+        """`tile`, kept in the LRU or not (`_answer`); planned again when the version before is gone meanwhile."""
         self.backend.poll()
         tile = None
         for _ in range(len(self.catalog) + 1):
             try:
-                plan = self._plan(z, x, y, layers, staff, datetime, fields)
-                tile = self._answer(plan, gzip, render=True, remember=remember)
+                tile = self._answer(plan(), gzip, render=True, remember=remember)
                 break
             except _VersionGone as gone:  # the version before is gone (a second publication): switch this process
                 for layer_id in gone.layers:
@@ -704,6 +695,7 @@ class VectorTiles:
         if first is not None:
             tiles.sort(key=lambda t: not first(t.z, t.x, t.y))  # stable: zoom by zoom within each part
         for tile in tiles:
-            self._rendered(tile.z, tile.x, tile.y, layers, staff, None, None, gzip, remember=False)
+            planned = functools.partial(self._plan, tile.z, tile.x, tile.y, layers, staff, None, None)
+            self._rendered(planned, gzip, remember=False)
             count += 1
         return count
