@@ -51,3 +51,23 @@ def test_a_started_server_reads_each_new_versions_window_data_before_any_window_
 
     first, second = asyncio.run(serve_without_requests())
     assert first != second
+
+
+def test_a_key_is_read_once_at_a_time_and_is_free_again_when_its_read_is_done():
+    """server.features.background, which the point indexes, time ranks and PostGIS sorted times read through: a
+    second read of a key under way is not started (and says so), `join` waits for it, and the key is free after."""
+    import threading
+
+    from server.features.background import BackgroundReads
+
+    reads, gate, done = BackgroundReads("test-reads"), threading.Event(), []
+    assert reads.start("repairs", lambda: (gate.wait(DEADLINE_SECONDS), done.append("first")))
+    assert not reads.start("repairs", lambda: done.append("second"))
+    assert reads.running("repairs") and not reads.wait_for_reads(0.2)
+    assert reads.start("closures", lambda: done.append("another key"))  # other keys are read meanwhile
+    gate.set()
+    reads.join("repairs")
+    assert reads.wait_for_reads(DEADLINE_SECONDS) and not reads.running("repairs")
+    assert sorted(done) == ["another key", "first"]
+    assert reads.start("repairs", lambda: done.append("again")) and reads.wait_for_reads(DEADLINE_SECONDS)
+    assert done[-1] == "again"

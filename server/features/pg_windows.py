@@ -13,7 +13,6 @@ wait for it rather than count in SQL too (0.4 s each: eight at once starve the r
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -22,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from server.features import pg_pool
+from server.features.background import BackgroundReads
 from server.features.query import TimeWindow
 from server.published.layer import LayerMeta, LruCache
 
@@ -31,8 +31,7 @@ LOGGER = logging.getLogger(__name__)
 REGISTRY_VERSION = f"SELECT version FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'"
 
 _held = LruCache(16)  # (url, layer, version, start field, end field) -> SortedTimes | False (not applicable)
-_building: dict[tuple, threading.Thread] = {}  # the keys being read now, one thread each
-_building_lock = threading.Lock()
+_reads = BackgroundReads("postgis-times")
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def window_count(
     if held is None:
         if _read_later(key, url, version, meta, window):
             return None
-        _wait_for(key)
+        _reads.join(key)
         held = _held.get(key)
     if not held:  # not applicable, or the read failed (logged): SQL counts
         return None
@@ -128,21 +127,7 @@ def window_count(
 
 def _read_later(key: tuple, url: str, version: int, meta: LayerMeta, window: TimeWindow) -> bool:
     """Start reading `key`'s sorted times in the background; False when a read of them is under way already."""
-    with _building_lock:
-        if key in _building:
-            return False
-        thread = _building[key] = threading.Thread(
-            target=_read_version, args=(key, url, version, meta, window), name="postgis-times", daemon=True
-        )
-    thread.start()
-    return True
-
-
-def _wait_for(key: tuple) -> None:
-    with _building_lock:
-        thread = _building.get(key)
-    if thread is not None:
-        thread.join()
+    return _reads.start(key, lambda: _read_version(key, url, version, meta, window))
 
 
 def _read_version(key: tuple, url: str, version: int, meta: LayerMeta, window: TimeWindow) -> None:
@@ -156,16 +141,8 @@ def _read_version(key: tuple, url: str, version: int, meta: LayerMeta, window: T
                 _held.put(key, _read(connection, meta, window) or False)
     except psycopg.Error as error:  # counted in SQL meanwhile; the next window asks again
         LOGGER.warning("%s: the sorted times of version %s could not be read: %s", meta.table, version, error)
-    finally:
-        with _building_lock:
-            _building.pop(key, None)
 
 
 def wait_for_reads(timeout: float) -> bool:
     """Wait until no sorted times are being read (tests); True when none is left."""
-    with _building_lock:
-        threads = list(_building.values())
-    for thread in threads:
-        thread.join(timeout)
-    with _building_lock:
-        return not _building
+    return _reads.wait_for_reads(timeout)

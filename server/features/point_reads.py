@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from server.features import pg_pool
+from server.features.background import BackgroundReads
 from server.features.connections import POOL
 from server.features.point_index import BYTES_PER_POINT, PointIndex
 from server.memory import LARGE_BUILDS, release_free_memory
@@ -58,7 +59,7 @@ class PointIndexes:
         self._budget = budget_bytes
         self._held: OrderedDict[Hashable, tuple[Hashable, PointIndex | bool]] = OrderedDict()
         self._lock = threading.Lock()
-        self._building: dict[Hashable, threading.Thread] = {}
+        self._reads = BackgroundReads("point-index")
 
     @property
     def budget(self) -> int:
@@ -87,18 +88,12 @@ class PointIndexes:
             return False
         with self._lock:
             found = self._held.get(layer)
-            return (found is None or found[0] != version) and layer not in self._building
+            return (found is None or found[0] != version) and not self._reads.running(layer)
 
     def read_later(self, layer: Hashable, version: Hashable, read: Callable[[], PointIndex | None], name: str) -> None:
         """Read the index of `version` of `layer` (called `name` in the log) in a thread of its own with `read` (None:
         the version has no index, or was published over meanwhile)."""
-        with self._lock:
-            if layer in self._building:
-                return
-            thread = self._building[layer] = threading.Thread(
-                target=self._read, args=(layer, version, read, name), name="point-index", daemon=True
-            )
-        thread.start()
+        self._reads.start(layer, lambda: self._read(layer, version, read, name))
 
     def _read(self, layer: Hashable, version: Hashable, read: Callable[[], PointIndex | None], name: str) -> None:
         try:
@@ -109,15 +104,11 @@ class PointIndexes:
                 "%s: the points of version %s could not be read, bboxes answered in SQL: %s", name, version, error
             )
             index = None
-        try:
-            with self._lock:
-                self._held[layer] = (version, index or False)
-                self._held.move_to_end(layer)
-                self._keep_within_budget()
-            release_free_memory()  # the read's transient arrays (3x the index) go back now, not at the next trim
-        finally:
-            with self._lock:
-                self._building.pop(layer, None)
+        with self._lock:
+            self._held[layer] = (version, index or False)
+            self._held.move_to_end(layer)
+            self._keep_within_budget()
+        release_free_memory()  # the read's transient arrays (3x the index) go back now, not at the next trim
 
     def _keep_within_budget(self) -> None:
         total = sum(index.nbytes for _, index in self._held.values() if index)
@@ -127,12 +118,7 @@ class PointIndexes:
 
     def wait_for_reads(self, timeout: float) -> bool:
         """Wait until no index is being read (tests); True when none is left."""
-        with self._lock:
-            threads = list(self._building.values())
-        for thread in threads:
-            thread.join(timeout)
-        with self._lock:
-            return not self._building
+        return self._reads.wait_for_reads(timeout)
 
 
 POINT_INDEXES = PointIndexes()

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from server.features.background import BackgroundReads
 from server.features.connections import POOL
 from server.memory import LARGE_BUILDS
 from server.published.layer import LayerFileError, LruCache
@@ -66,7 +67,7 @@ class TimeRanks:
     def __init__(self, versions: int = 16):
         self._ranks = LruCache(versions)
         self._lock = threading.Lock()
-        self._building: dict[tuple, threading.Thread] = {}
+        self._reads = BackgroundReads("time-ranks")
 
     def _of(
         self, connection: sqlite3.Connection, version: Hashable, table: str, column: str, path: str | None
@@ -92,13 +93,7 @@ class TimeRanks:
             self._read_later(key, path)
 
     def _read_later(self, key: tuple, path: str) -> None:
-        with self._lock:
-            if key in self._building:
-                return
-            thread = self._building[key] = threading.Thread(
-                target=self._read, args=(key, path), name="time-ranks", daemon=True
-            )
-        thread.start()
+        self._reads.start(key, lambda: self._read(key, path))
 
     def _read(self, key: tuple, path: str) -> None:
         version, table, column = key
@@ -109,18 +104,10 @@ class TimeRanks:
                     self._ranks.put(key, read_ranks(connection, table, column) or False)
         except (LayerFileError, sqlite3.DatabaseError) as error:  # counted in SQL meanwhile; the next count asks again
             LOGGER.warning("%s: the ranks of %s could not be read: %s", table, column, error)
-        finally:
-            with self._lock:
-                self._building.pop(key, None)
 
     def wait_for_reads(self, timeout: float) -> bool:
         """Wait until no ranks are being read (tests); True when none is left."""
-        with self._lock:
-            threads = list(self._building.values())
-        for thread in threads:
-            thread.join(timeout)
-        with self._lock:
-            return not self._building
+        return self._reads.wait_for_reads(timeout)
 
     def count(
         self,
