@@ -32,7 +32,8 @@ class ServerSettings(BaseSettings):
     basemap_attribution: str = "© OpenStreetMap contributors"
     # Derived files (public copies of GeoPackages for download); the temporary folder by default.
     cache_dir: Path | None = None
-    # Encoded tiles kept per worker process (each worker has its own): with the imports (~105 MB resident) a worker
+    # Encoded tiles requests asked for, kept per worker process (each worker has its own; pre-rendered tiles stay in
+    # the shared store on disk): with the imports (~105 MB resident) a worker
     # stays within 300 MB; raise it on a machine with memory to spare and layers of many tiles.
     tile_cache_mb: int = Field(32, ge=0)
     # The points of large point layers held per worker, 24 bytes a point, to answer a lone bbox without the store's
