@@ -33,8 +33,8 @@ class ServerSettings(BaseSettings):
     # Derived files (public copies of GeoPackages for download); the temporary folder by default.
     cache_dir: Path | None = None
     # Encoded tiles requests asked for, kept per worker process (each worker has its own; pre-rendered tiles stay in
-    # the shared store on disk): with the imports (~105 MB resident) a worker
-    # stays within 300 MB; raise it on a machine with memory to spare and layers of many tiles.
+    # the shared store on disk): with the imports (~105 MB resident) a worker stays within 300 MB; raise it on a
+    # machine with memory to spare and layers of many tiles.
     tile_cache_mb: int = Field(32, ge=0)
     # The points of large point layers held per worker, 24 bytes a point, to answer a lone bbox without the store's
     # index (server/features/point_index.py): 64 MB holds ~2.8M points; 1M points add 24 MB to each worker. 0: every
