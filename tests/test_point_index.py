@@ -278,6 +278,29 @@ def test_a_point_index_is_read_in_its_turn_not_beside_a_box_index_build(tmp_path
     assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
 
 
+def test_a_small_bbox_page_is_instant_only_while_the_current_versions_index_is_held(
+    tmp_path, few_points_are_enough, request
+):
+    """instant_page (a page run on the event loop, server.early_answers) only when the file's current version's
+    index is held and the page reads few rows; not for the version before, nor ever for PostGIS."""
+    frame = repairs_frame(seed=10, count=400)
+    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
+    provider = GeoPackageProvider(definition(path))
+    box = [104.2, 52.25, 104.3, 52.35]
+    assert not provider.instant_page(box, 0, 10)  # no index read yet
+    with_index(provider)
+    assert provider.instant_page(box, 0, 10) and provider.instant_page(box, 100, 20)
+    assert not provider.instant_page(box, 0, 21) and not provider.instant_page([], 0, 10)
+    (tmp_path / "next").mkdir()
+    os.replace(write_gpkg(moved(frame), tmp_path / "next" / f"{TABLE}.gpkg"), path)
+    assert not provider.instant_page(box, 0, 10)  # the version before's index does not make it instant
+    with_index(provider)
+    assert provider.instant_page(box, 0, 10)
+    postgis, _ = provider_over("postgis", path, request, "instant")
+    with_index(postgis)
+    assert not postgis.instant_page(box, 0, 10)  # its rows come from the database: never on the event loop
+
+
 def test_postgis_with_a_core_to_spare_answers_bboxes_in_sql_and_reads_no_index(
     postgres_cluster, tmp_path, few_points_are_enough
 ):
@@ -343,6 +366,9 @@ def bbox_queries(seed: int) -> list[dict]:
     for _ in range(30):
         x, y, w = rng.uniform(104.18, 104.4), rng.uniform(52.24, 52.35), rng.choice([0.002, 0.01, 0.05])
         queries.append({"bbox": f"{x:.5f},{y:.5f},{x + w:.5f},{y + w / 2:.5f}", "limit": "50", "offset": "10"})
+    for _ in range(10):  # a web map's small pages: answered on the event loop once the index is held (instant_page)
+        x, y, w = rng.uniform(104.18, 104.4), rng.uniform(52.24, 52.35), rng.choice([0.002, 0.01])
+        queries.append({"bbox": f"{x:.5f},{y:.5f},{x + w:.5f},{y + w / 2:.5f}", "limit": "10", "offset": "2"})
     return queries
 
 

@@ -128,6 +128,11 @@ class PostGISProvider(GeoPackageProvider):
     decode_geometries = staticmethod(wkb_geometries)
     decode_points = staticmethod(wkb_points_xy)
 
+    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+        """Never: even a page answered from the point index waits for the database's rows, which the event loop
+        must not."""
+        return False
+
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)
         self.url = _databases.get(self.path, self.path)

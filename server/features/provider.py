@@ -61,6 +61,7 @@ from server.features.query import (
     window_counts,
 )
 from server.features.time_ranks import TIME_RANKS
+from server.published.files import file_identity
 from server.published.gpkg import GeometryBlobError, points_xy, to_shapely_many
 from server.published.layer import (
     FileVersion,
@@ -78,6 +79,8 @@ FID = "fid"
 # A light page (light_page): a 0.01 deg bbox of 1M points over a city reads ~550 rows and costs ~1 ms
 LIGHT_LIMIT = 100
 LIGHT_ROWS = 4000
+# An instant page (instant_page): a light page answered from the point index held, reading this many rows by fid
+INSTANT_ROWS = 20
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 _queryables = LruCache(64)  # (provider class, id of a LayerMeta, exposed fields) -> (that LayerMeta, its queryables)
@@ -276,6 +279,15 @@ class GeoPackageProvider(BaseProvider):
             return False
         rows = None if meta is None else rows_read(meta, envelope, offset + limit)
         return rows is not None and rows <= LIGHT_ROWS
+
+    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+        """Whether a light page of a lone bbox (`light_page`, asked first) is answered from the point index held for
+        the file's current version, reading at most INSTANT_ROWS rows by fid: ~0.3 ms of the worker's CPU (1M points,
+        0.01 deg, 10 rows), less than the hop to a thread and back costs. Such a page runs on the event loop
+        (server.early_answers); one stat and a dict lookup to judge."""
+        if not bbox or limit > INSTANT_ROWS or not self._points_pay():
+            return False
+        return POINT_INDEXES.held(self._layer_key(), file_identity(self.path)) is not None
 
     def _conditions(
         self, meta: LayerMeta, bbox, datetime_, properties, sortby, q, filterq
