@@ -149,7 +149,7 @@ class EarlyAnswers:
         if layer.provider.light_page(query.bbox, query.offset, limit):
             if layer.provider.instant_page(query.bbox, query.offset, limit):
                 # From the point index held: ~0.3 ms here. 1M points, 1 worker, small bbox, 8 connections, two fresh
-                # servers each, 2 x 10 s: 2,108-2,337 req/s (p95 6.5-6.7 ms) against 1,294-1,455 (p95 7.2-7.4) on
+                # servers each, 2 x 10 s: 2,034-2,242 req/s (p95 6.8-6.9 ms) against 1,294-1,455 (p95 7.2-7.4) on
                 # the lane.
                 return work()
             return await to_thread.run_sync(work, limiter=_light_lane())
