@@ -113,11 +113,11 @@ class EarlyAnswers:
         view = site.views["public"]
         accept, language = (request.get(name) for name in (b"accept", b"accept-language"))
         key = page_key(layer, scope["query_string"], *(v.decode("latin-1") if v else None for v in (accept, language)))
-        page = PAGES.get(view, key)
+        page = await PAGES.kept_or_made(
+            view, key, "early answers", lambda: self._plain_page(app, view, key, scope, request)
+        )
         if page is None:
-            page = await self._plain_page(app, view, key, scope, request)
-            if page is None:
-                return False
+            return False
         await self._send(send, page.status, page.headers.items(), page.body, request)
         return True
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+
+from server.flights import Flights
 
 MAX_BYTES = 32 * 2**20  # per worker
 MAX_ENTRY_BYTES = 2 * 2**20  # larger answers (pages of 10,000) are not kept
@@ -31,6 +33,7 @@ class PageCache:
         self._pages: OrderedDict[Hashable, Page] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._making = Flights()
 
     def get(self, view: object, request_key: Hashable) -> Page | None:
         with self._lock:
@@ -39,6 +42,19 @@ class PageCache:
                 return None
             self._pages.move_to_end((id(view), request_key))
             return page
+
+    async def kept_or_made(
+        self, view: object, request_key: Hashable, maker: str, make: Callable[[], Awaitable[Page | None]]
+    ) -> Page | None:
+        """The page kept, else what `make()` returns: made once for all the identical requests that arrive while it
+        is being made by the same `maker` (server.flights). `make` keeps what may be kept (`put`); None: no page to
+        share, each caller answers on its own. Makers do not share flights, because what one raises is for its own
+        callers: the items route raises errors its error mapping answers, server.early_answers sits in front of that
+        mapping. The View stays alive with the flight's task (`make` holds it), so its id is not reused meanwhile."""
+        page = self.get(view, request_key)
+        if page is not None:
+            return page
+        return await self._making.shared((maker, id(view), request_key), make)
 
     def put(self, view: object, request_key: Hashable, page: Page) -> None:
         size = len(page.body) + 500

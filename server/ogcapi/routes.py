@@ -195,20 +195,37 @@ def page_key(layer_id: str, query_string: bytes, accept: str | None, language: s
 
 async def items(request: Request) -> Response:
     """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only). A GET asked
-    before for the same View (level and published version) is answered from PAGES."""
+    before for the same View (level and published version) is answered from PAGES, and identical GETs asked while
+    it is being read share that one reading."""
     view = view_of(request)
-    key = None
-    if request.method == "GET":
-        headers = request.headers
-        key = page_key(
-            request.path_params["collection_id"],
-            request.scope["query_string"],
-            headers.get("accept"),
-            headers.get("accept-language"),
-        )
-        page = PAGES.get(view, key)
-        if page is not None:
-            return Response(page.body, status_code=page.status, headers=page.headers)
+    if request.method != "GET":
+        return await _items_read(request, view)
+    headers = request.headers
+    key = page_key(
+        request.path_params["collection_id"],
+        request.scope["query_string"],
+        headers.get("accept"),
+        headers.get("accept-language"),
+    )
+    answered: list[Response] = []
+
+    async def make() -> Page | None:
+        response = await _items_read(request, view)
+        answered.append(response)
+        if response.status_code != 200:
+            return None  # not kept, not shared: whoever waited for it reads its own
+        kept = {name: value for name, value in response.headers.items() if name != "content-length"}
+        page = Page(view, response.status_code, kept, response.body)
+        PAGES.put(view, key, page)
+        return page
+
+    page = await PAGES.kept_or_made(view, key, "items route", make)
+    if page is not None:
+        return Response(page.body, status_code=page.status, headers=page.headers)
+    return answered[0] if answered else await _items_read(request, view)
+
+
+async def _items_read(request: Request, view) -> Response:
     _checked_item_query(request)
     response = await call(
         _with_pre_cql2_filter_lang(request),
@@ -217,11 +234,7 @@ async def items(request: Request) -> Response:
         api=view.query_api,
         check_format=False,
     )
-    response = _as_geojson(response)
-    if key is not None and response.status_code == 200:
-        kept = {name: value for name, value in response.headers.items() if name != "content-length"}
-        PAGES.put(view, key, Page(view, response.status_code, kept, response.body))
-    return response
+    return _as_geojson(response)
 
 
 async def item(request: Request) -> Response:

@@ -15,9 +15,11 @@ from starlette.routing import BaseRoute, Route
 
 from server.caller import base_url, staff, visible
 from server.errors import BadRequest, NotFound
+from server.flights import Flights
 from server.tiles.vector import accepts_gzip, etag_matches, ogc_tilesets
 
 WEB_MERCATOR = "WebMercatorQuad"
+RENDERINGS = Flights()  # per worker process; a key holds its VectorTiles' id, alive with the flight's task
 _TILE_PATH = re.compile(r"/(tiles/|collections/[^/]+/tiles(/|$))")
 
 
@@ -35,9 +37,11 @@ async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | No
         "datetime": request.query_params.get("datetime"),
         "gzip": accepts_gzip(request.headers.get("accept-encoding")),
     }
-    tile = tiles.cached_tile(z, x, y, layers, **options) or await run_in_threadpool(
-        tiles.tile, z, x, y, layers, **options
-    )
+    tile, identity = tiles.looked_up(z, x, y, layers, **options)
+    if tile is None:  # rendered once for every identical request arriving meanwhile (after a publication: many)
+        tile = await RENDERINGS.shared(
+            (id(tiles), identity), lambda: run_in_threadpool(tiles.tile, z, x, y, layers, **options)
+        )
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
         return Response(status_code=304, headers=tile.headers)
     # 204 for an empty tile would make some clients stop asking deeper; an empty MVT body is valid

@@ -262,7 +262,24 @@ class VectorTiles:
     ) -> Tile | None:
         """The tile if the cache holds it, else None; cheap enough (a stat per layer) for the event loop, so a
         server answers hits without a thread hop and sends only misses to `tile` in its threadpool."""
-        return self._answer(self._plan(z, x, y, layers, staff, datetime, fields), gzip, render=False)
+        return self.looked_up(z, x, y, layers, staff=staff, datetime=datetime, fields=fields, gzip=gzip)[0]
+
+    def looked_up(
+        self,
+        z: int,
+        x: int,
+        y: int,
+        layers: Sequence[str] | None = None,
+        *,
+        staff: bool = False,
+        datetime: str | None = None,
+        fields: Sequence[str] | None = None,
+        gzip: bool = False,
+    ) -> tuple[Tile | None, Hashable]:
+        """`cached_tile`, and the identity of the tile asked (its cache key: each layer's version and attributes,
+        z/x/y, time window, encoding), under which identical misses share one rendering (server.flights)."""
+        plan = self._plan(z, x, y, layers, staff, datetime, fields)
+        return self._answer(plan, gzip, render=False), (plan[0], gzip)
 
     def _plan(
         self,
