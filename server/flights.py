@@ -35,13 +35,11 @@ class Flights:
             task = loop.create_task(make())
             self._running[key] = task
             task.add_done_callback(lambda done: self._landed(key, done))
-        return await asyncio.shield(task)
+        return await asyncio.shield(task)  # which also retrieves the error when every caller gave up
 
     def _landed(self, key: Hashable, task: asyncio.Task) -> None:
-        if self._running.get(key) is task:
+        if self._running.get(key) is task:  # a flight of another loop may hold the key now
             del self._running[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here too: when every caller gave up, asyncio would log it as never retrieved
 
     def __len__(self) -> int:
         return len(self._running)

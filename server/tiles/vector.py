@@ -248,21 +248,11 @@ class VectorTiles:
         assert tile is not None
         return tile
 
-    def cached_tile(
-        self,
-        z: int,
-        x: int,
-        y: int,
-        layers: Sequence[str] | None = None,
-        *,
-        staff: bool = False,
-        datetime: str | None = None,
-        fields: Sequence[str] | None = None,
-        gzip: bool = False,
-    ) -> Tile | None:
-        """The tile if the cache holds it, else None; cheap enough (a stat per layer) for the event loop, so a
-        server answers hits without a thread hop and sends only misses to `tile` in its threadpool."""
-        return self.looked_up(z, x, y, layers, staff=staff, datetime=datetime, fields=fields, gzip=gzip)[0]
+    def cached_tile(self, *tile: Any, **options: Any) -> Tile | None:
+        """The tile if the cache holds it, else None (`looked_up`'s arguments); cheap enough (a stat per layer) for
+        the event loop, so a server answers hits without a thread hop and sends only misses to `tile` in its
+        threadpool."""
+        return self.looked_up(*tile, **options)[0]
 
     def looked_up(
         self,
