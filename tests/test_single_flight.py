@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from server.flights import Flights
+from tests import pg
 from tests.conftest import city_paths
 from tests.server_fixtures import start_server, stop_server
 from tests.test_point_index import TABLE, many_repairs, publish_repairs
@@ -29,13 +31,32 @@ AT_ONCE = 24
 POINTS = 20_000  # a page of 1,000 takes long enough (~20 ms) for the requests to overlap
 
 
-@pytest.fixture(scope="module")
-def server(published_city, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("single_flight")
+postgres_cluster = pg.postgres_cluster
+
+
+@pytest.fixture(scope="module", params=["geopackage", "postgis"])
+def server(request, published_city, tmp_path_factory):
+    """`python -m server` (1 worker) over the sample city with POINTS repairs, in either store (PostGIS: a database
+    of its own holding the repairs alone)."""
+    folder = tmp_path_factory.mktemp(f"single_flight_{request.param}")
     paths = city_paths(folder / "city")
-    shutil.copytree(published_city.published_dir, paths.published_dir)
-    publish_repairs(many_repairs(POINTS), paths.published_path(TABLE))
-    running = start_server(paths, folder / "server.log", {"GEOPORTAL_SERVER_ACCESS_LOG": "false"})
+    env = {"GEOPORTAL_SERVER_ACCESS_LOG": "false"}
+    if request.param == "geopackage":
+        shutil.copytree(published_city.published_dir, paths.published_dir)
+        publish_repairs(many_repairs(POINTS), paths.published_path(TABLE))
+    else:
+        from assets.stores.postgis import publish_postgis
+        from layers.catalog import load_catalog
+
+        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_flights_{os.getpid()}")
+        spec = load_catalog()[TABLE]
+        frame = many_repairs(POINTS)
+        for name in (f.name for f in spec.fields if f.name not in frame):
+            frame[name] = None
+        publish_postgis(frame, spec, url)
+        paths.published_dir.mkdir(parents=True)
+        env["GEOPORTAL_STORE_URL"] = url
+    running = start_server(paths, folder / "server.log", env)
     yield running
     stop_server(running)
 
