@@ -3,9 +3,9 @@
 A fresh publication empties every worker's page and tile caches, and that is when a city's map is opened by many at
 once. Before server.flights each of N identical requests that found the cache empty read and rendered the same page
 on its own (a fresh 1-worker server over 1M points, 64 connections on the first page of 1,000: the first 27 requests
-took 0.3-2.4 s). The pages are checked through `python -m server` with a real client: a page read once carries one
-`timeStamp` (microseconds), so N readings show up as N different ones. The tiles are checked in the served app as
-`python -m server` builds it, counting what its backend renders.
+took 0.3-2.4 s). The pages are checked through `python -m server` over either store with a real client: a page
+read once carries one `timeStamp` (microseconds), so N readings show up as N different ones. The tiles are checked
+in the served app as `python -m server` builds it, counting what its backend renders.
 """
 
 from __future__ import annotations
