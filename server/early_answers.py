@@ -113,6 +113,10 @@ class EarlyAnswers:
         view = site.views["public"]
         accept, language = (request.get(name) for name in (b"accept", b"accept-language"))
         key = page_key(layer, scope["query_string"], *(v.decode("latin-1") if v else None for v in (accept, language)))
+        # Every page not kept goes through a flight, an instant page too (which nothing can join: it never awaits).
+        # Left so on purpose: its own task lets the loop serve other sockets before it. Small bbox, 1M points, 1
+        # worker, 8 connections, two fresh servers each, 2 x 10 s: p95 4.1-5.7 ms against 7.1-7.9 ms with instant
+        # pages read inline outside any flight, at the same 1,810-2,236 req/s.
         page = await PAGES.kept_or_made(
             view, key, "early answers", lambda: self._plain_page(app, view, key, scope, request)
         )

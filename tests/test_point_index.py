@@ -344,14 +344,21 @@ def many_repairs(count: int) -> gpd.GeoDataFrame:
     )
 
 
-def publish_repairs(frame: gpd.GeoDataFrame, path) -> None:
-    from assets.publish import publish_geopackage
+def catalog_repairs(frame: gpd.GeoDataFrame):
+    """The catalog's `repairs` spec, and `frame` with every field of it (the ones it lacks empty)."""
     from layers.catalog import load_catalog
 
     spec = load_catalog()[TABLE]
     frame = frame.copy()
     for name in (f.name for f in spec.fields if f.name not in frame):
         frame[name] = None
+    return spec, frame
+
+
+def publish_repairs(frame: gpd.GeoDataFrame, path) -> None:
+    from assets.publish import publish_geopackage
+
+    spec, frame = catalog_repairs(frame)
     publish_geopackage(frame, spec, path)
 
 

@@ -25,7 +25,7 @@ from server.flights import Flights
 from tests import pg
 from tests.conftest import city_paths
 from tests.server_fixtures import start_server, stop_server
-from tests.test_point_index import TABLE, many_repairs, publish_repairs
+from tests.test_point_index import TABLE, catalog_repairs, many_repairs, publish_repairs
 
 AT_ONCE = 24
 POINTS = 20_000  # a page of 1,000 takes long enough (~20 ms) for the requests to overlap
@@ -46,13 +46,9 @@ def server(request, published_city, tmp_path_factory):
         publish_repairs(many_repairs(POINTS), paths.published_path(TABLE))
     else:
         from assets.stores.postgis import publish_postgis
-        from layers.catalog import load_catalog
 
         url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_flights_{os.getpid()}")
-        spec = load_catalog()[TABLE]
-        frame = many_repairs(POINTS)
-        for name in (f.name for f in spec.fields if f.name not in frame):
-            frame[name] = None
+        spec, frame = catalog_repairs(many_repairs(POINTS))
         publish_postgis(frame, spec, url)
         paths.published_dir.mkdir(parents=True)
         env["GEOPORTAL_STORE_URL"] = url
