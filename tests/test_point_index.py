@@ -24,12 +24,13 @@ import pandas as pd
 import pytest
 import shapely
 
-from server.features import pg_pool, point_reads
+from server.features import point_reads
 from server.features.connections import POOL
 from server.features.point_index import PointIndex, page
 from server.features.point_reads import POINT_INDEXES, PointIndexes
-from server.features.postgis_provider import PostGISProvider, register_database
-from server.features.provider import GeoPackageProvider
+from server.features.postgis_provider import PostGISProvider, note_copy, note_versions, register_database
+from server.features.provider import GeoPackageProvider, NotInstant
+from server.published.files import file_identity
 from tests import pg, test_provider
 from tests.conftest import city_paths
 from tests.pg_load import load_geopackage
@@ -62,10 +63,24 @@ def with_index(provider: GeoPackageProvider) -> GeoPackageProvider:
 
 
 def held_points(provider: GeoPackageProvider) -> int | None:
-    """How many points the layer's index holds for its current version; None when no index is held for it."""
+    """How many points the layer's index holds for its current version; None when no index is held for it (a
+    PostGIS layer's: its local copy's, when a copy of the version noted current is noted)."""
+    if isinstance(provider, PostGISProvider):
+        provider = provider._current_copy()
+        if provider is None:
+            return None
     with provider._layer() as (_connection, _meta, version):
         index = POINT_INDEXES.held(provider._layer_key(), version)
     return None if index is None else len(index.fids)
+
+
+def noted(url: str, version: int, copy=None) -> None:
+    """What the PostGIS store does: its poll notes the registry's `version` as current, and once its local copy of
+    that version is made, the copy's file (server.published.postgis_store). Here the GeoPackage the table was loaded
+    from stands for the copy: the same rows, fids and values (tests/test_postgis_local_copy.py checks a real copy)."""
+    note_versions(url, [(TABLE, version)])
+    if copy is not None:
+        note_copy(url, TABLE, version, file_identity(copy))
 
 
 @pytest.fixture
@@ -74,18 +89,11 @@ def few_points_are_enough(monkeypatch):
     monkeypatch.setattr(point_reads, "FEW_POINTS", 1)
 
 
-def taking_turns(url: str) -> str:
-    """The database's pool as a worker's is when PostgreSQL shares the machine's cores and the workers fill them
-    (what PostGISStore sets, pg_pool.running_at_once): the one case where PostGIS bboxes come from the index."""
-    pg_pool.pool(url).run_at_once(1)
-    return url
-
-
 @pytest.fixture(scope="module")
 def database(postgres_cluster, layer) -> str:
     url = postgres_cluster.create_database(f"geoportal_point_index_{os.getpid()}")
-    load_geopackage(layer, TABLE, url, indexed=("start_time", "end_time"))
-    return taking_turns(url)
+    noted(url, load_geopackage(layer, TABLE, url, indexed=("start_time", "end_time")), layer)
+    return url
 
 
 @pytest.fixture(params=["geopackage", "postgis"])
@@ -170,12 +178,12 @@ def test_the_indexes_held_stay_within_the_budget_the_layer_read_longest_ago_givi
 
 
 def provider_over(store: str, path, request, name: str) -> tuple[GeoPackageProvider, str | None]:
-    """A provider of the layer in `path`: the file itself, or the file loaded into a new PostGIS database whose
-    workers take turns (then also its URL, to publish into)."""
+    """A provider of the layer in `path`: the file itself, or the file loaded into a new PostGIS database with `path`
+    noted as its local copy (then also its URL, to publish into)."""
     if store == "geopackage":
         return GeoPackageProvider(definition(path)), None
     url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_{name}_{os.getpid()}")
-    load_geopackage(path, TABLE, taking_turns(url))
+    noted(url, load_geopackage(path, TABLE, url), path)
     return PostGISProvider(definition(url, name=POSTGIS_PROVIDER)), url
 
 
@@ -205,9 +213,12 @@ def test_a_republished_layer_is_never_answered_from_the_index_of_the_version_bef
     if store == "geopackage":
         os.replace(republished, path)
     else:
-        load_geopackage(republished, TABLE, url)
+        version = load_geopackage(republished, TABLE, url)
+        noted(url, version)  # the store's poll saw it; no copy of it yet
     answer = provider.query(bbox=box, limit=3000)  # the new version's first bbox: its index is not read yet
     assert test_provider.ids(answer["features"]) == truth(second) and answer["numberMatched"] == len(truth(second))
+    if store == "postgis":
+        noted(url, version, republished)
     with_index(provider)
     answer = provider.query(bbox=box, limit=3000)
     assert test_provider.ids(answer["features"]) == truth(second) and answer["numberMatched"] == len(truth(second))
@@ -278,47 +289,81 @@ def test_a_point_index_is_read_in_its_turn_not_beside_a_box_index_build(tmp_path
     assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
 
 
-def test_a_small_bbox_page_is_instant_only_while_the_current_versions_index_is_held(
-    tmp_path, few_points_are_enough, request
-):
+def test_a_small_bbox_page_is_instant_only_while_the_current_versions_index_is_held(tmp_path, few_points_are_enough):
     """instant_page (a page run on the event loop, server.early_answers) only when the file's current version's
-    index is held and the page reads few rows; not for the version before, nor ever for PostGIS."""
+    index is held and the page reads few rows; not for the version before."""
     frame = repairs_frame(seed=10, count=400)
     path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
     provider = GeoPackageProvider(definition(path))
     box = [104.2, 52.25, 104.3, 52.35]
     assert not provider.instant_page(box, 0, 10)  # no index read yet
+    with pytest.raises(NotInstant):
+        provider.query(bbox=box, limit=10, instant=True)
     with_index(provider)
     assert provider.instant_page(box, 0, 10) and provider.instant_page(box, 100, 20)
     assert not provider.instant_page(box, 0, 21) and not provider.instant_page([], 0, 10)
     (tmp_path / "next").mkdir()
     os.replace(write_gpkg(moved(frame), tmp_path / "next" / f"{TABLE}.gpkg"), path)
     assert not provider.instant_page(box, 0, 10)  # the version before's index does not make it instant
+    with pytest.raises(NotInstant):  # judged instant before the file changed: the caller reads it off the loop
+        provider.query(bbox=box, limit=10, instant=True)
     with_index(provider)
     assert provider.instant_page(box, 0, 10)
-    postgis, _ = provider_over("postgis", path, request, "instant")
-    with_index(postgis)
-    assert not postgis.instant_page(box, 0, 10)  # its rows come from the database: never on the event loop
+    assert (
+        test_provider.ids(provider.query(bbox=box, limit=10, instant=True)["features"])
+        == truth_in(moved(frame), box)[:10]
+    )
 
 
-def test_postgis_with_a_core_to_spare_answers_bboxes_in_sql_and_reads_no_index(
+def truth_in(frame: gpd.GeoDataFrame, box) -> list[int]:
+    return sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
+
+
+def test_a_postgis_bbox_is_answered_from_the_local_copy_of_the_version_noted_and_no_other(
     postgres_cluster, tmp_path, few_points_are_enough
 ):
-    """A worker whose database has cores of its own to spare (or is elsewhere) leaves the bbox to PostgreSQL: the
-    index would only move the work into the worker (1 worker on 2 cores: 1,491 -> 1,249-1,317 req/s)."""
-    frame = repairs_frame(seed=8, count=300)
-    url = postgres_cluster.create_database(f"geoportal_index_spare_{os.getpid()}")
-    load_geopackage(write_gpkg(frame, tmp_path / f"{TABLE}.gpkg"), TABLE, url)
-    provider = PostGISProvider(definition(url, name=POSTGIS_PROVIDER))
+    """A PostGIS layer's lone bbox comes from its local copy only while the copy noted is of the version the store's
+    poll noted current and its path still holds that file; else from the table (and never on the event loop)."""
+    first, second = repairs_frame(seed=11, count=400), moved(repairs_frame(seed=11, count=400))
+    for folder in ("first", "second", "third"):
+        (tmp_path / folder).mkdir()
+    first_path = write_gpkg(first, tmp_path / "first" / f"{TABLE}.gpkg")
+    second_path = write_gpkg(second, tmp_path / "second" / f"{TABLE}.gpkg")
+    url = postgres_cluster.create_database(f"geoportal_index_copy_{os.getpid()}")
+    provider = PostGISProvider(definition(register_database(url), name=POSTGIS_PROVIDER))
     box = [104.2, 52.25, 104.3, 52.35]
-    truth = sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
-    assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
+
+    def from_table(frame: gpd.GeoDataFrame) -> None:
+        assert not provider.instant_page(box, 0, 10)
+        with pytest.raises(NotInstant):
+            provider.query(bbox=box, limit=10, instant=True)
+        answer = provider.query(bbox=box, limit=1000)
+        assert test_provider.ids(answer["features"]) == truth_in(frame, box)
+        assert answer["numberMatched"] == len(truth_in(frame, box))
+
+    def from_copy(frame: gpd.GeoDataFrame) -> None:
+        assert provider.instant_page(box, 0, 10) and not provider.instant_page(box, 0, 21)
+        answer = provider.query(bbox=box, limit=1000, instant=True)
+        assert test_provider.ids(answer["features"]) == truth_in(frame, box)
+        assert answer["numberMatched"] == len(truth_in(frame, box))
+
+    first_version = load_geopackage(first_path, TABLE, url)
+    noted(url, first_version)
     provider.read_ahead()
     assert POINT_INDEXES.wait_for_reads(DEADLINE_SECONDS)
-    assert held_points(provider) is None
-    taking_turns(url)  # the workers now fill the cores the database shares
+    from_table(first)  # no copy made yet
+    noted(url, first_version, first_path)
     with_index(provider)
-    assert test_provider.ids(provider.query(bbox=box, limit=1000)["features"]) == truth
+    from_copy(first)
+    second_version = load_geopackage(second_path, TABLE, url)
+    noted(url, second_version)  # republished: the copy is of the version before
+    from_table(second)
+    noted(url, second_version, second_path)
+    with_index(provider)
+    from_copy(second)
+    # the copy's path now holds another file (a newer copy another worker made) while the note names this one
+    os.replace(write_gpkg(first, tmp_path / "third" / f"{TABLE}.gpkg"), second_path)
+    from_table(second)
 
 
 # ---------------------------------------------------------------------- the server as it runs

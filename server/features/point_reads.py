@@ -2,9 +2,9 @@
 
 A layer's index is read once per version, by the first lone bbox that could use it or by the read-ahead after a
 publication, on a connection of its own; until it is held, bboxes are answered in SQL as before, so no request waits
-for a read (1M points: ~1.3 s from PostGIS, ~1 s from a GeoPackage). One index per layer is held (its current
-version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 24 bytes a point): the
-layer read longest ago gives way, and a layer alone larger than the budget is never read.
+for a read (1M points: ~1 s; a PostGIS layer's from the store's local copy of the version). One index per layer is
+held (its current version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 24
+bytes a point): the layer read longest ago gives way, and a layer alone larger than the budget is never read.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import numpy as np
-import psycopg
-from psycopg import sql
 
-from server.features import pg_pool
 from server.features.background import BackgroundReads
 from server.features.connections import POOL
 from server.features.point_index import BYTES_PER_POINT, PointIndex
@@ -31,25 +28,9 @@ from server.published.sql import quote_identifier
 LOGGER = logging.getLogger(__name__)
 # Below this many features a store's own index answers a bbox about as fast as ours (~0.1 ms): not read.
 FEW_POINTS = 10_000
-SCHEMA = "geoportal"
-REGISTRY_VERSION = f"SELECT version FROM {SCHEMA}.publications WHERE layer_id = %s AND slot = 'current'"
 CHUNK = 4_096
 GPKG_POINT_BYTES = 29  # GeoPackage header without an envelope (8) + a 2D WKB point (21)
 WKB_POINT_HEADER = np.array([1, 1, 0, 0, 0], np.uint8)  # little-endian, type 1 (Point)
-# COPY ... (FORMAT BINARY) of (fid bigint, x double, y double): 19 bytes of header, then per row the field count and
-# each field's length before it (PostgreSQL's documented layout), and a 2-byte trailer
-_COPY_HEADER, _COPY_TRAILER = 19, 2
-_COPY_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("fid_len", ">i4"),
-        ("fid", ">i8"),
-        ("x_len", ">i4"),
-        ("x", ">f8"),
-        ("y_len", ">i4"),
-        ("y", ">f8"),
-    ]
-)
 
 
 class PointIndexes:
@@ -202,35 +183,3 @@ def _points_one_by_one(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.n
         xs.append(xy[0])
         ys.append(xy[1])
     return kept, np.array(xs, np.float64), np.array(ys, np.float64)
-
-
-def postgis_points(url: str, version: int, meta: LayerMeta) -> PointIndex | None:
-    """The index of `version` of the layer, read in one snapshot with the registry row that says it is still current
-    (None when a newer one is served: its requests ask for its index)."""
-    table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(meta.table))
-    geometry, fid = sql.Identifier(meta.geometry_column), sql.Identifier(meta.fid_column)
-    query = sql.SQL(
-        "COPY (SELECT {fid}::bigint, ST_X({geometry}), ST_Y({geometry}) FROM {table}"
-        " WHERE {geometry} IS NOT NULL AND NOT ST_IsEmpty({geometry})) TO STDOUT (FORMAT BINARY)"
-    ).format(fid=fid, geometry=geometry, table=table)
-    # a connection of its own, not the pool's: requests may hold every pooled one
-    with psycopg.connect(url, connect_timeout=pg_pool.CONNECT_SECONDS) as connection:
-        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        current = connection.execute(REGISTRY_VERSION, (meta.table,)).fetchone()
-        if current is None or current[0] != version:
-            return None
-        data = bytearray()
-        with connection.cursor().copy(query) as copy:
-            for block in copy:
-                data += block
-    rows = np.frombuffer(
-        data, _COPY_ROW, count=(len(data) - _COPY_HEADER - _COPY_TRAILER) // _COPY_ROW.itemsize, offset=_COPY_HEADER
-    )
-    if len(data) != _COPY_HEADER + _COPY_TRAILER + len(rows) * _COPY_ROW.itemsize or not (
-        (rows["fields"] == 3).all()
-        and (rows["fid_len"] == 8).all()
-        and (rows["x_len"] == 8).all()
-        and (rows["y_len"] == 8).all()
-    ):
-        raise ValueError("COPY's binary rows are not (bigint, double, double)")
-    return PointIndex.of(rows["fid"], rows["x"], rows["y"])

@@ -11,13 +11,18 @@ CQL2, q, sortby, properties, keyset paging with the shared checkpoints, numberMa
 conditions). Versions are unique across layers and change with every publication, so the caches of several workers
 stay correct without talking to each other. Construction does no I/O; connections come from a small pool per process
 and database (server.features.pg_pool).
+
+A lone bbox over a point layer is answered from the local copy of the very version the store's poll noted
+(`note_copy`), from the copy's point index and its rows, as the GeoPackage store answers it: a small page then costs
+the worker ~0.4 ms on its event loop and the database nothing (1M points, small bbox, 1 worker: 1,100 req/s in SQL).
+Only the copy's file that was made of that version answers; any other query, or a copy not yet made of the version
+the registry says is current, is read from the table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,18 +37,18 @@ from layers.store import where
 from server.features import paging, pg_pool, pg_sql, pg_windows
 from server.features.output import JSON_SCHEMA, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
-from server.features.point_index import PointIndex
-from server.features.point_reads import postgis_points
 from server.features.provider import (
     GeoPackageProvider,
     InvalidQueryError,
+    NotInstant,
     _bad_input,
     _non_negative,
     _target_crs,
 )
 from server.features.query import ALIAS, Conditions, _area_share
+from server.published.files import file_identity
 from server.published.gpkg import wkb_points_xy
-from server.published.layer import LayerMeta, LruCache
+from server.published.layer import FileVersion, LayerMeta, LruCache
 from server.published.sql import Fragment, all_of, column
 
 LOGGER = logging.getLogger(__name__)
@@ -74,6 +79,16 @@ def note_versions(url: str, versions: Iterable[tuple[str, int]]) -> None:
     """Called by the PostGIS store with the registry's current versions each time it reads them."""
     for layer_id, version in versions:
         _noted[(url, layer_id)] = version
+
+
+# (URL, layer) -> (version, file): the local copy's file made of that version (note_copy). A newer copy replaces the
+# file under the same path: its identity then differs, and this one answers nothing until the store notes the new one.
+_copies: dict[tuple[str, str], tuple[int, FileVersion]] = {}
+
+
+def note_copy(url: str, layer_id: str, version: int, file: FileVersion) -> None:
+    """Called by the PostGIS store once its local copy `file` (a file identity) holds `version` of the layer."""
+    _copies[(url, layer_id)] = (version, file)
 
 
 class StoreAway(Exception):
@@ -119,24 +134,44 @@ class PostGISProvider(GeoPackageProvider):
     counting strategy and the fallback copy."""
 
     dialect = POSTGRES
-    # Plain pages are answered before the stack (server/ogcapi/plain_items.py), as GeoPackageProvider's are, on the
-    # items route's threads (`light_page` is never true here: no file to judge a page by; the PostGIS store sets no
-    # `query_threads`, so anyio's 40). Small bbox, 1M, 8 connections, each server fresh on a quiet machine: 1 worker
-    # 1,205-1,360 req/s, p95 11.5-13.6 ms (through the stack 1,020-1,044, p95 14.3-15.1 ms); 2 workers 1,483-1,517
-    # vs 1,323-1,396 req/s. On a lane of 1 or 2 threads (measured before) the tail grew instead (p95 22-72 ms); on 3
-    # route threads 749-826 vs 940-1,059 req/s at 1 worker.
+    # Plain pages are answered before the stack (server/ogcapi/plain_items.py), as GeoPackageProvider's are: an instant
+    # one from the local copy on the event loop, any other on the items route's threads (`light_page` is only true
+    # for an instant page; the PostGIS store sets no `query_threads`, so anyio's 40). Pages read from the table,
+    # small bbox, 1M, 8 connections, each server fresh on a quiet machine: 1 worker 1,205-1,360 req/s, p95 11.5-13.6
+    # ms (through the stack 1,020-1,044, p95 14.3-15.1 ms); 2 workers 1,483-1,517 vs 1,323-1,396 req/s. On a lane of
+    # 1 or 2 threads (measured before) the tail grew instead (p95 22-72 ms); on 3 route threads 749-826 vs 940-1,059
+    # req/s at 1 worker.
     decode_geometries = staticmethod(wkb_geometries)
     decode_points = staticmethod(wkb_points_xy)
-
-    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
-        """Never: even a page answered from the point index waits for the database's rows, which the event loop
-        must not."""
-        return False
 
     def __init__(self, provider_def: Mapping[str, Any]):
         super().__init__(provider_def)
         self.url = _databases.get(self.path, self.path)
         self.definition = dict(provider_def)
+        self._copy: _CopyOfVersion | None = None  # over the copy's file noted last (_current_copy)
+
+    def light_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+        """Only an instant page: any other page of the table runs on the items route's threads (above)."""
+        return self.instant_page(bbox, offset, limit)
+
+    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+        """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
+        instant_page): never one that would wait for the database."""
+        copy = self._current_copy()
+        return copy is not None and copy.light_page(bbox, offset, limit) and copy.instant_page(bbox, offset, limit)
+
+    def _current_copy(self) -> _CopyOfVersion | None:
+        """The local copy of the version the store noted as current, when a copy of that version was noted and its path
+        holds that file (one stat); the copy checks its file again when it reads, since another worker may replace it
+        with a newer one meanwhile."""
+        key = (self.url, self.table)
+        copied = _copies.get(key)
+        if copied is None or copied[0] != _noted.get(key) or file_identity(copied[1][0]) != copied[1]:
+            return None  # no copy of the version, or its file went (an operator cleaning the cache) or was replaced
+        copy = self._copy
+        if copy is None or copy.file != copied[1]:
+            copy = self._copy = _CopyOfVersion({**self.definition, "data": copied[1][0]}, copied[1])
+        return copy
 
     def _fallback(self, answer: Callable[[GeoPackageProvider], Any]) -> Any:
         """`answer` from the local copy of the layer, or a 503 when there is none."""
@@ -156,7 +191,15 @@ class PostGISProvider(GeoPackageProvider):
 
     # ------------------------------------------------------------------ queries
 
-    def query(self, **kwargs: Any) -> dict:
+    def query(self, instant: bool = False, **kwargs: Any) -> dict:
+        """From the current version's local copy when its point index answers (a lone bbox), else from the table;
+        `instant` (a page asked on the event loop): from the copy or NotInstant, never the database."""
+        copy = self._current_copy()
+        if copy is not None:
+            with contextlib.suppress(NotInstant, ProviderConnectionError):  # the copy's failure is logged: the table's
+                return copy.query(instant=True, **kwargs)
+        if instant:
+            raise NotInstant(self.table)
         try:
             return self._query(**kwargs)
         except StoreAway:
@@ -172,9 +215,12 @@ class PostGISProvider(GeoPackageProvider):
         """Start reading the current version's sorted times (server.features.pg_windows) after a publication; else
         every worker's first `datetime=` windows of a version wait for that read (1-3 s on 1M features). A point
         layer's index is read in the background too (server.features.point_reads)."""
+        copy = self._current_copy()
+        if copy is not None:
+            with contextlib.suppress(ProviderConnectionError):  # logged by the copy; the table's read-ahead goes on
+                copy.read_points_ahead()
         try:
             with self._layer() as (_connection, meta, version):
-                self._read_points_ahead(meta, version)
                 if not self.time_field:
                     return
                 pg_windows.read_ahead(self.url, version, meta, self.time_field, self.time_end_field)
@@ -327,21 +373,8 @@ class PostGISProvider(GeoPackageProvider):
         return pg_sql.queryables(meta, self.properties)
 
     def _points_pay(self) -> bool:
-        """Only when PostgreSQL's CPU is the workers' own: the database on this machine and the workers filling its
-        cores (the pool's one-statement rule, pg_pool.running_at_once, decided once per worker). Then the index
-        spares that CPU (1M points, small bbox, 2 workers: 1,548 -> 2,232-2,281 req/s). With a core to spare the
-        statement runs there beside the worker, and the index only moves the work into the worker's own GIL-bound
-        core (1 worker: 1,491 -> 1,249-1,317 req/s); a database elsewhere is left its own CPU, as before."""
-        return pg_pool.pool(self.url).one_at_a_time
-
-    def _layer_key(self) -> tuple:
-        return _index_key(self.url, self.table)
-
-    def _read_points(self, meta: LayerMeta, version: int) -> PointIndex | None:
-        return postgis_points(self.url, version, meta)
-
-    def _fids_in(self, meta: LayerMeta, fids: Sequence[int]) -> Fragment:
-        return Fragment(f"{column(ALIAS, meta.fid_column)} = ANY(?::bigint[])", (list(fids),))
+        """Never from an index of the table's own: a lone bbox is answered from the local copy's (query)."""
+        return False
 
     def _rows(self, connection: psycopg.Connection, statement: Fragment) -> list[tuple]:
         return connection.cursor(binary=True).execute(pyformat(statement), statement.params).fetchall()
@@ -387,10 +420,22 @@ class PostGISProvider(GeoPackageProvider):
         return share * meta.feature_count <= FEW_ROWS
 
 
-@functools.lru_cache(maxsize=256)
-def _index_key(url: str, table: str) -> tuple:
-    """A layer's name among the worker's point indexes: host:port/db, no password kept (parsed once, not per bbox)."""
-    return ("postgis", where(url), table)
+class _CopyOfVersion(GeoPackageProvider):
+    """The store's local copy of one version of a layer: it answers from its point index only while its path holds
+    the file made of that version (`file`); else the table answers."""
+
+    def __init__(self, provider_def: Mapping[str, Any], file: FileVersion):
+        super().__init__(provider_def)
+        self.file = file
+
+    def _points_answer(self, connection, meta: LayerMeta, version, *query) -> dict | None:
+        if version != self.file:
+            return None
+        return super()._points_answer(connection, meta, version, *query)
+
+    def _read_points_ahead(self, meta: LayerMeta, version) -> None:
+        if version == self.file:
+            super()._read_points_ahead(meta, version)
 
 
 def _first_line(error: BaseException) -> str:

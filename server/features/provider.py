@@ -119,6 +119,11 @@ class InvalidQueryError(ProviderQueryError):
         super().__init__(msg, user_msg=msg)
 
 
+class NotInstant(Exception):
+    """An instant query (`query(instant=True)`, asked on the event loop) that only SQL could answer: the file changed
+    since the page was judged instant, or the index went. The caller reads it off the loop."""
+
+
 class GeoPackageProvider(BaseProvider):
     """OGC API Features over one table of a contract GeoPackage (see docs/contracts.md)."""
 
@@ -198,8 +203,11 @@ class GeoPackageProvider(BaseProvider):
         q: str | None = None,
         filterq: Any = None,
         crs_transform_spec: Any = None,
+        instant: bool = False,
         **kwargs: Any,
     ) -> dict:
+        """pygeoapi's query; `instant`: answer from the point index held or raise NotInstant (never SQL), for a page
+        asked on the event loop (server.early_answers, after `instant_page`)."""
         offset, limit = _non_negative(offset, "offset"), _non_negative(limit, "limit")
         with self._layer() as (connection, meta, version), _bad_input():
             found, order = self._conditions(meta, bbox, datetime_, properties, sortby, q, filterq)
@@ -218,6 +226,8 @@ class GeoPackageProvider(BaseProvider):
             )
             if from_points is not None:
                 return from_points
+            if instant:
+                raise NotInstant(self.table)
             version_key = (version, self.table)
             matched = paging.count(
                 (version_key, found.signature), lambda: self._count(connection, meta, version_key, found)
@@ -376,6 +386,11 @@ class GeoPackageProvider(BaseProvider):
             for name in (window.start_field, window.end_field):
                 if name in meta.indexed:
                     TIME_RANKS.read_ahead(version_key, meta.table, name, self.path)
+
+    def read_points_ahead(self) -> None:
+        """Start reading the current version's point index in the background, when the layer is one to index."""
+        with self._layer() as (_connection, meta, version):
+            self._read_points_ahead(meta, version)
 
     def _points_answer(
         self,

@@ -177,9 +177,9 @@ def plain_limit(layer: PlainLayer, query: PlainQuery) -> int:
     return evaluate_limit(query.limit, *layer.limits)
 
 
-def plain_page(layer: PlainLayer, query: PlainQuery, limit: int) -> bytes:
+def plain_page(layer: PlainLayer, query: PlainQuery, limit: int, instant: bool = False) -> bytes:
     """The page's body as pygeoapi's get_collection_items writes it, `limit` as plain_limit reckons it. Raises
-    whatever the provider raises."""
+    whatever the provider raises (with `instant`, NotInstant when only SQL could answer it)."""
     bbox = query.bbox
     if bbox:
         bbox = itemtypes_api.transform_bbox(bbox, itemtypes_api.DEFAULT_CRS, layer.storage_crs)
@@ -198,6 +198,7 @@ def plain_page(layer: PlainLayer, query: PlainQuery, limit: int) -> bytes:
         q=None,
         language=layer.language,
         filterq=None,
+        instant=instant,
     )
     serialized = "".join(
         f"&{urllib.parse.quote(k, safe='')}={urllib.parse.quote(str(v), safe=',')}"

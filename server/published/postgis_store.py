@@ -34,7 +34,7 @@ from layers.settings import PathSettings
 from layers.store import where
 from server.locks import machine_lock
 from server.published.extents import LayerExtent, read_extent
-from server.published.files import Signature
+from server.published.files import FileIdentity, Signature, file_identity
 from server.published.watch import WatchedFiles
 from server.tiles.postgis_render import PostGISTiles
 
@@ -180,34 +180,45 @@ class PostGISStore:
 
     def _copy(self, copier: ProcessPoolExecutor, spec: LayerSpec, version: int) -> None:
         """Make the local copy of `version`, unless another worker of this machine made it (then its stamp says so)."""
+        from server.features.postgis_provider import note_copy  # its lone bboxes are then answered from the copy
+
         self.copies.mkdir(parents=True, exist_ok=True)
+        path = self.layer_path(spec.id)
         with machine_lock(self.copies / f".{spec.id}.lock"):  # the other workers wait here, then find the copy made
-            if self._stamped(spec.id) == version and self.layer_path(spec.id).exists():
-                self._copied[spec.id] = version
-                return
-            try:
-                copied = copier.submit(copy_layer, self.url, spec, self.layer_path(spec.id)).result()
-            except BrokenProcessPool as error:  # the child died (killed, out of memory): tried again at the next sync
-                raise OSError(f"the copying process died: {error}") from None
-            self._stamp(spec.id, copied)
-            self._copied[spec.id] = copied
+            stamped = self._stamped(spec.id)
+            if stamped is None or stamped[0] != version:
+                try:
+                    copied = copier.submit(copy_layer, self.url, spec, path).result()
+                except BrokenProcessPool as error:  # the child died (killed, out of memory): tried at the next sync
+                    raise OSError(f"the copying process died: {error}") from None
+                stamped = self._stamp(spec.id, copied)
+            self._copied[spec.id] = stamped[0]
+            note_copy(self.url, spec.id, *stamped)
 
     def _stamp_path(self, layer_id: str) -> Path:
         return self.copies / f"{layer_id}.version"
 
-    def _stamped(self, layer_id: str) -> int | None:
-        """The version the local copy holds, as its maker wrote it after the copy; None when unknown."""
+    def _stamped(self, layer_id: str) -> tuple[int, FileIdentity] | None:
+        """The version the local copy holds and the copy's file, as its maker wrote them after the copy; None when
+        unknown, or when the file there now is not the one stamped (gone, or replaced by a copy that died unstamped).
+        """
         try:
-            return int(self._stamp_path(layer_id).read_text())
+            version, *file = self._stamp_path(layer_id).read_text().split()
+            stamped = (int(version), (str(self.layer_path(layer_id)), *map(int, file)))
         except (OSError, ValueError):
             return None
+        return stamped if stamped[1] == file_identity(self.layer_path(layer_id)) else None
 
-    def _stamp(self, layer_id: str, version: int) -> None:
-        # after the copy's own rename: a stamp never names a copy that is not there (a crash in between only
-        # costs one more copy)
+    def _stamp(self, layer_id: str, version: int) -> tuple[int, FileIdentity]:
+        # after the copy's own rename, with its file's identity: a stamp never names a copy that is not there (a crash
+        # in between only costs one more copy)
+        file = file_identity(self.layer_path(layer_id))
+        if file is None:
+            raise OSError(f"{self.layer_path(layer_id)} is missing right after its copy")
         part = self._stamp_path(layer_id).with_suffix(f".version.{os.getpid()}")
-        part.write_text(str(version))
+        part.write_text(" ".join(map(str, (version, *file[1:]))))
         os.replace(part, self._stamp_path(layer_id))
+        return version, file
 
     def feature_provider(self, layer_id: str) -> dict[str, Any]:
         """Features straight from the table (server.features.postgis_provider); `data` names the database without
