@@ -475,19 +475,38 @@ def test_the_served_app_reads_the_index_of_each_version_and_answers_from_it(publ
     asyncio.run(serve())
 
 
+@pytest.mark.parametrize("store", ["geopackage", "postgis"])
 def test_two_server_workers_answer_bboxes_over_many_points_right_before_and_after_a_republication(
-    published_city, tmp_path
+    store, published_city, tmp_path, request
 ):
+    """Over PostGIS the bboxes come from each worker's local copy of the version its poll noted (a worker may find
+    the copy replaced by the other's newer one meanwhile), else from the table."""
     paths = city_paths(tmp_path / "city")
-    shutil.copytree(published_city.published_dir, paths.published_dir)
-    layer = paths.published_path(TABLE)
     first, second = many_repairs(20_000), moved(many_repairs(20_000))
-    publish_repairs(first, layer)
-    server = start_server(paths, tmp_path / "server.log", args=["--workers", "2"])
+    env = {}
+    if store == "geopackage":
+        shutil.copytree(published_city.published_dir, paths.published_dir)
+
+        def publish(frame: gpd.GeoDataFrame) -> None:
+            publish_repairs(frame, paths.published_path(TABLE))
+
+    else:
+        from assets.stores.postgis import publish_postgis
+
+        url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_workers_{os.getpid()}")
+        paths.published_dir.mkdir(parents=True)
+        env["GEOPORTAL_STORE_URL"] = url
+
+        def publish(frame: gpd.GeoDataFrame) -> None:
+            spec, filled = catalog_repairs(frame)
+            publish_postgis(filled, spec, url)
+
+    publish(first)
+    server = start_server(paths, tmp_path / "server.log", env, args=["--workers", "2"])
     try:
         for frame in (first, second):
             if frame is second:
-                publish_repairs(second, layer)
+                publish(second)
             deadline = time.monotonic() + DEADLINE_SECONDS
             for query in bbox_queries(7) * 3:  # while the workers read their indexes, and after
                 response = httpx.get(f"{server.url}/collections/{TABLE}/items", params=query, timeout=30)
