@@ -30,7 +30,9 @@ class TestHouseLists:
 
     def test_a_street_type_word_starts_the_next_street(self) -> None:
         assert understood("ул. Ленина 1, 3, ул. Карла Маркса 10") == [
-            *on("ленина", "1", "3"), *on("карла маркса", "10")]
+            *on("ленина", "1", "3"),
+            *on("карла маркса", "10"),
+        ]
 
     def test_streets_on_separate_lines(self) -> None:
         assert understood("ул. Ленина: 1, 3\nпер. Почтовый: 2") == [*on("ленина", "1", "3"), *on("почтовый пер", "2")]
@@ -75,23 +77,28 @@ class TestSideOfTheStreet:
 
     def test_side_carries_over_commas_until_the_street_changes(self) -> None:
         assert understood("ул. Ленина, чётные 1-5, 7-9; ул. Мира, 1-4") == [
-            *on("ленина", "2", "4", "8"), *on("мира", "1", "2", "3", "4")]
+            *on("ленина", "2", "4", "8"),
+            *on("мира", "1", "2", "3", "4"),
+        ]
 
 
 class TestBuildings:
-    @pytest.mark.parametrize(("written", "house"), [
-        ("д. 7 корп. 2", "7к2"),
-        ("д.7, корп.2", "7к2"),
-        ("7 к. 2", "7к2"),
-        ("7к2", "7к2"),
-        ("7/1", "7/1"),
-        ("12 стр. 3", "12с3"),
-        ("3с1", "3с1"),
-        ("дом 5А", "5а"),
-        ("5a", "5а"),  # Latin a
-        ("5, литер Б", "5б"),
-        ("№ 05", "5"),
-    ])
+    @pytest.mark.parametrize(
+        ("written", "house"),
+        [
+            ("д. 7 корп. 2", "7к2"),
+            ("д.7, корп.2", "7к2"),
+            ("7 к. 2", "7к2"),
+            ("7к2", "7к2"),
+            ("7/1", "7/1"),
+            ("12 стр. 3", "12с3"),
+            ("3с1", "3с1"),
+            ("дом 5А", "5а"),
+            ("5a", "5а"),  # Latin a
+            ("5, литер Б", "5б"),
+            ("№ 05", "5"),
+        ],
+    )
     def test_house_forms(self, written: str, house: str) -> None:
         assert understood(f"ул. Ленина, {written}") == on("ленина", house)
 
@@ -100,50 +107,76 @@ class TestBuildings:
 
 
 class TestStreets:
-    @pytest.mark.parametrize("written", ["ул. Ленина", "Ленина ул.", "улица Ленина", "ул.Ленина", "Ленина",
-                                         "УЛ. ЛЕНИНА", "«Ленина» ул", "yл. Ленина"])
+    @pytest.mark.parametrize(
+        "written",
+        ["ул. Ленина", "Ленина ул.", "улица Ленина", "ул.Ленина", "Ленина", "УЛ. ЛЕНИНА", "«Ленина» ул", "yл. Ленина"],
+    )
     def test_ways_to_write_a_street(self, written: str) -> None:
         assert understood(f"{written}, 5") == on("ленина", "5")
 
-    @pytest.mark.parametrize(("written", "key"), [
-        ("пр. Мира", "мира пр-т"), ("пр-т Мира", "мира пр-т"), ("проспект Мира", "мира пр-т"),
-        ("Мира проспект", "мира пр-т"), ("пер. Почтовый", "почтовый пер"), ("переулок Почтовый", "почтовый пер"),
-        ("б-р Гагарина", "гагарина б-р"), ("бульвар Гагарина", "гагарина б-р"),
-        ("пл. Кирова", "кирова пл"), ("площадь Кирова", "кирова пл"),
-        ("Качугский ш.", "качугский ш"), ("шоссе Качугское", "качугское ш"),
-        ("наб. Иркута", "иркута наб"), ("набережная Иркута", "иркута наб"),
-        ("проезд Строительный", "строительный проезд"),
-        ("мкр. Университетский", "университетский мкр"), ("микрорайон Университетский", "университетский мкр"),
-        ("тупик Заводской", "заводской туп"),
-    ])
+    @pytest.mark.parametrize(
+        ("written", "key"),
+        [
+            ("пр. Мира", "мира пр-т"),
+            ("пр-т Мира", "мира пр-т"),
+            ("проспект Мира", "мира пр-т"),
+            ("Мира проспект", "мира пр-т"),
+            ("пер. Почтовый", "почтовый пер"),
+            ("переулок Почтовый", "почтовый пер"),
+            ("б-р Гагарина", "гагарина б-р"),
+            ("бульвар Гагарина", "гагарина б-р"),
+            ("пл. Кирова", "кирова пл"),
+            ("площадь Кирова", "кирова пл"),
+            ("Качугский ш.", "качугский ш"),
+            ("шоссе Качугское", "качугское ш"),
+            ("наб. Иркута", "иркута наб"),
+            ("набережная Иркута", "иркута наб"),
+            ("проезд Строительный", "строительный проезд"),
+            ("мкр. Университетский", "университетский мкр"),
+            ("микрорайон Университетский", "университетский мкр"),
+            ("тупик Заводской", "заводской туп"),
+        ],
+    )
     def test_street_types_are_part_of_the_key(self, written: str, key: str) -> None:
         assert understood(f"{written}, 1") == on(key, "1")
 
     def test_same_name_with_another_type_is_another_street(self) -> None:
         assert normalize_street("Пушкина ул.") != normalize_street("Пушкина пер.")
 
-    @pytest.mark.parametrize(("written", "key"), [
-        ("ул. Ёлочная", "елочная"),
-        ("ул.   Карла    Маркса", "карла маркса"),
-        ('ул. "Набережная"', "набережная"),
-        ("ул. 50 лет Октября", "50 лет октября"),
-        ("2-ая Железнодорожная ул.", "2-я железнодорожная"),
-        ("Железнодорожная 2-я", "2-я железнодорожная"),
-    ])
+    @pytest.mark.parametrize(
+        ("written", "key"),
+        [
+            ("ул. Ёлочная", "елочная"),
+            ("ул.   Карла    Маркса", "карла маркса"),
+            ('ул. "Набережная"', "набережная"),
+            ("ул. 50 лет Октября", "50 лет октября"),
+            ("2-ая Железнодорожная ул.", "2-я железнодорожная"),
+            ("Железнодорожная 2-я", "2-я железнодорожная"),
+        ],
+    )
     def test_street_key(self, written: str, key: str) -> None:
         assert normalize_street(written) == key
 
     def test_numbered_street_in_a_notice(self) -> None:
         assert understood("ул. 50 лет Октября, 5") == on("50 лет октября", "5")
 
-    @pytest.mark.parametrize("written", ["ул. Верхняя Набережная, 2", "Верхняя наб., 2", "Верхняя набережная, д. 2",
-                                         "ул. Верхняя Набережная 2", "Верхняя Набережная ул., 2",
-                                         "наб. Верхняя, 2"])
+    @pytest.mark.parametrize(
+        "written",
+        [
+            "ул. Верхняя Набережная, 2",
+            "Верхняя наб., 2",
+            "Верхняя набережная, д. 2",
+            "ул. Верхняя Набережная 2",
+            "Верхняя Набережная ул., 2",
+            "наб. Верхняя, 2",
+        ],
+    )
     def test_type_word_closing_a_name_is_the_type(self, written: str) -> None:
         assert understood(written) == on("верхняя наб", "2")
 
-    @pytest.mark.parametrize("written", ["ул. Верхняя Набережная", "Верхняя Набережная ул", "Верхняя наб.",
-                                         "верхняя набережная"])
+    @pytest.mark.parametrize(
+        "written", ["ул. Верхняя Набережная", "Верхняя Набережная ул", "Верхняя наб.", "верхняя набережная"]
+    )
     def test_register_spellings_of_a_type_word_closing_a_name(self, written: str) -> None:
         assert normalize_street(written) == "верхняя наб"
 
@@ -156,15 +189,18 @@ class TestStreets:
 
 
 class TestNoise:
-    @pytest.mark.parametrize("text", [
-        "г. Иркутск, ул. Ленина, 5",
-        "г Иркутск ул. Ленина 5",
-        "Иркутская обл., г. Иркутск, ул. Ленина, д. 5",
-        "  ул.  Ленина ,   5 . ",
-        "ул. Ленина, д. 5.",
-        "ул. Ленина, дом №5",
-        "ул. Ленина д.5",
-    ])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "г. Иркутск, ул. Ленина, 5",
+            "г Иркутск ул. Ленина 5",
+            "Иркутская обл., г. Иркутск, ул. Ленина, д. 5",
+            "  ул.  Ленина ,   5 . ",
+            "ул. Ленина, д. 5.",
+            "ул. Ленина, дом №5",
+            "ул. Ленина д.5",
+        ],
+    )
     def test_settlement_and_punctuation_are_ignored(self, text: str) -> None:
         assert understood(text) == on("ленина", "5")
 
@@ -205,11 +241,24 @@ class TestWhatIsNotUnderstood:
 
 
 class TestNormalizeHouse:
-    @pytest.mark.parametrize(("written", "key"), [
-        ("1", "1"), ("д. 7 корп. 2", "7к2"), ("7 к 2", "7к2"), ("7К2", "7к2"), ("12 стр 3", "12с3"),
-        ("дом 5А", "5а"), ("5 А", "5а"), ("5A", "5а"), ("12/1", "12/1"), ("3c1", "3с1"), ("007", "7"),
-        ("б/н", "б/н"), ("", ""),
-    ])
+    @pytest.mark.parametrize(
+        ("written", "key"),
+        [
+            ("1", "1"),
+            ("д. 7 корп. 2", "7к2"),
+            ("7 к 2", "7к2"),
+            ("7К2", "7к2"),
+            ("12 стр 3", "12с3"),
+            ("дом 5А", "5а"),
+            ("5 А", "5а"),
+            ("5A", "5а"),
+            ("12/1", "12/1"),
+            ("3c1", "3с1"),
+            ("007", "7"),
+            ("б/н", "б/н"),
+            ("", ""),
+        ],
+    )
     def test_house_key(self, written: str, key: str) -> None:
         assert normalize_house(written) == key
 
@@ -246,7 +295,8 @@ class TestAddressIndex:
 
     @pytest.mark.parametrize("house", ["7к2", "1а", "3с1"])
     def test_corpus_or_letter_missing_from_the_register_is_not_guessed(
-            self, register: AddressIndex[str], house: str) -> None:
+        self, register: AddressIndex[str], house: str
+    ) -> None:
         assert register.lookup(BuildingAddress("ленина", house)) is None
 
     def test_type_word_distinguishes_streets(self, register: AddressIndex[str]) -> None:
@@ -272,8 +322,7 @@ class TestAddressIndex:
         _, reasons = register.match_text("ул. Неизвестная, 1")
         assert reasons == ["улица не найдена в адресном реестре: ул. Неизвестная, 1 («1»)"]
 
-    def test_building_registered_twice_with_different_payloads_is_ambiguous(
-            self, register: AddressIndex[str]) -> None:
+    def test_building_registered_twice_with_different_payloads_is_ambiguous(self, register: AddressIndex[str]) -> None:
         assert register.lookup(BuildingAddress("мира", "9")) is None
         _, reasons = register.match_text("ул. Мира, 9")
         assert reasons[0].startswith("неоднозначно")
@@ -294,7 +343,9 @@ class TestAddressIndex:
     def test_from_frame_uses_row_geometry(self) -> None:
         frame = gpd.GeoDataFrame(
             {"street": ["ул. Ленина", "пер. Почтовый", None], "house": ["5А", 2.0, "1"]},
-            geometry=[Point(104.28, 52.28), Point(104.29, 52.29), Point(104.3, 52.3)], crs="EPSG:4326")
+            geometry=[Point(104.28, 52.28), Point(104.29, 52.29), Point(104.3, 52.3)],
+            crs="EPSG:4326",
+        )
         index = AddressIndex.from_frame(frame, "street", "house")
         matched, reasons = index.match_text("Ленина ул., дом 5а; пер. Почтовый, 2; ул. Ленина, 1")
         assert [(address, geometry.coords[0]) for address, geometry in matched] == [

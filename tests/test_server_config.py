@@ -32,6 +32,7 @@ def test_both_configurations_pass_pygeoapis_validator(configs):
 def test_one_collection_per_layer_named_by_layer_id(configs):
     public_layers = {spec.id for spec in CATALOG.public()}
     rasters = set(RASTER_PRODUCTS)  # the raster product is a coverage collection beside the layers
+
     def collections(level):  # beside them, the one process: /affects (server/affects/process.py)
         return {k for k, resource in configs[level]["resources"].items() if resource["type"] == "collection"}
 

@@ -27,7 +27,9 @@ import heapq
 import math
 import mmap
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -145,6 +147,13 @@ def page(matches: list[int] | np.ndarray, offset: int, limit: int) -> list[int]:
     if wanted * 8 < len(matches):
         return heapq.nsmallest(wanted, matches)[offset:]
     return sorted(matches)[offset:wanted]
+
+
+def may_be_lone_box(query: Mapping[str, Any]) -> bool:
+    """Whether a provider query's arguments may ask a lone bbox (lone_box decides, from the conditions they build):
+    a bbox and no other condition or order. Asked before building anything, where building costs a second store."""
+    others = ("datetime_", "properties", "sortby", "q", "filterq")
+    return bool(query.get("bbox")) and not any(query.get(name) for name in others)
 
 
 def lone_box(meta: LayerMeta, found: Conditions, order: Ordering) -> tuple[float, float, float, float] | None:

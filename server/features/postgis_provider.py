@@ -37,6 +37,7 @@ from layers.store import where
 from server.features import paging, pg_pool, pg_sql, pg_windows
 from server.features.output import JSON_SCHEMA, wkb_geometries
 from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_level_spatial
+from server.features.point_index import may_be_lone_box
 from server.features.provider import (
     GeoPackageProvider,
     InvalidQueryError,
@@ -194,7 +195,7 @@ class PostGISProvider(GeoPackageProvider):
     def query(self, instant: bool = False, **kwargs: Any) -> dict:
         """From the current version's local copy when its point index answers (a lone bbox), else from the table;
         `instant` (a page asked on the event loop): from the copy or NotInstant, never the database."""
-        copy = self._current_copy()
+        copy = self._current_copy() if may_be_lone_box(kwargs) else None
         if copy is not None:
             with contextlib.suppress(NotInstant, ProviderConnectionError):  # the copy's failure is logged: the table's
                 return copy.query(instant=True, **kwargs)
