@@ -1,5 +1,6 @@
 """The local GeoPackage copy of a PostGIS layer is made once per machine: workers (or servers) sharing a cache folder
-find the copy another one made for the same version instead of reading the whole table again."""
+find the copy another one made for the same version instead of reading the whole table again. A lone bbox answered
+from the copy (server.features.postgis_provider) is the table's answer, byte for byte."""
 
 from __future__ import annotations
 
@@ -135,7 +136,6 @@ def test_a_bbox_from_the_local_copy_is_the_tables_answer_to_the_byte(repairs_cop
             query["crs_transform_spec"] = crs(EPSG_URI.format(code=rng.choice([3857, 4326])))
         copied = provider.query(instant=True, **query)
         table = provider._query(**query)
-        assert table["numberMatched"] > 0 or copied["numberMatched"] == 0
         assert json.dumps(copied, ensure_ascii=False) == json.dumps(table, ensure_ascii=False), query
         asked += table["numberReturned"]
     assert asked > 200

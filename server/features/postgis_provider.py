@@ -158,8 +158,8 @@ class PostGISProvider(GeoPackageProvider):
     def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
         """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
         instant_page): never one that would wait for the database."""
-        copy = self._current_copy()
-        return copy is not None and copy.light_page(bbox, offset, limit) and copy.instant_page(bbox, offset, limit)
+        local = self._current_copy()
+        return local is not None and local.light_page(bbox, offset, limit) and local.instant_page(bbox, offset, limit)
 
     def _current_copy(self) -> _CopyOfVersion | None:
         """The local copy of the version the store noted as current, when a copy of that version was noted and its path
@@ -169,10 +169,10 @@ class PostGISProvider(GeoPackageProvider):
         copied = _copies.get(key)
         if copied is None or copied[0] != _noted.get(key) or file_identity(copied[1][0]) != copied[1]:
             return None  # no copy of the version, or its file went (an operator cleaning the cache) or was replaced
-        copy = self._copy
-        if copy is None or copy.file != copied[1]:
-            copy = self._copy = _CopyOfVersion({**self.definition, "data": copied[1][0]}, copied[1])
-        return copy
+        local = self._copy
+        if local is None or local.file != copied[1]:
+            local = self._copy = _CopyOfVersion({**self.definition, "data": copied[1][0]}, copied[1])
+        return local
 
     def _fallback(self, answer: Callable[[GeoPackageProvider], Any]) -> Any:
         """`answer` from the local copy of the layer, or a 503 when there is none."""
@@ -195,10 +195,10 @@ class PostGISProvider(GeoPackageProvider):
     def query(self, instant: bool = False, **kwargs: Any) -> dict:
         """From the current version's local copy when its point index answers (a lone bbox), else from the table;
         `instant` (a page asked on the event loop): from the copy or NotInstant, never the database."""
-        copy = self._current_copy() if may_be_lone_box(kwargs) else None
-        if copy is not None:
+        local = self._current_copy() if may_be_lone_box(kwargs) else None
+        if local is not None:
             with contextlib.suppress(NotInstant, ProviderConnectionError):  # the copy's failure is logged: the table's
-                return copy.query(instant=True, **kwargs)
+                return local.query(instant=True, **kwargs)
         if instant:
             raise NotInstant(self.table)
         try:
@@ -216,10 +216,10 @@ class PostGISProvider(GeoPackageProvider):
         """Start reading the current version's sorted times (server.features.pg_windows) after a publication; else
         every worker's first `datetime=` windows of a version wait for that read (1-3 s on 1M features). A point
         layer's index is read in the background too (server.features.point_reads)."""
-        copy = self._current_copy()
-        if copy is not None:
+        local = self._current_copy()
+        if local is not None:
             with contextlib.suppress(ProviderConnectionError):  # logged by the copy; the table's read-ahead goes on
-                copy.read_points_ahead()
+                local.read_points_ahead()
         try:
             with self._layer() as (_connection, meta, version):
                 if not self.time_field:
