@@ -159,7 +159,7 @@ class PostGISProvider(GeoPackageProvider):
         """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
         instant_page): never one that would wait for the database."""
         local = self._current_copy()
-        return local is not None and local.light_page(bbox, offset, limit) and local.instant_page(bbox, offset, limit)
+        return local is not None and local.instant_page(bbox, offset, limit)
 
     def _current_copy(self) -> _CopyOfVersion | None:
         """The local copy of the version the store noted as current, when a copy of that version was noted and its path

@@ -291,11 +291,11 @@ class GeoPackageProvider(BaseProvider):
         return rows is not None and rows <= LIGHT_ROWS
 
     def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
-        """Whether a light page of a lone bbox (`light_page`, asked first) is answered from the point index held for
-        the file's current version, reading at most INSTANT_ROWS rows by fid: ~0.3 ms of the worker's CPU (1M points,
-        0.01 deg, 10 rows), less than the hop to a thread and back costs. Such a page runs on the event loop
-        (server.early_answers); one stat and a dict lookup to judge."""
-        if not bbox or limit > INSTANT_ROWS or not self._points_pay():
+        """Whether a light page (`light_page`) of a lone bbox is answered from the point index held for the file's
+        current version, reading at most INSTANT_ROWS rows by fid: ~0.3 ms of the worker's CPU (1M points, 0.01 deg,
+        10 rows), less than the hop to a thread and back costs. Such a page runs on the event loop
+        (server.early_answers); two stats and a dict lookup to judge."""
+        if not bbox or limit > INSTANT_ROWS or not self._points_pay() or not self.light_page(bbox, offset, limit):
             return False
         return POINT_INDEXES.held(self._layer_key(), file_identity(self.path)) is not None
 
