@@ -36,8 +36,8 @@ class ServerSettings(BaseSettings):
     # the shared store on disk): with the imports (~105 MB resident) a worker stays within 300 MB; raise it on a
     # machine with memory to spare and layers of many tiles.
     tile_cache_mb: int = Field(32, ge=0)
-    # The points of large point layers held per worker, 24 bytes a point, to answer a lone bbox without the store's
-    # index (server/features/point_index.py): 64 MB holds ~2.8M points; 1M points add 24 MB to each worker. 0: every
+    # The points of large point layers held per worker, 32 bytes a point, to answer a lone bbox without the store's
+    # index (server/features/point_index.py): 64 MB holds ~2.1M points; 1M points add 32 MB to each worker. 0: every
     # bbox in SQL.
     point_index_mb: int = Field(64, ge=0)
     # After each publication one worker renders the combined tileset z0..this into the cache folder's shared tile

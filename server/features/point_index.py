@@ -2,20 +2,21 @@
 
 A small bbox over 1M points costs the database ~0.6 ms of CPU (PostGIS: a GiST bitmap scan of the ~550 matches, each
 row's heap visited for the exact count; the GeoPackage: an R-tree walk and its candidates' blobs), and on two cores
-shared with the server that is most of the request's price. Held here instead (fid, x, y: 24 bytes a point), the
-matches are found in memory and only the page's rows are read, by fid through the primary key (~0.15 ms).
+shared with the server that is most of the request's price. Held here instead (32 bytes a point), the matches are
+found in memory and only the page's rows are read, by fid through the primary key (~0.1 ms).
 
-The points are cut into horizontal bands of about √n points each, sorted by x within a band. A rectangle's matches in
-a band are then one slice between two binary searches on x; only in its first and last band is y tested, point by
-point: in the bands between, every point lies within the rectangle's y range, because a point's band comes from the
-same arithmetic as the rectangle's (IEEE subtraction, multiplication and truncation are monotonic). The test is the
-one both stores make for a point: inside the rectangle, edges included (server.features.pg_sql.top_level_spatial, the
-GeoPackage's exact test), on the coordinates the store holds, so numberMatched and the page are the same.
+The points are cut into horizontal bands of about √n points each, sorted by x within a band. A rectangle's matches
+in a band are then one slice between two binary searches on x, and only the points of the slices, the rectangle's
+own x range in the bands its y range crosses, are tested on y. The test is the one both stores make for a point:
+inside the rectangle, edges included (server.features.pg_sql.top_level_spatial, the GeoPackage's exact test), on the
+coordinates the store holds, so numberMatched and the page are the same.
 
-Searches (bisect) and slices of memoryviews run holding the GIL. numpy would release and take it back around each of
-its ~20 small calls a query makes: with 8 request threads that was 49 context switches and 0.39 ms of system time per
-query against 0.06 ms in SQL (1M points, 1 worker: 940 against 1,200 req/s). numpy only builds the index, and gathers
-the matches of a large rectangle, where a few calls do much work each.
+The searches of all bands are two numpy calls over one array of keys (band, rank of x), the slices' gathering and
+the y test a few more: ~15 calls whatever the number of bands. 1M points, 0.01° boxes at random, 555 matches:
+35-39 µs a rectangle and its page of 10, against 74-81 µs with a bisect per band on memoryviews, the ~550 fids made
+Python ints one by one and the page picked with heapq (as it was until December 2026). numpy releases the GIL in
+some of these calls: a lone bbox is answered on the event loop (server.early_answers), where no request thread waits
+for it, or on a request thread beside the SQL that reads its page, which releases it too.
 
 Pure: no I/O here. server.features.point_reads reads each published version's points in the background and keeps
 them within the worker's budget.
@@ -23,7 +24,6 @@ them within the worker's budget.
 
 from __future__ import annotations
 
-import heapq
 import math
 import mmap
 from bisect import bisect_left, bisect_right
@@ -37,20 +37,21 @@ from server.features.query import Conditions, Ordering
 from server.published.layer import LayerMeta
 from server.published.sql import TRUE
 
-BYTES_PER_POINT = 24  # fid, x, y
-# Matches above this many are gathered by numpy (a few calls, each of much work) rather than slice by slice.
-MANY_MATCHES = 20_000
+BYTES_PER_POINT = 32  # fid, key (band and rank of x), y, and x in the ranks' order
 
 
 @dataclass(frozen=True)
 class PointIndex:
-    """Points sorted by band, then by x; band b holds positions starts[b] .. starts[b + 1]. The memoryviews share
-    the arrays' memory: indexing them gives Python numbers without a numpy call."""
+    """Points sorted by band, then by x. `keys` says both at once, exactly: a point's band in the high 32 bits and the
+    rank of its x among all the points' (how many xs are smaller, from `sorted_xs`) in the low 32, so the points of
+    one band with x in [minx, maxx] are the keys from (band, rank of minx) to (band, rank past maxx), and all bands'
+    slices are found with two vectorised searches. Ranks compare exactly as the xs do: no rounding at the edges."""
 
-    fids: np.ndarray  # int64
-    xs: np.ndarray  # float64
-    ys: np.ndarray  # float64
-    starts: list[int]  # bands + 1 entries
+    fids: np.ndarray  # int64, in key order
+    keys: np.ndarray  # int64: band << 32 | rank of x
+    ys: np.ndarray  # float64, in key order
+    sorted_xs: np.ndarray  # float64: every point's x, ascending (the ranks' scale)
+    band_keys: np.ndarray  # int64: band << 32 for each band
     low_y: float
     scale: float  # bands per unit of y
 
@@ -64,70 +65,76 @@ class PointIndex:
         if not finite.all():
             fids, xs, ys = fids[finite], xs[finite], ys[finite]
         count = len(fids)
+        if count >= 2**32:
+            raise ValueError(f"{count} points: a point index holds fewer than 2**32")
         bands = max(1, math.isqrt(count))
         low_y = float(ys.min()) if count else 0.0
         height = float(ys.max()) - low_y if count else 0.0
         scale = bands / height if height > 0 else 0.0
         band = _bands_of(ys, low_y, scale, bands)
-        order = np.lexsort((fids, xs, band))
-        starts = np.searchsorted(band[order], np.arange(bands + 1)).tolist()
-        return cls(_off_heap(fids, order), _off_heap(xs, order), _off_heap(ys, order), starts, low_y, scale)
+        sorted_xs = np.sort(xs)
+        keys = (band << 32) | np.searchsorted(sorted_xs, xs, side="left").astype(np.int64)
+        order = np.lexsort((fids, keys))
+        band_keys = np.arange(bands, dtype=np.int64) << 32
+        return cls(
+            _off_heap(fids, order),
+            _off_heap(keys, order),
+            _off_heap(ys, order),
+            _off_heap(sorted_xs, None),
+            band_keys,
+            low_y,
+            scale,
+        )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_views", (memoryview(self.fids), memoryview(self.xs), memoryview(self.ys)))
+        object.__setattr__(self, "_xs", memoryview(self.sorted_xs))
 
     @property
     def nbytes(self) -> int:
-        return self.fids.nbytes + self.xs.nbytes + self.ys.nbytes
+        return self.fids.nbytes + self.keys.nbytes + self.ys.nbytes + self.sorted_xs.nbytes
 
     def __len__(self) -> int:
         return len(self.fids)
 
-    def matching(self, box: tuple[float, float, float, float]) -> list[int] | np.ndarray:
+    def matching(self, box: tuple[float, float, float, float]) -> np.ndarray:
         """The fids of the points inside `box` (minx, miny, maxx, maxy; edges included), in no particular order."""
         minx, miny, maxx, maxy = box
-        fids, xs, ys = self._views
-        first, last = self._band(miny), self._band(maxy)
-        slices = []
-        found = 0
-        for band in range(first, last + 1):
-            start, end = self.starts[band], self.starts[band + 1]
-            low = bisect_left(xs, minx, start, end)
-            high = bisect_right(xs, maxx, low, end)
-            if low < high:
-                slices.append((band, low, high))
-                found += high - low
-        if found > MANY_MATCHES:
-            return self._gather(slices, miny, maxy)
-        matches: list[int] = []
-        for band, low, high in slices:
-            if band in (first, last):  # the rectangle's y edges cross these bands: test each point
-                matches.extend(fids[i] for i in range(low, high) if miny <= ys[i] <= maxy)
-            else:
-                matches.extend(fids[low:high].tolist())
-        return matches
-
-    def _gather(self, slices: list[tuple[int, int, int]], miny: float, maxy: float) -> np.ndarray:
-        positions = np.concatenate([np.arange(low, high) for _, low, high in slices])
+        low, high = bisect_left(self._xs, minx), bisect_right(self._xs, maxx)  # ranks: x >= minx, x <= maxx
+        if low >= high:
+            return _NONE
+        bands = self.band_keys[self._band(miny) : self._band(maxy) + 1]
+        starts = self.keys.searchsorted(bands + low)
+        lengths = self.keys.searchsorted(bands + high) - starts
+        ends = lengths.cumsum()
+        found = int(ends[-1])
+        if not found:
+            return _NONE
+        positions = np.repeat(starts - ends + lengths, lengths) + np.arange(found)  # the slices, end to end
         ys = self.ys[positions]
-        inside = (ys >= miny) & (ys <= maxy)  # inner bands pass anyway; one test over all is fewer calls
-        return self.fids[positions[inside]]
+        return self.fids[positions[(ys >= miny) & (ys <= maxy)]]  # the bands between pass anyway: one test for all
 
     def _band(self, y: float) -> int:
         """The band of y, by the points' own arithmetic (_bands_of)."""
-        bands = len(self.starts) - 1
+        bands = len(self.band_keys)
         scaled = (y - self.low_y) * self.scale
         if not math.isfinite(scaled):
             return 0 if scaled < 0 else bands - 1
         return min(max(int(scaled), 0), bands - 1)
 
 
-def _off_heap(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """values[order] in memory mapped for it alone, outside malloc's heap: an index lives as long as its version,
-    and inside the heap it pinned the freed memory around it (the tiles rendered beside its read), which malloc_trim
-    could then not give back (1M points, 1 worker, steady RSS: 312 MB against 254 MB without an index)."""
+_NONE = np.empty(0, np.int64)
+
+
+def _off_heap(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """values[order] (values, without an order) in memory mapped for it alone, outside malloc's heap: an index lives
+    as long as its version, and inside the heap it pinned the freed memory around it (the tiles rendered beside its
+    read), which malloc_trim could then not give back (1M points, 1 worker, steady RSS: 312 MB against 254 MB without
+    an index)."""
     kept = np.frombuffer(mmap.mmap(-1, max(values.nbytes, 1)), values.dtype, count=len(values))
-    np.take(values, order, out=kept)
+    if order is None:
+        kept[:] = values
+    else:
+        np.take(values, order, out=kept)
     return kept
 
 
@@ -135,18 +142,15 @@ def _bands_of(ys: np.ndarray, low: float, scale: float, bands: int) -> np.ndarra
     return np.clip(((ys - low) * scale).astype(np.int64), 0, bands - 1)
 
 
-def page(matches: list[int] | np.ndarray, offset: int, limit: int) -> list[int]:
-    """matches[offset : offset + limit] in fid order (the page order of a lone bbox). Many matches (numpy's) are
-    partitioned first rather than sorted whole when the page is near the front; from a list, a page near its front
-    is picked with heapq (550 matches, a page of 10: 17 µs against 30 to sort them all)."""
+def page(matches: np.ndarray, offset: int, limit: int) -> list[int]:
+    """matches[offset : offset + limit] in fid order (the page order of a lone bbox), partitioned first rather than
+    sorted whole when the page is near the front (555 matches, a page of 10: 7 µs)."""
     wanted = offset + limit
-    if isinstance(matches, np.ndarray):
-        if wanted < len(matches):
-            matches = np.partition(matches, wanted - 1)[:wanted]
-        return np.sort(matches)[offset:wanted].tolist()
-    if wanted * 8 < len(matches):
-        return heapq.nsmallest(wanted, matches)[offset:]
-    return sorted(matches)[offset:wanted]
+    if wanted <= 0:
+        return []
+    if wanted < len(matches):
+        matches = np.partition(matches, wanted - 1)[:wanted]
+    return np.sort(matches)[offset:wanted].tolist()
 
 
 def may_be_lone_box(query: Mapping[str, Any]) -> bool:

@@ -3,7 +3,7 @@
 A layer's index is read once per version, by the first lone bbox that could use it or by the read-ahead after a
 publication, on a connection of its own; until it is held, bboxes are answered in SQL as before, so no request waits
 for a read (1M points: ~1 s; a PostGIS layer's from the store's local copy of the version). One index per layer is
-held (its current version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 24
+held (its current version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 32
 bytes a point): the layer read longest ago gives way, and a layer alone larger than the budget is never read.
 """
 

@@ -84,6 +84,7 @@ INSTANT_ROWS = 20
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 _queryables = LruCache(64)  # (provider class, id of a LayerMeta, exposed fields) -> (that LayerMeta, its queryables)
+_rows_by_fid = LruCache(64)  # (provider class, id of a LayerMeta, fields, page size, ...) -> (LayerMeta, layout, SQL)
 # (version key, start field, end field) -> whether some feature lacks a start or ends before it starts. A fact of the
 # file version, kept apart from the counts of queries (server.features.paging): among those, a map's bbox requests
 # pushed it out within a second, and the read-ahead (every 5 s) ran it again on the whole table (1M: 0.2-0.3 s of CPU)
@@ -420,15 +421,29 @@ class GeoPackageProvider(BaseProvider):
         collection = {"type": "FeatureCollection", "features": [], "numberMatched": len(matches), "numberReturned": 0}
         if resulttype == "hits" or limit == 0 or offset >= len(matches):
             return collection
-        output = self._output_properties(select_properties)
-        layout, columns = self._select(meta, self._queryables(meta), (), output, skip_geometry)
-        chosen = self._fids_in(meta, page(matches, offset, limit))
-        statement = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen.sql} ORDER BY {order.sql}"
-        rows = self._rows(connection, Fragment(statement, chosen.params))
+        fids = page(matches, offset, limit)
+        layout, statement = self._rows_by_fid(
+            meta, self._output_properties(select_properties), skip_geometry, order, len(fids)
+        )
+        rows = self._rows(connection, Fragment(statement, tuple(fids)))
         target_crs = _target_crs(crs_transform_spec)
         collection["features"] = render(rows, layout, target_crs, self.decode_geometries, self.decode_points)
         collection["numberReturned"] = len(collection["features"])
         return collection
+
+    def _rows_by_fid(
+        self, meta: LayerMeta, output: list[str], skip_geometry: bool, order: Ordering, count: int
+    ) -> tuple[RowLayout, str]:
+        """The layout and SQL of `count` rows by fid, in `order`: a page from the point index. Built once per
+        version's metadata, fields and page size (10 rows of 1M, small bbox: ~10 µs of the request's ~0.4 ms)."""
+        key = (type(self), id(meta), self.id_field, tuple(output), skip_geometry, order.sql, count)
+        kept = _rows_by_fid.get(key)
+        if kept is None or kept[0] is not meta:  # `is`: an id is only unique while its object lives
+            layout, columns = self._select(meta, self._queryables(meta), (), output, skip_geometry)
+            chosen = self._fids_in(meta, range(count)).sql
+            kept = (meta, layout, f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}")
+            _rows_by_fid.put(key, kept)
+        return kept[1], kept[2]
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:
         layer = self._layer_key()

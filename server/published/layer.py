@@ -193,8 +193,10 @@ def wkb_rectangle(wkb: bytes) -> tuple[float, float, float, float] | None:
 
 def connect(path: str) -> sqlite3.Connection:
     """A read-only connection with our SQL functions. One per query: sqlite3 connections are not
-    shared across threads, and a connection pins the file version it opened."""
-    connection = files.connect(path)
+    shared across threads, and a connection pins the file version it opened. Immutable (no lock taken and no change
+    counter read per statement; a published file is replaced by rename, never written in place): 10 rows by fid of
+    1M, 48 against 58 µs."""
+    connection = files.connect(path, immutable=True)
     connection.create_function(SPATIAL_TEST, 3, _spatial_test(), deterministic=True)
     connection.create_function(CASEFOLD, 1, casefold, deterministic=True)
     connection.create_function(ACCENT_FOLD, 1, accent_fold, deterministic=True)
