@@ -136,20 +136,24 @@ class EarlyAnswers:
         if layer is None:
             return None
         try:
-            body = await self._run(app, layer, query)
+            body, instant = await self._run(app, layer, query)
         except Exception:  # noqa: BLE001 - whatever it is, the items route answers it (with its error mapping)
             return None
         page = Page(view, 200, layer.headers, body)
-        PAGES.put(view, key, page)
+        if not instant:
+            # An instant page is made again for about what finding it kept costs, and a map asks new ones at such a
+            # rate that kept they would push out the pages worth keeping (the first page of 1,000: ~15 ms). Small
+            # bbox, 1M points, 1 worker, fresh servers, runs 2-4 of 10 s: 2,559-2,575 req/s against 2,402-2,481.
+            PAGES.put(view, key, page)
         return page
 
-    async def _run(self, app, layer: PlainLayer, query: PlainQuery) -> bytes:
-        """A light page on the worker's lane of 2 threads, any other on the items route's threads: a light page never
-        waits behind a heavy one, and fewer threads hand the GIL over less. Small bbox, 1M points, 1 worker, 8
-        connections, scratch wrk runs of 8 s: on the route's 3 threads 722-860 req/s, p95 14-17 ms, CPU 1.65-2.0 ms
-        per request; on the event loop 853-855 req/s, p95 16-17 ms, CPU 1.2 ms (one core at most); lane of 1 thread
-        605-940 req/s, p95 10.5-17.6 ms, CPU 1.1-1.7 ms (one core at most); lane of 2: 777-1,143 req/s, p95 9-15
-        ms, CPU 1.2-1.75 ms (1.4 cores)."""
+    async def _run(self, app, layer: PlainLayer, query: PlainQuery) -> tuple[bytes, bool]:
+        """The page, and whether it was answered on the event loop (instant). A light page on the worker's lane of 2
+        threads, any other on the items route's threads: a light page never waits behind a heavy one, and fewer
+        threads hand the GIL over less. Small bbox, 1M points, 1 worker, 8 connections, scratch wrk runs of 8 s: on
+        the route's 3 threads 722-860 req/s, p95 14-17 ms, CPU 1.65-2.0 ms per request; on the event loop 853-855
+        req/s, p95 16-17 ms, CPU 1.2 ms (one core at most); lane of 1 thread 605-940 req/s, p95 10.5-17.6 ms, CPU
+        1.1-1.7 ms (one core at most); lane of 2: 777-1,143 req/s, p95 9-15 ms, CPU 1.2-1.75 ms (1.4 cores)."""
         limit = plain_limit(layer, query)
         work = functools.partial(plain_page, layer, query, limit)
         if layer.provider.instant_page(query.bbox, query.offset, limit):  # a light page too
@@ -157,11 +161,11 @@ class EarlyAnswers:
             # servers each, 2 x 10 s: 2,034-2,242 req/s (p95 6.8-6.9 ms) against 1,294-1,455 (p95 7.2-7.4) on the
             # lane.
             with contextlib.suppress(NotInstant):  # the file changed since: read on the lane, never SQL here
-                return work(instant=True)
-            return await to_thread.run_sync(work, limiter=_light_lane())
+                return work(instant=True), True
+            return await to_thread.run_sync(work, limiter=_light_lane()), False
         if layer.provider.light_page(query.bbox, query.offset, limit):
-            return await to_thread.run_sync(work, limiter=_light_lane())
-        return await to_thread.run_sync(work, limiter=query_limiter(app))
+            return await to_thread.run_sync(work, limiter=_light_lane()), False
+        return await to_thread.run_sync(work, limiter=query_limiter(app)), False
 
     async def _send(
         self,

@@ -461,6 +461,19 @@ def check_answer(body: dict, frame: gpd.GeoDataFrame, query: dict) -> None:
     assert [f["id"] for f in body["features"]] == expected[offset : offset + limit], query
 
 
+async def index_read_ahead(layer, count: int, what: str) -> None:
+    """Wait until the served app's read-ahead thread holds the index of the file now at `layer` (`count` points)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        with POOL.connection(str(layer)) as (_connection, version):
+            index = POINT_INDEXES.held((str(layer), TABLE), version)
+        if index is not None:
+            assert len(index.fids) == count
+            return
+        assert time.monotonic() < deadline, f"the index of {what} was not read ahead"
+        await asyncio.sleep(0.05)  # polling interval: the server's thread reads it
+
+
 def test_the_served_app_reads_the_index_of_each_version_and_answers_from_it(published_city, tmp_path):
     """The app as `python -m server` runs it (its lifespan's read-ahead thread, the items route): the index of the
     published version is read without a request asking, a republished version's bboxes are right at once (in SQL
@@ -475,15 +488,7 @@ def test_the_served_app_reads_the_index_of_each_version_and_answers_from_it(publ
     app = create_app(paths=paths)
 
     async def index_of_current_version(what: str) -> None:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while True:
-            with POOL.connection(str(layer)) as (_connection, version):
-                index = POINT_INDEXES.held((str(layer), TABLE), version)
-            if index is not None:
-                assert len(index.fids) == 20_000
-                return
-            assert time.monotonic() < deadline, f"the index of {what} was not read ahead"
-            await asyncio.sleep(0.05)  # polling interval: the server's thread reads it
+        await index_read_ahead(layer, 20_000, what)
 
     async def ask(client, frame: gpd.GeoDataFrame) -> None:
         for query in bbox_queries(len(frame)):
@@ -501,6 +506,42 @@ def test_the_served_app_reads_the_index_of_each_version_and_answers_from_it(publ
                 await ask(client, second)  # right at once, whatever answers it
                 await index_of_current_version("the republished version")
                 await ask(client, second)
+
+    asyncio.run(serve())
+
+
+def test_a_page_answered_from_the_index_on_the_event_loop_is_made_again_not_kept(published_city, tmp_path):
+    """The page cache keeps what is costly to make again: the first page of 1,000 asked twice is the page kept (one
+    `timeStamp`), a small bbox answered instantly from the index is read again (two), with the same features."""
+    from server.app import create_app
+    from server.ogcapi.plain_items import plain_layer
+
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    layer = paths.published_path(TABLE)
+    frame = many_repairs(20_000)
+    publish_repairs(frame, layer)
+    app = create_app(paths=paths)
+    small = {"bbox": "104.25,52.27,104.27,52.28", "limit": "10"}
+
+    async def twice(client, params: dict) -> list[dict]:
+        answers = [await client.get(f"/collections/{TABLE}/items", params=params) for _ in range(2)]
+        assert [answer.status_code for answer in answers] == [200, 200], answers[0].text
+        return [answer.json() for answer in answers]
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            await index_read_ahead(layer, len(frame), "the version served")
+            provider = plain_layer(app.state.live.site.views["public"], TABLE).provider
+            assert provider.instant_page([104.25, 52.27, 104.27, 52.28], 0, 10)  # what the small page asks
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                first, again = await twice(client, {"limit": "1000"})
+                assert first == again  # kept: the same timeStamp
+                first, again = await twice(client, small)
+                assert first["timeStamp"] != again["timeStamp"]  # read again
+                assert first["features"] == again["features"] and first["numberMatched"] == again["numberMatched"]
+                check_answer(first, frame, small)
 
     asyncio.run(serve())
 

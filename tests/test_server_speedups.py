@@ -55,13 +55,19 @@ def test_the_query_after_a_publication_reads_the_new_file(tmp_path: Path) -> Non
         assert connection.execute("SELECT v FROM t").fetchone() == (2,)
 
 
-def test_a_connection_of_a_replaced_version_is_closed_not_kept(tmp_path: Path) -> None:
+def test_a_connection_of_a_replaced_version_is_never_handed_out_and_closed_by_the_next_query(tmp_path: Path) -> None:
     served = _gpkg(tmp_path / "layer.gpkg", 1)
     pool = ConnectionPool()
     with pool.connection(str(served)) as (old, _):
         _publish(_gpkg(tmp_path / "new.gpkg", 2), served)
+    # given back without a stat: the next query sees the new version, reads it and closes the old one
+    with pool.connection(str(served)) as (new, _):
+        assert new is not old
+        assert new.execute("SELECT v FROM t").fetchone() == (2,)
     with pytest.raises(sqlite3.ProgrammingError):  # closed
         old.execute("SELECT 1")
+    with pool.connection(str(served)) as (again, _):
+        assert again is new
 
 
 def test_a_connection_whose_query_failed_is_not_handed_out_again(tmp_path: Path) -> None:

@@ -40,25 +40,30 @@ class ConnectionPool:
 
     def _take(self, path: str) -> tuple[sqlite3.Connection, FileVersion]:
         current = file_identity(path)
+        closing: list[sqlite3.Connection] = []
         with self._lock:
             kept = self._idle.get(path)
-            if current is not None and kept is not None and kept[0] == current and kept[1]:
-                return kept[1].pop(), current
+            if kept is not None and kept[0] != current:  # published again since: the version before is not kept
+                closing = kept[1]
+                del self._idle[path]
+            elif kept is not None and kept[1]:
+                return kept[1].pop(), kept[0]
+        for old in closing:
+            old.close()
         return open_version(path)  # raises LayerFileError for a missing or unreadable file
 
     def _give_back(self, path: str, connection: sqlite3.Connection, version: FileVersion) -> None:
-        closing = [connection]
-        if file_identity(path) == version:  # an older version's connection is never kept
-            with self._lock:
-                kept = self._idle.get(path)
-                if kept is None or kept[0] != version:
-                    closing += kept[1] if kept else []  # the file was published again since they were kept
-                    kept = self._idle[path] = (version, [])
-                if len(kept[1]) < self.idle_per_file:
-                    kept[1].append(connection)
-                    closing.remove(connection)
-        for old in closing:
-            old.close()
+        """Kept among the idle ones of its version while that is the newest the pool has seen, without a stat: a
+        connection of a version replaced meanwhile is closed by the next `_take` that sees the new one (as were the
+        idle ones of a version replaced between queries)."""
+        with self._lock:
+            kept = self._idle.get(path)
+            if kept is None:
+                kept = self._idle[path] = (version, [])
+            if kept[0] == version and len(kept[1]) < self.idle_per_file:
+                kept[1].append(connection)
+                return
+        connection.close()
 
     def clear(self) -> None:
         with self._lock:

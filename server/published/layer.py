@@ -15,7 +15,7 @@ from typing import Any
 import shapely
 
 from server.published import files, gpkg
-from server.published.files import file_identity
+from server.published.files import FileIdentity, file_identity
 from server.published.sql import ACCENT_FOLD, CASEFOLD, SPATIAL_TEST, accent_fold, casefold
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -221,9 +221,9 @@ def open_version(path: str) -> tuple[sqlite3.Connection, FileVersion]:
     raise LayerFileError(f"layer file {path} keeps changing while being opened")
 
 
-def kept_meta(path: str, table: str) -> LayerMeta | None:
-    """Metadata of the file now at `path` if a query has read it already, else None; one stat(), never a read."""
-    identity = file_identity(path)
+def kept_meta(identity: FileIdentity, table: str) -> LayerMeta | None:
+    """Metadata of the file of this identity (`file_identity`, None: no file) if a query has read it already, else
+    None; never a read."""
     return None if identity is None else _metadata.get((identity, table))
 
 
