@@ -14,7 +14,7 @@ coordinates the store holds, so numberMatched and the page are the same.
 The searches of all bands are two numpy calls over one array of keys (band, rank of x), the slices' gathering and
 the y test a few more: ~15 calls whatever the number of bands. 1M points, 0.01° boxes at random, 555 matches:
 35-39 µs a rectangle and its page of 10, against 74-81 µs with a bisect per band on memoryviews, the ~550 fids made
-Python ints one by one and the page picked with heapq (as it was until December 2026). numpy releases the GIL in
+Python ints one by one and the page picked with heapq (the index as it was at c770b52). numpy releases the GIL in
 some of these calls: a lone bbox is answered on the event loop (server.early_answers), where no request thread waits
 for it, or on a request thread beside the SQL that reads its page, which releases it too.
 
