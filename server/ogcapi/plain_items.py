@@ -30,7 +30,7 @@ from pygeoapi.util import get_provider_by_type
 
 from server.errors import BadRequest
 from server.ogcapi import params
-from server.ogcapi.speedups import SHARED_PROVIDERS
+from server.ogcapi.speedups import SHARED_PROVIDERS, to_json_bytes
 from server.published.layer import LruCache
 
 NAMES = frozenset({"bbox", "limit", "offset", "f"})
@@ -252,5 +252,6 @@ def plain_page(layer: PlainLayer, query: PlainQuery, limit: int, instant: bool =
             }
         )
     links.append(dict(layer.collection_link))
-    content["timeStamp"] = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: DTZ003 - pygeoapi's own
-    return itemtypes_api.to_json(content, layer.api.pretty_print).encode("utf-8")
+    # pygeoapi's strftime("%Y-%m-%dT%H:%M:%S.%fZ"), in half the time
+    content["timeStamp"] = datetime.utcnow().isoformat(timespec="microseconds") + "Z"  # noqa: DTZ003 - pygeoapi's own
+    return to_json_bytes(content, layer.api.pretty_print)  # what pygeoapi's to_json is patched to, UTF-8 encoded

