@@ -83,8 +83,8 @@ LIGHT_ROWS = 4000
 INSTANT_ROWS = 20
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
-_queryables = LruCache(64)  # (provider class, id of a LayerMeta, exposed fields) -> (that LayerMeta, its queryables)
-_rows_by_fid = LruCache(64)  # (provider class, id of a LayerMeta, fields, page size, ...) -> (LayerMeta, layout, SQL)
+_queryables = LruCache(64)  # a LayerMeta's queryables per provider class and exposed fields
+_rows_by_fid = LruCache(64)  # a LayerMeta's (layout, SQL) of a page by fid per provider class, fields, page size
 # (version key, start field, end field) -> whether some feature lacks a start or ends before it starts. A fact of the
 # file version, kept apart from the counts of queries (server.features.paging): among those, a map's bbox requests
 # pushed it out within a second, and the read-ahead (every 5 s) ran it again on the whole table (1M: 0.2-0.3 s of CPU)
@@ -441,14 +441,14 @@ class GeoPackageProvider(BaseProvider):
     ) -> tuple[RowLayout, str]:
         """The layout and SQL of `count` rows by fid, in `order`: a page from the point index. Built once per
         version's metadata, fields and page size (10 rows of 1M, small bbox: ~15 µs of the request's ~0.4 ms)."""
-        key = (type(self), id(meta), self.id_field, tuple(output), skip_geometry, order.sql, count)
-        kept = _rows_by_fid.get(key)
-        if kept is None or kept[0] is not meta:  # `is`: an id is only unique while its object lives
+
+        def make() -> tuple[RowLayout, str]:
             layout, columns = self._select(meta, self._queryables(meta), (), output, skip_geometry)
             chosen = self._fids_in(meta, range(count)).sql
-            kept = (meta, layout, f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}")
-            _rows_by_fid.put(key, kept)
-        return kept[1], kept[2]
+            return layout, f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
+
+        key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count)
+        return _rows_by_fid.owned(meta, key, make)
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:
         layer = self._layer_key()
@@ -518,12 +518,8 @@ class GeoPackageProvider(BaseProvider):
 
     def _queryables(self, meta: LayerMeta) -> dict:
         """The exposed fields as SQL, built once per version's metadata and level (twice a request otherwise)."""
-        key = (type(self), id(meta), tuple(self.properties))
-        kept = _queryables.get(key)
-        if kept is None or kept[0] is not meta:  # `is`: an id is only unique while its object lives
-            kept = (meta, self._make_queryables(meta))
-            _queryables.put(key, kept)
-        return dict(kept[1])  # callers may add to their copy
+        key = (type(self), tuple(self.properties))
+        return dict(_queryables.owned(meta, key, lambda: self._make_queryables(meta)))  # callers may add to theirs
 
     def _make_queryables(self, meta: LayerMeta) -> dict:
         return queryables(meta, self.properties)

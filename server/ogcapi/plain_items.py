@@ -110,19 +110,13 @@ class PlainLayer:
     collection_link: dict[str, str]
 
 
-_layers = LruCache(64)  # (id of a View, layer id) -> (that View, its PlainLayer or None: not plain)
+_layers = LruCache(64)  # a View's PlainLayer (or None: not plain) per layer id
 
 
 def plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
     """The layer's shared part in the View's query API; None when pygeoapi would not page it with our provider.
     Either answer is kept per View: a layer that is not plain (PostGIS's) is not looked up again per request."""
-    key = (id(view), layer_id)
-    kept = _layers.get(key)
-    if kept is not None and kept[0] is view:  # the View kept alive with it: its id() is not reused meanwhile
-        return kept[1]
-    layer = _plain_layer(view, layer_id)
-    _layers.put(key, (view, layer))
-    return layer
+    return _layers.owned(view, layer_id, lambda: _plain_layer(view, layer_id))
 
 
 def _plain_layer(view: Any, layer_id: str) -> PlainLayer | None:

@@ -37,7 +37,7 @@ _ORIGINAL = {
 SHARED_PROVIDERS = frozenset(
     {"server.features.provider.GeoPackageProvider", "server.features.postgis_provider.PostGISProvider"}
 )
-_providers = LruCache(256)  # id of a provider definition -> (that definition, its provider)
+_providers = LruCache(256)  # a provider definition's provider
 # datetimes through pygeoapi's json_serial (isoformat), as json.dumps(default=json_serial) writes them
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -85,11 +85,8 @@ def create_crs_transform_spec(config: dict, query_crs_uri: str | None = None):
 def load_plugin(plugin_type: str, plugin_def: dict) -> Any:
     if plugin_type != "provider" or plugin_def.get("name") not in SHARED_PROVIDERS:
         return _ORIGINAL["load_plugin"](plugin_type, plugin_def)
-    kept = _providers.get(id(plugin_def))
-    if kept is None or kept[0] is not plugin_def:  # `is`: an id is only unique while its object lives
-        kept = (plugin_def, _ORIGINAL["load_plugin"](plugin_type, plugin_def))  # a refused definition raises each time
-        _providers.put(id(plugin_def), kept)
-    return kept[1]
+    # a refused definition raises each time (nothing kept)
+    return _providers.owned(plugin_def, None, lambda: _ORIGINAL["load_plugin"](plugin_type, plugin_def))
 
 
 def _get_params(request: Any) -> Any:

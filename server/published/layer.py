@@ -93,6 +93,17 @@ class LruCache:
         with self._lock:
             self._items.clear()
 
+    def owned(self, owner: object, key: Hashable, make: Callable[[], Any]) -> Any:
+        """What is kept for `owner` (a View, a version's metadata, a provider definition) and `key`, made by `make()`
+        the first time. Keyed by id(owner), and the entry holds the owner: its id is not reused while the entry lives,
+        and an object that got a dead owner's id finds that entry is not its own."""
+        full_key = (id(owner), key)
+        kept = self.get(full_key)
+        if kept is None or kept[0] is not owner:
+            kept = (owner, make())
+            self.put(full_key, kept)
+        return kept[1]
+
 
 _metadata = LruCache(64)
 
