@@ -315,6 +315,42 @@ def test_a_small_bbox_page_is_instant_only_while_the_current_versions_index_is_h
     )
 
 
+def test_an_instant_page_reads_the_version_it_was_judged_on_or_nothing(tmp_path, few_points_are_enough):
+    """The InstantPage instant_page gives reads the rows of the file version whose index judged it, however the file
+    changed since: from a connection of that version kept idle, else NotInstant (the caller reads the page off the
+    loop). Never the index of one version with the rows of another."""
+    frame = repairs_frame(seed=12, count=400)
+    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
+    provider = with_index(GeoPackageProvider(definition(path)))
+    box = [104.2, 52.25, 104.3, 52.35]
+
+    def inside(answer: dict) -> bool:
+        return all(
+            box[0] <= x <= box[2] and box[1] <= y <= box[3]
+            for x, y in (feature["geometry"]["coordinates"] for feature in answer["features"])
+        )
+
+    plan = provider.instant_page(box, 5, 10)
+    answer = plan.read()
+    assert test_provider.ids(answer["features"]) == truth_in(frame, box)[5:15]
+    assert answer["numberMatched"] == len(truth_in(frame, box)) and inside(answer)
+    assert answer == provider.query(bbox=box, offset=5, limit=10)  # what query answers, to the value
+    judged = provider.instant_page(box, 0, 10)  # a connection of the first version is idle in the pool now
+    (tmp_path / "next").mkdir()
+    os.replace(write_gpkg(moved(frame), tmp_path / "next" / f"{TABLE}.gpkg"), path)
+    answer = judged.read()
+    assert test_provider.ids(answer["features"]) == truth_in(frame, box)[:10] and inside(answer)
+    with_index(provider)
+    judged = provider.instant_page(box, 0, 10)
+    assert judged.read() == provider.query(bbox=box, limit=10)
+    assert test_provider.ids(judged.read()["features"]) == truth_in(moved(frame), box)[:10]
+    (tmp_path / "third").mkdir()
+    os.replace(write_gpkg(frame, tmp_path / "third" / f"{TABLE}.gpkg"), path)
+    POOL.clear()  # no connection of the version judged is left: only the third could be read
+    with pytest.raises(NotInstant):
+        judged.read()
+
+
 def truth_in(frame: gpd.GeoDataFrame, box) -> list[int]:
     return sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
 

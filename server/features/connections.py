@@ -28,9 +28,13 @@ class ConnectionPool:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def connection(self, path: str) -> Iterator[tuple[sqlite3.Connection, FileVersion]]:
-        """A connection to the file's current version, and that version; kept for reuse unless the query failed."""
-        connection, version = self._take(path)
+    def connection(
+        self, path: str, current: FileVersion | None = None
+    ) -> Iterator[tuple[sqlite3.Connection, FileVersion]]:
+        """A connection to the file's current version, and that version; kept for reuse unless the query failed.
+        `current`: the version a caller found by its own stat a moment ago (server.features.provider.InstantPage),
+        taken as the current one without another; a connection opened anew is of the file then, which may be newer."""
+        connection, version = self._take(path, current)
         try:
             yield connection, version
         except BaseException:
@@ -38,8 +42,9 @@ class ConnectionPool:
             raise
         self._give_back(path, connection, version)
 
-    def _take(self, path: str) -> tuple[sqlite3.Connection, FileVersion]:
-        current = file_identity(path)
+    def _take(self, path: str, current: FileVersion | None = None) -> tuple[sqlite3.Connection, FileVersion]:
+        if current is None:
+            current = file_identity(path)
         closing: list[sqlite3.Connection] = []
         with self._lock:
             kept = self._idle.get(path)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import mmap
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,12 +165,21 @@ def may_be_lone_box(query: Mapping[str, Any]) -> bool:
 def lone_box(meta: LayerMeta, found: Conditions, order: Ordering) -> tuple[float, float, float, float] | None:
     """The rectangle of a query an index answers (one bbox test on a point layer, nothing else, pages in fid order);
     None for every other query. A rectangle without area is left to the stores, which find nothing in it."""
-    if meta.geometry_type != "POINT" or found.where != TRUE or len(found.spatial) != 1:
+    if found.where != TRUE or len(found.spatial) != 1:
         return None
     if len(order.expressions) != 1 or order.expressions[0][1]:  # only the fid, ascending
         return None
     test = found.spatial[0]
     if not test.box or test.operation != "intersects":
         return None
-    minx, miny, maxx, maxy = test.bounds
+    return point_rectangle(meta, test.bounds)
+
+
+def point_rectangle(meta: LayerMeta, bounds: Sequence[float]) -> tuple[float, float, float, float] | None:
+    """The rectangle an index answers for a bbox (lon/lat, as the stores test it) over this layer: a point layer's
+    and a bbox with area; None for any other. A rectangle without area is left to the stores, which find nothing in
+    it (a reversed one is the client's mistake, which they report)."""
+    if meta.geometry_type != "POINT":
+        return None
+    minx, miny, maxx, maxy = bounds
     return (minx, miny, maxx, maxy) if minx < maxx and miny < maxy else None

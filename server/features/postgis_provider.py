@@ -40,6 +40,7 @@ from server.features.pg_sql import POSTGRES, output_expression, pyformat, top_le
 from server.features.point_index import may_be_lone_box
 from server.features.provider import (
     GeoPackageProvider,
+    InstantPage,
     InvalidQueryError,
     NotInstant,
     _bad_input,
@@ -153,13 +154,13 @@ class PostGISProvider(GeoPackageProvider):
 
     def light_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
         """Only an instant page: any other page of the table runs on the items route's threads (above)."""
-        return self.instant_page(bbox, offset, limit)
+        return self.instant_page(bbox, offset, limit) is not None
 
-    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
+    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> InstantPage | None:
         """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
-        instant_page): never one that would wait for the database."""
+        instant_page, read from the copy): never one that would wait for the database."""
         local = self._current_copy()
-        return local is not None and local.instant_page(bbox, offset, limit)
+        return None if local is None else local.instant_page(bbox, offset, limit)
 
     def _current_copy(self) -> _CopyOfVersion | None:
         """The local copy of the version the store noted as current, when a copy of that version was noted and its path

@@ -24,6 +24,7 @@ import copy
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -43,7 +44,7 @@ from server.features.crs import CRS84, bbox_to_lonlat
 from server.features.dialect import SQLITE
 from server.features.filter_sql import FilterError
 from server.features.output import JSON_SCHEMA, RowLayout, render
-from server.features.point_index import PointIndex, lone_box, page
+from server.features.point_index import PointIndex, lone_box, page, point_rectangle
 from server.features.point_reads import POINT_INDEXES, geopackage_points
 from server.features.query import (
     ALIAS,
@@ -123,6 +124,26 @@ class InvalidQueryError(ProviderQueryError):
 class NotInstant(Exception):
     """An instant query (`query(instant=True)`, asked on the event loop) that only SQL could answer: the file changed
     since the page was judged instant, or the index went. The caller reads it off the loop."""
+
+
+@dataclass(frozen=True)
+class InstantPage:
+    """A page `instant_page` judged to answer from a point index held, with what it judged on: the file version, its
+    metadata, that version's index, the rectangle and the page. `read` answers from exactly these, so the page is
+    judged once (one stat, one rectangle) and not again by `query`'s conditions, connection and index lookups."""
+
+    provider: GeoPackageProvider  # whose file it reads (a PostGIS layer's: its local copy's provider)
+    version: FileVersion
+    meta: LayerMeta
+    index: PointIndex
+    box: tuple[float, float, float, float]
+    offset: int
+    limit: int
+
+    def read(self, crs_transform_spec: Any = None) -> dict:
+        """The page as `query` gives it for the same lone bbox, offset and limit (all fields, geometry); NotInstant
+        when no connection to the version judged can be had without reading the file again (it was replaced)."""
+        return self.provider._read_instant(self, crs_transform_spec)
 
 
 class GeoPackageProvider(BaseProvider):
@@ -281,29 +302,37 @@ class GeoPackageProvider(BaseProvider):
         """Whether a page of a lone bbox (empty: none) reads few rows: such a page runs on the worker's own lane
         (server.early_answers), never held up behind a heavy one. Judged from the file's metadata as a query read it
         (one stat, asked on the event loop: a version no query has read yet is not judged light)."""
-        return self._light(file_identity(self.path), bbox, offset, limit)
+        return self._light(file_identity(self.path), bbox, offset, limit) is not None
 
-    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> bool:
-        """Whether a light page (`light_page`) of a lone bbox is answered from the point index held for the file's
-        current version, reading at most INSTANT_ROWS rows by fid: ~0.2 ms of the worker's CPU (1M points, 0.01 deg,
-        10 rows), less than the hop to a thread and back costs. Such a page runs on the event loop
-        (server.early_answers); one stat and two dict lookups to judge."""
+    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> InstantPage | None:
+        """A light page (`light_page`) of a lone bbox that the point index held for the file's current version answers,
+        reading at most INSTANT_ROWS rows by fid: ~0.2 ms of the worker's CPU (1M points, 0.01 deg, 10 rows), less
+        than the hop to a thread and back costs. Such a page runs on the event loop (server.early_answers), read by
+        the InstantPage returned; None for any other page. One stat and a few dict lookups to judge."""
         if not bbox or limit > INSTANT_ROWS or not self._points_pay():
-            return False
-        identity = file_identity(self.path)
-        light = self._light(identity, bbox, offset, limit)
-        return light and POINT_INDEXES.held(self._layer_key(), identity) is not None
+            return None
+        version = file_identity(self.path)
+        judged = self._light(version, bbox, offset, limit)
+        if judged is None or version is None:
+            return None
+        meta, envelope = judged
+        box = point_rectangle(meta, envelope) if envelope is not None else None
+        index = POINT_INDEXES.held(self._layer_key(), version) if box is not None else None
+        return None if index is None else InstantPage(self, version, meta, index, box, offset, limit)
 
-    def _light(self, identity: FileIdentity, bbox: Sequence[float], offset: int, limit: int) -> bool:
+    def _light(
+        self, identity: FileIdentity, bbox: Sequence[float], offset: int, limit: int
+    ) -> tuple[LayerMeta, tuple[float, float, float, float] | None] | None:
+        """The version's metadata and the bbox in lon/lat (None: no bbox) when the page is light, else None."""
         if limit > LIGHT_LIMIT:
-            return False
+            return None
         try:
             meta = kept_meta(identity, self.table)
             envelope = bbox_to_lonlat(list(bbox), self.storage_crs) if bbox else None
         except (BadRequest, OSError):
-            return False
+            return None
         rows = None if meta is None else rows_read(meta, envelope, offset + limit)
-        return rows is not None and rows <= LIGHT_ROWS
+        return (meta, envelope) if rows is not None and rows <= LIGHT_ROWS else None
 
     def _conditions(
         self, meta: LayerMeta, bbox, datetime_, properties, sortby, q, filterq
@@ -422,6 +451,59 @@ class GeoPackageProvider(BaseProvider):
         if index is None:
             self._read_points_ahead(meta, version)
             return None
+        return self._index_page(
+            connection,
+            meta,
+            index,
+            box,
+            order,
+            offset,
+            limit,
+            resulttype,
+            select_properties,
+            skip_geometry,
+            crs_transform_spec,
+        )
+
+    def _read_instant(self, plan: InstantPage, crs_transform_spec: Any) -> dict:
+        """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
+        order = ordering(self._queryables(plan.meta), plan.meta, [], self.dialect)  # a plain page's: by fid
+        try:
+            with POOL.connection(self.path, plan.version) as (connection, version):
+                if version != plan.version:
+                    raise NotInstant(self.table)
+                return self._index_page(
+                    connection,
+                    plan.meta,
+                    plan.index,
+                    plan.box,
+                    order,
+                    plan.offset,
+                    plan.limit,
+                    "results",
+                    None,
+                    False,
+                    crs_transform_spec,
+                )
+        except (LayerFileError, sqlite3.DatabaseError, GeometryBlobError) as exc:
+            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
+            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
+
+    def _index_page(
+        self,
+        connection,
+        meta: LayerMeta,
+        index: PointIndex,
+        box: tuple[float, float, float, float],
+        order: Ordering,
+        offset: int,
+        limit: int,
+        resulttype: str,
+        select_properties: Sequence[str] | None,
+        skip_geometry: bool,
+        crs_transform_spec: Any,
+    ) -> dict:
+        """The page of `box` from `index`: the matches and the page's fids from memory, its rows by fid."""
         matches = index.matching(box)
         collection = {"type": "FeatureCollection", "features": [], "numberMatched": len(matches), "numberReturned": 0}
         if resulttype == "hits" or limit == 0 or offset >= len(matches):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from pygeoapi.api import F_HTML, F_JSON, F_JSONLD, FORMAT_TYPES, HEADERS, SYSTEM
 from pygeoapi.util import get_provider_by_type
 
 from server.errors import BadRequest
+from server.features.provider import InstantPage
 from server.ogcapi import params
 from server.ogcapi.speedups import SHARED_PROVIDERS, to_json_bytes
 from server.published.layer import LruCache
@@ -39,6 +40,7 @@ ACCEPTS = frozenset({None, b"*/*", b"application/json", b"application/geo+json"}
 # a body (pygeoapi reads a GET's body as a CQL2 filter) or a language choice: the items route answers
 REFUSED = frozenset({b"content-length", b"transfer-encoding", b"accept-language"})
 MAX_OFFSET = 10**9  # beyond any layer; a larger one goes down the stack
+MAX_LIMITS_KEPT = 256  # `limit=` texts reckoned per layer (plain_limit); any other is reckoned each time
 
 
 class NotPlain(Exception):
@@ -108,6 +110,8 @@ class PlainLayer:
     uri: str
     titles: tuple[str, str, str, str, str]  # GeoJSON, JSON-LD, HTML, prev, next
     collection_link: dict[str, str]
+    # `limit=` text -> the limit pygeoapi reckons from `limits` (plain_limit); a map asks a handful of them
+    limit_of: dict[str | None, int] = field(default_factory=dict, compare=False, repr=False)
 
 
 _layers = LruCache(64)  # a View's PlainLayer (or None: not plain) per layer id
@@ -167,33 +171,48 @@ def _plain_layer(view: Any, layer_id: str) -> PlainLayer | None:
 
 
 def plain_limit(layer: PlainLayer, query: PlainQuery) -> int:
-    """The page's limit as pygeoapi reckons it (default, maximum); raises ValueError where pygeoapi answers 400."""
-    return evaluate_limit(query.limit, *layer.limits)
+    """The page's limit as pygeoapi reckons it (default, maximum); raises ValueError where pygeoapi answers 400.
+    Reckoned once per `limit=` text: pygeoapi's evaluate_limit (a ChainMap, five debug log calls) cost ~3 % of a
+    small bbox's CPU."""
+    limit = layer.limit_of.get(query.limit)
+    if limit is None:
+        limit = evaluate_limit(query.limit, *layer.limits)
+        if len(layer.limit_of) < MAX_LIMITS_KEPT:
+            layer.limit_of[query.limit] = limit
+    return limit
 
 
-def plain_page(layer: PlainLayer, query: PlainQuery, limit: int, instant: bool = False) -> bytes:
-    """The page's body as pygeoapi's get_collection_items writes it, `limit` as plain_limit reckons it. Raises
-    whatever the provider raises (with `instant`, NotInstant when only SQL could answer it)."""
+def storage_bbox(layer: PlainLayer, query: PlainQuery) -> list[float]:
+    """The query's bbox in the layer's storage CRS, as pygeoapi hands it to the provider (empty: none)."""
     bbox = query.bbox
-    if bbox:
-        bbox = itemtypes_api.transform_bbox(bbox, itemtypes_api.DEFAULT_CRS, layer.storage_crs)
+    return itemtypes_api.transform_bbox(bbox, itemtypes_api.DEFAULT_CRS, layer.storage_crs) if bbox else bbox
+
+
+def plain_page(
+    layer: PlainLayer, query: PlainQuery, limit: int, bbox: list[float], instant: InstantPage | None = None
+) -> bytes:
+    """The page's body as pygeoapi's get_collection_items writes it, `limit` as plain_limit reckons it and `bbox` as
+    storage_bbox gives it. Raises whatever the provider raises; `instant`: the page as the provider's instant_page
+    judged it for this bbox, offset and limit, read from what it judged (NotInstant when only SQL could answer)."""
     offset = query.offset
-    content = layer.provider.query(
-        offset=offset,
-        limit=limit,
-        resulttype="results",
-        bbox=bbox,
-        datetime_=None,
-        properties=[],
-        sortby=[],
-        skip_geometry=False,
-        select_properties=[],
-        crs_transform_spec=layer.crs_transform_spec,
-        q=None,
-        language=layer.language,
-        filterq=None,
-        instant=instant,
-    )
+    if instant is not None:
+        content = instant.read(layer.crs_transform_spec)
+    else:
+        content = layer.provider.query(
+            offset=offset,
+            limit=limit,
+            resulttype="results",
+            bbox=bbox,
+            datetime_=None,
+            properties=[],
+            sortby=[],
+            skip_geometry=False,
+            select_properties=[],
+            crs_transform_spec=layer.crs_transform_spec,
+            q=None,
+            language=layer.language,
+            filterq=None,
+        )
     serialized = "".join(
         f"&{urllib.parse.quote(k, safe='')}={urllib.parse.quote(str(v), safe=',')}"
         for k, v in query.pairs
