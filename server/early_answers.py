@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Iterable
 
 from anyio import CapacityLimiter, to_thread
 from anyio.lowlevel import RunVar
@@ -35,6 +34,7 @@ from server.ogcapi.plain_items import (
 )
 from server.ogcapi.routes import PAGES, loop_limiter, page_key, query_limiter
 from server.ogcapi.site import SITE
+from server.published.layer import LruCache
 from server.tiles.vector import accepts_gzip, etag_matches
 
 TILE_PATH = re.compile(r"^/tiles/(?:(?P<layer>[^/]+)/)?(?P<z>[0-9]+)/(?P<x>[0-9]+)/(?P<y>[0-9]+)\.pbf$")
@@ -132,7 +132,7 @@ class EarlyAnswers:
         )
         if page is None:
             return False
-        await self._send(send, page.status, page.headers.items(), page.body, request)
+        await self._send(send, page.status, _raw_headers(page.headers), page.body, request)
         return True
 
     async def _plain_page(self, app, view, key: tuple, scope: Scope, request: dict[bytes, bytes]) -> Page | None:
@@ -178,25 +178,31 @@ class EarlyAnswers:
         return await to_thread.run_sync(work, limiter=query_limiter(app)), False
 
     async def _send(
-        self,
-        send: Send,
-        status: int,
-        answer_headers: Iterable[tuple[str, str]],
-        body: bytes,
-        request: dict[bytes, bytes],
-        length: bool = True,
+        self, send: Send, status: int, raw: tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]], body: bytes, request
     ) -> None:
-        headers = []
-        vary = []
-        for name, value in answer_headers:
-            if name.lower() == "vary":
-                vary.append(value)
-            else:
-                headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-        if length:
-            headers.append((b"content-length", str(len(body)).encode()))
-        headers.append((b"vary", ", ".join([*vary, VARY, "Origin"]).encode("latin-1")))
+        """The answer: its headers as `_raw_headers` made them, its length and, for a request with Origin, CORS's."""
+        headers, vary = raw
+        headers = [*headers, (b"content-length", str(len(body)).encode()), vary]
         if b"origin" in request:
             headers.extend(self.cors)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_raw = LruCache(256)  # a page's headers dict -> its raw headers (a plain page's are its layer's: one for all)
+
+
+def _raw_headers(answer_headers: dict[str, str]) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
+    """A page's headers as `_send` writes them, without content-length, and its `Vary` with the stack's names
+    added: made once per headers dict (a plain page's are its layer's; encoding them was ~1 % of a small bbox)."""
+
+    def make() -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in answer_headers.items()
+            if name.lower() != "vary"
+        ]
+        vary = [value for name, value in answer_headers.items() if name.lower() == "vary"]
+        return headers, (b"vary", ", ".join([*vary, VARY, "Origin"]).encode("latin-1"))
+
+    return _raw.owned(answer_headers, (), make)

@@ -66,11 +66,15 @@ class Ordering:
 
     @property
     def sql(self) -> str:
-        last = len(self.expressions) - 1
-        return ", ".join(
-            self.dialect.order_term(expr, desc, nullable=index != last)
-            for index, (expr, desc) in enumerate(self.expressions)
-        )
+        """Made once: every page's statement and cache keys ask (kept in __dict__, as SpatialTest.wkb is)."""
+        kept = self.__dict__.get("_sql")
+        if kept is None:
+            last = len(self.expressions) - 1
+            kept = self.__dict__["_sql"] = ", ".join(
+                self.dialect.order_term(expr, desc, nullable=index != last)
+                for index, (expr, desc) in enumerate(self.expressions)
+            )
+        return kept
 
 
 def queryables(meta: LayerMeta, exposed: Sequence[str]) -> dict[str, Queryable]:
