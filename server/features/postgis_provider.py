@@ -158,9 +158,10 @@ class PostGISProvider(GeoPackageProvider):
 
     def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> InstantPage | None:
         """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
-        instant_page, read from the copy): never one that would wait for the database."""
+        instant_page, read from the copy): never one that would wait for the database. The copy's file is stat'ed
+        once, by `_current_copy`."""
         local = self._current_copy()
-        return None if local is None else local.instant_page(bbox, offset, limit)
+        return None if local is None else local._instant_page(local.file, bbox, offset, limit)
 
     def _current_copy(self) -> _CopyOfVersion | None:
         """The local copy of the version the store noted as current, when a copy of that version was noted and its path

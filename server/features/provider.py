@@ -309,9 +309,16 @@ class GeoPackageProvider(BaseProvider):
         reading at most INSTANT_ROWS rows by fid: ~0.2 ms of the worker's CPU (1M points, 0.01 deg, 10 rows), less
         than the hop to a thread and back costs. Such a page runs on the event loop (server.early_answers), read by
         the InstantPage returned; None for any other page. One stat and a few dict lookups to judge."""
+        return self._instant_page(None, bbox, offset, limit)
+
+    def _instant_page(
+        self, version: FileVersion | None, bbox: Sequence[float], offset: int, limit: int
+    ) -> InstantPage | None:
+        """instant_page of the file's `version` as the caller's own stat found it a moment ago (None: stat it here)."""
         if not bbox or limit > INSTANT_ROWS or not self._points_pay():
             return None
-        version = file_identity(self.path)
+        if version is None:
+            version = file_identity(self.path)
         judged = self._light(version, bbox, offset, limit)
         if judged is None or version is None:
             return None
@@ -361,21 +368,20 @@ class GeoPackageProvider(BaseProvider):
         """A connection to the current file version and that version's metadata, closed afterwards.
         Nothing is kept on `self`: one provider object may serve several threads at once. The connection
         comes from the pool of the file's current version (server/features/connections.py)."""
-        with contextlib.ExitStack() as stack:
-            try:
-                connection, version = stack.enter_context(POOL.connection(self.path))
-            except LayerFileError as exc:
-                LOGGER.error("%s: %s", self.table, exc)
-                raise ProviderConnectionError(str(exc)) from None
-            try:
-                meta = layer_meta(connection, version, self.table)
-                yield connection, meta, version
-            except LayerFileError as exc:
-                LOGGER.error("%s: %s", self.table, exc)
-                raise ProviderConnectionError(str(exc)) from None
-            except (sqlite3.DatabaseError, GeometryBlobError) as exc:
-                LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
-                raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
+        with self._read_errors(), POOL.connection(self.path) as (connection, version):
+            yield connection, layer_meta(connection, version, self.table), version
+
+    @contextlib.contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        """A file that cannot be opened or read: one line in the log, and a ProviderConnectionError for the client."""
+        try:
+            yield
+        except LayerFileError as exc:
+            LOGGER.error("%s: %s", self.table, exc)
+            raise ProviderConnectionError(str(exc)) from None
+        except (sqlite3.DatabaseError, GeometryBlobError) as exc:
+            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
+            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
 
     def _count(self, connection: sqlite3.Connection, meta: LayerMeta, version_key: tuple, found: Conditions) -> int:
         def scalar(statement: Fragment) -> int:
@@ -468,26 +474,22 @@ class GeoPackageProvider(BaseProvider):
     def _read_instant(self, plan: InstantPage, crs_transform_spec: Any) -> dict:
         """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
         order = ordering(self._queryables(plan.meta), plan.meta, [], self.dialect)  # a plain page's: by fid
-        try:
-            with POOL.connection(self.path, plan.version) as (connection, version):
-                if version != plan.version:
-                    raise NotInstant(self.table)
-                return self._index_page(
-                    connection,
-                    plan.meta,
-                    plan.index,
-                    plan.box,
-                    order,
-                    plan.offset,
-                    plan.limit,
-                    "results",
-                    None,
-                    False,
-                    crs_transform_spec,
-                )
-        except (LayerFileError, sqlite3.DatabaseError, GeometryBlobError) as exc:
-            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
-            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
+        with self._read_errors(), POOL.connection(self.path, plan.version) as (connection, version):
+            if version != plan.version:
+                raise NotInstant(self.table)
+            return self._index_page(
+                connection,
+                plan.meta,
+                plan.index,
+                plan.box,
+                order,
+                plan.offset,
+                plan.limit,
+                "results",
+                None,
+                False,
+                crs_transform_spec,
+            )
 
     def _index_page(
         self,
