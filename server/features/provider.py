@@ -434,22 +434,12 @@ class GeoPackageProvider(BaseProvider):
             self._read_points_ahead(meta, version)
 
     def _points_answer(
-        self,
-        connection,
-        meta: LayerMeta,
-        version,
-        found: Conditions,
-        order: Ordering,
-        offset: int,
-        limit: int,
-        resulttype: str,
-        select_properties: Sequence[str] | None,
-        skip_geometry: bool,
-        crs_transform_spec: Any,
+        self, connection, meta: LayerMeta, version, found: Conditions, order: Ordering, *page: Any
     ) -> dict | None:
         """A lone bbox over a point layer answered from the index of its points (server.features.point_index): the
         matches and the page's fids from memory, the page's rows by fid. None: answer it in SQL (the index is not
-        held yet, or the query is another one); the index is then read in the background when it would help."""
+        held yet, or the query is another one); the index is then read in the background when it would help.
+        `page`: `_index_page`'s offset, limit, resulttype, select_properties, skip_geometry, crs_transform_spec."""
         box = lone_box(meta, found, order)
         if box is None or not self._points_pay():
             return None
@@ -457,19 +447,7 @@ class GeoPackageProvider(BaseProvider):
         if index is None:
             self._read_points_ahead(meta, version)
             return None
-        return self._index_page(
-            connection,
-            meta,
-            index,
-            box,
-            order,
-            offset,
-            limit,
-            resulttype,
-            select_properties,
-            skip_geometry,
-            crs_transform_spec,
-        )
+        return self._index_page(connection, meta, index, box, order, *page)
 
     def _read_instant(self, plan: InstantPage, crs_transform_spec: Any) -> dict:
         """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
@@ -477,19 +455,8 @@ class GeoPackageProvider(BaseProvider):
         with self._read_errors(), POOL.connection(self.path, plan.version) as (connection, version):
             if version != plan.version:
                 raise NotInstant(self.table)
-            return self._index_page(
-                connection,
-                plan.meta,
-                plan.index,
-                plan.box,
-                order,
-                plan.offset,
-                plan.limit,
-                "results",
-                None,
-                False,
-                crs_transform_spec,
-            )
+            page = (plan.offset, plan.limit, "results", None, False, crs_transform_spec)
+            return self._index_page(connection, plan.meta, plan.index, plan.box, order, *page)
 
     def _index_page(
         self,
