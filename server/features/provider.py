@@ -451,7 +451,7 @@ class GeoPackageProvider(BaseProvider):
 
     def _read_instant(self, plan: InstantPage, crs_transform_spec: Any) -> dict:
         """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
-        order = ordering(self._queryables(plan.meta), plan.meta, [], self.dialect)  # a plain page's: by fid
+        order = ordering({}, plan.meta, [], self.dialect)  # a plain page's: by fid alone, no field asked
         with self._read_errors(), POOL.connection(self.path, plan.version) as (connection, version):
             if version != plan.version:
                 raise NotInstant(self.table)
