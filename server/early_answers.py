@@ -34,6 +34,7 @@ from server.ogcapi.plain_items import (
 )
 from server.ogcapi.routes import PAGES, loop_limiter, page_key, query_limiter
 from server.ogcapi.site import SITE
+from server.published.files import FileIdentity
 from server.published.layer import LruCache
 from server.tiles.vector import accepts_gzip, etag_matches
 
@@ -120,6 +121,7 @@ class EarlyAnswers:
     async def _page(self, app, layer: str, scope: Scope, request: dict[bytes, bytes], send: Send) -> bool:
         site = await app.state.live.current()  # the same check of the published version as the dispatcher's
         scope[SITE] = site  # which the dispatcher then takes instead of checking again
+        versions = app.state.live.file_versions()  # the files that check found: an instant page's, without a stat
         view = site.views["public"]
         accept, language = (request.get(name) for name in (b"accept", b"accept-language"))
         key = page_key(layer, scope["query_string"], *(v.decode("latin-1") if v else None for v in (accept, language)))
@@ -128,14 +130,14 @@ class EarlyAnswers:
         # worker, 8 connections, two fresh servers each, 2 x 10 s: p95 4.1-5.7 ms against 7.1-7.9 ms with instant
         # pages read inline outside any flight, at the same 1,810-2,236 req/s.
         page = await PAGES.kept_or_made(
-            view, key, "early answers", lambda: self._plain_page(app, view, key, scope, request)
+            view, key, "early answers", lambda: self._plain_page(app, view, key, scope, versions)
         )
         if page is None:
             return False
         await self._send(send, page.status, _raw_headers(page.headers), page.body, request)
         return True
 
-    async def _plain_page(self, app, view, key: tuple, scope: Scope, request: dict[bytes, bytes]) -> Page | None:
+    async def _plain_page(self, app, view, key: tuple, scope: Scope, versions: dict[str, FileIdentity]) -> Page | None:
         """A plain public page (server.ogcapi.plain_items) read now, kept in PAGES as the items route keeps it."""
         if not self.plain_pages:
             return None
@@ -144,7 +146,7 @@ class EarlyAnswers:
         if layer is None:
             return None
         try:
-            body, instant = await self._run(app, layer, query)
+            body, instant = await self._run(app, layer, query, versions)
         except Exception:  # noqa: BLE001 - whatever it is, the items route answers it (with its error mapping)
             return None
         page = Page(view, 200, layer.headers, body)
@@ -155,7 +157,9 @@ class EarlyAnswers:
             PAGES.put(view, key, page)
         return page
 
-    async def _run(self, app, layer: PlainLayer, query: PlainQuery) -> tuple[bytes, bool]:
+    async def _run(
+        self, app, layer: PlainLayer, query: PlainQuery, versions: dict[str, FileIdentity]
+    ) -> tuple[bytes, bool]:
         """The page, and whether it was answered on the event loop (instant). A light page on the worker's lane of 2
         threads, any other on the items route's threads: a light page never waits behind a heavy one, and fewer
         threads hand the GIL over less. Small bbox, 1M points, 1 worker, 8 connections, scratch wrk runs of 8 s: on
@@ -165,7 +169,7 @@ class EarlyAnswers:
         limit = plain_limit(layer, query)
         bbox = storage_bbox(layer, query)
         work = functools.partial(plain_page, layer, query, limit, bbox)
-        instant = layer.provider.instant_page(bbox, query.offset, limit)  # a light page too
+        instant = layer.provider.instant_page(bbox, query.offset, limit, versions)  # a light page too
         if instant is not None:
             # From the point index held: ~0.3 ms here. 1M points, 1 worker, small bbox, 8 connections, two fresh
             # servers each, 2 x 10 s: 2,034-2,242 req/s (p95 6.8-6.9 ms) against 1,294-1,455 (p95 7.2-7.4) on the

@@ -40,6 +40,31 @@ def test_a_request_checks_the_published_files_once(published_city):
     assert asyncio.run(ask()) == [200, 200]
 
 
+def test_the_files_a_requests_check_found_are_the_ones_on_disk_after_a_publication(published_city, tmp_path):
+    """An instant page takes its file's identity from the check its request made (`file_versions`) instead of a stat
+    of its own: after a layer is published again by rename, the next check must name the new file."""
+    import shutil
+
+    from server.published.files import file_identity
+    from tests.conftest import city_paths
+
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    app = create_app(paths=paths)
+    live = app.state.live
+    layer = str(paths.published_path("repairs"))
+    asyncio.run(live.current())
+    before = live.file_versions()[layer]
+    assert before == file_identity(layer)
+    staged = paths.published_dir / "repairs.gpkg.new"
+    shutil.copyfile(layer, staged)
+    staged.replace(layer)  # as the pipeline publishes: a new inode under the same name
+    asyncio.run(live.current())
+    after = live.file_versions()[layer]
+    assert after == file_identity(layer) and after != before
+    assert live.file_versions() is live.file_versions()  # made once per change, not per request
+
+
 def test_a_started_worker_leaves_its_long_lived_objects_out_of_full_collections(published_city):
     """A full collection walks every tracked object with the GIL held: over a started worker's ~110k objects (imports,
     catalog, the built API) it paused the event loop and every request thread for 60–270 ms, a p99 of its own."""

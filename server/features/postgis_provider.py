@@ -156,10 +156,12 @@ class PostGISProvider(GeoPackageProvider):
         """Only an instant page: any other page of the table runs on the items route's threads (above)."""
         return self.instant_page(bbox, offset, limit) is not None
 
-    def instant_page(self, bbox: Sequence[float], offset: int, limit: int) -> InstantPage | None:
+    def instant_page(
+        self, bbox: Sequence[float], offset: int, limit: int, versions: Mapping[str, FileVersion] | None = None
+    ) -> InstantPage | None:
         """A light page the local copy of the current version answers from its point index (GeoPackageProvider's
         instant_page, read from the copy): never one that would wait for the database. The copy's file is stat'ed
-        once, by `_current_copy`."""
+        once, by `_current_copy` (`versions` names published files: the copy is none of them)."""
         local = self._current_copy()
         return None if local is None else local._instant_page(local.file, bbox, offset, limit)
 

@@ -25,7 +25,7 @@ from server.access import LEVELS, Level, exposed_fields, visible_layers
 from server.ogcapi.config import render_configs
 from server.ogcapi.downloads import copy_without
 from server.ogcapi.openapi import openapi_document
-from server.published.files import Signature
+from server.published.files import FileIdentity, Signature, identities
 from server.published.store import GEOPACKAGE_PROVIDER, PublishedStore
 from server.settings import ServerSettings
 
@@ -161,13 +161,15 @@ class LiveSite:
         self._lock = asyncio.Lock()
         self._failed: Signature | None = None
         self.site = build()
+        self._checked: Signature = self.site.signature  # what the last `current()` found on disk
+        self._versions: tuple[Signature | None, dict[str, FileIdentity]] = (None, {})
 
     async def current(self) -> Site:
-        signature = self._signature()
+        signature = self._checked = self._signature()
         if signature == self.site.signature or signature == self._failed:
             return self.site
         async with self._lock:
-            signature = self._signature()
+            signature = self._checked = self._signature()
             if signature != self.site.signature and signature != self._failed:
                 try:
                     self.site = await run_in_threadpool(self._build)
@@ -179,3 +181,13 @@ class LiveSite:
                     )
                     self._failed = signature
         return self.site
+
+    def file_versions(self) -> dict[str, FileIdentity]:
+        """The published files' identities (path -> identity) as the last `current()` found them. Asked right after a
+        request's own `current()`, nothing awaited between, they are the files as they were when that request came
+        in or later: what a stat of its own would say (a plain page judged instant takes its file's from here)."""
+        checked, versions = self._versions
+        if checked is not self._checked:  # the watched signature is the same object until a file changes
+            versions = identities(self._checked)
+            self._versions = (self._checked, versions)
+        return versions

@@ -31,6 +31,11 @@ def published_signature(files: dict[str, Path]) -> Signature:
     return tuple(file_identity(path) for path in files.values())
 
 
+def identities(signature: Signature) -> dict[str, FileIdentity]:
+    """A signature's identities by path; a file not published is not in it."""
+    return {identity[0]: identity for identity in signature if identity is not None}
+
+
 def connect(path: str | Path, *, immutable: bool = False) -> sqlite3.Connection:
     """A read-only connection. `immutable` lets SQLite skip locking: a published file is replaced by rename,
     never written in place, so a reader that pinned its identity may promise that."""
