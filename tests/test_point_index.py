@@ -351,6 +351,121 @@ def test_an_instant_page_reads_the_version_it_was_judged_on_or_nothing(tmp_path,
         judged.read()
 
 
+# Text SQLite's JSON and orjson must escape alike: quotes, backslashes, every control character, DEL, line and
+# paragraph separators, Cyrillic, a 4-byte emoji, numeric-looking text, empty text, none.
+AWKWARD_TEXT = [
+    'say "hi"',
+    "back\\slash \\u0041",
+    "line\nbreak\ttab\rcr\x08bs\x0cff",
+    "".join(chr(c) for c in range(32)) + "\x7f",
+    "sep \u2028 \u2029 nbsp\u00a0",
+    "ул. Ленина, 5",
+    "emoji \U0001f600",
+    "",
+    "12",
+    "1e5",
+    None,
+]
+
+
+def awkward_layer(path) -> None:
+    """A point layer whose public fields SQLite's JSON may write: text (declared TEXT, VARCHAR(20) and no type at
+    all), an INTEGER of 64 bits, a DATETIME and a DATE, holding AWKWARD_TEXT and the extreme integers."""
+    count = 400
+    rng = np.random.default_rng(21)
+    frame = gpd.GeoDataFrame(
+        {
+            "fid": np.arange(1, count + 1, dtype="int64") * 7919,
+            "permit_id": [f"P-{i}" for i in range(count)],
+            "address": [AWKWARD_TEXT[i % len(AWKWARD_TEXT)] for i in range(count)],
+            "floors": pd.array([[2**63 - 1, -(2**63), 0, None, 7][i % 5] for i in range(count)], dtype="Int64"),
+            "start_time": pd.to_datetime([f"2026-11-{1 + i % 28:02d}T08:00:00Z" for i in range(count)], utc=True),
+            "end_time": pd.to_datetime([None] * count, utc=True),
+            "day": [f"2026-12-{1 + i % 28:02d}" for i in range(count)],
+        },
+        geometry=shapely.points(rng.uniform(104.2, 104.4, count), rng.uniform(52.25, 52.35, count)),
+        crs="EPSG:4326",
+    )
+    write_gpkg(frame, path)
+    alter_rows(path, 'ALTER TABLE repairs ADD COLUMN "code" VARCHAR(20)')
+    alter_rows(path, 'ALTER TABLE repairs ADD COLUMN "loose"')  # no declared type: any value, kept as it is
+    alter_rows(path, 'ALTER TABLE repairs ADD COLUMN "due" DATE')
+    alter_rows(path, 'ALTER TABLE repairs ADD COLUMN "seen" DATETIME')  # NUMERIC affinity, as DATE's
+    alter_rows(path, 'UPDATE repairs SET "code" = address, "loose" = permit_id, "due" = "day", "seen" = start_time')
+
+
+def alter_rows(path, statement: str, *params) -> None:
+    """Change values in place, as no publication does (a file put there by hand); GeoPackage's triggers need
+    SpatiaLite's functions to compile, and none of them fires for columns other than the geometry."""
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    for name in ("ST_IsEmpty", "ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):
+        connection.create_function(name, 1, lambda blob: 0)
+    with connection:
+        connection.execute(statement, params)
+    connection.close()
+
+
+AWKWARD_PUBLIC = ["permit_id", "address", "floors", "start_time", "end_time", "day", "code", "loose", "due", "seen"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        None,
+        ("UPDATE repairs SET loose = 0.30000000000000004 WHERE fid % 3 = 0",),  # a REAL where any value may be
+        ("UPDATE repairs SET floors = 1.5 WHERE fid % 5 = 0",),  # INTEGER affinity keeps a fraction REAL
+        ("UPDATE repairs SET seen = '0.1' WHERE fid % 4 = 0",),  # DATETIME's NUMERIC affinity makes it REAL 0.1
+        ("UPDATE repairs SET address = ? WHERE fid % 6 = 0", b"\x00\xffbytes"),  # a BLOB in a TEXT column
+    ],
+    ids=["text-and-integers", "real-untyped", "real-integer", "real-datetime", "blob-in-text"],
+)
+def test_an_instant_pages_properties_written_by_sqlite_are_the_ones_python_writes(
+    change, tmp_path, few_points_are_enough
+):
+    """An instant page's properties may come as SQLite's JSON (server.features.json_rows): the page's body is then
+    byte for byte the one the Python rendering writes. Where a value would be written otherwise (a REAL, a BLOB) the
+    page is read the Python way: the same bytes again, never the other number or an error."""
+    from orjson import Fragment
+
+    from server.ogcapi.speedups import to_json_bytes
+
+    path = tmp_path / f"{TABLE}.gpkg"
+    awkward_layer(path)
+    if change is not None:
+        alter_rows(path, *change)
+    provider = with_index(GeoPackageProvider(definition(path, properties=AWKWARD_PUBLIC, time_field=None)))
+    rng = np.random.default_rng(5)
+    kinds = set()
+    for _ in range(120):
+        x, y = rng.uniform(104.2, 104.38), rng.uniform(52.25, 52.34)
+        box, offset = [x, y, x + 0.02, y + 0.01], int(rng.integers(0, 3))
+        plan = provider.instant_page(box, offset, 10)
+        written, python = plan.read(None, json_text=True), plan.read(None, json_text=False)
+        for feature in python["features"]:
+            assert isinstance(feature["properties"], dict)
+        kinds.update(type(feature["properties"]) for feature in written["features"])
+        asked = provider.query(bbox=box, offset=offset, limit=10)  # pygeoapi's route: never SQLite's JSON
+        assert to_json_bytes(written) == to_json_bytes(python) == to_json_bytes(asked), box
+    assert Fragment in kinds  # the clean pages are SQLite's JSON in every case
+    if change is None:
+        assert kinds == {Fragment}
+    else:
+        assert dict in kinds  # the pages holding such a value were read the Python way
+
+
+def test_a_layer_with_a_boolean_or_a_number_field_is_written_the_python_way(tmp_path, few_points_are_enough):
+    """SQLite's JSON writes a boolean as 0/1 and a REAL with 15 digits: such fields keep the page's properties
+    Python's."""
+    frame = repairs_frame(seed=14, count=400)
+    path = write_gpkg(frame, tmp_path / f"{TABLE}.gpkg")
+    for fields in (["permit_id", "has_detour"], ["permit_id", "depth"]):
+        provider = with_index(GeoPackageProvider(definition(path, properties=fields)))
+        answer = provider.instant_page([104.2, 52.25, 104.3, 52.35], 0, 10).read(None, json_text=True)
+        assert answer["features"] and all(isinstance(f["properties"], dict) for f in answer["features"])
+
+
 def truth_in(frame: gpd.GeoDataFrame, box) -> list[int]:
     return sorted(frame.loc[frame.geometry.intersects(shapely.box(*box)), "fid"].tolist())
 
@@ -578,6 +693,10 @@ def test_a_page_answered_from_the_index_on_the_event_loop_is_made_again_not_kept
                 assert first["timeStamp"] != again["timeStamp"]  # read again
                 assert first["features"] == again["features"] and first["numberMatched"] == again["numberMatched"]
                 check_answer(first, frame, small)
+                # its properties written by SQLite (server.features.json_rows), the route's by Python: the same
+                routed = {**small, "properties": ",".join(provider.properties)}  # not a plain page: pygeoapi's route
+                answer = await client.get(f"/collections/{TABLE}/items", params=routed)
+                assert answer.status_code == 200 and answer.json()["features"] == first["features"]
 
     asyncio.run(serve())
 

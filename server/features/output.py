@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from orjson import Fragment
 
 from server.features.crs import CRS84, transform_xy
 from server.published import gpkg
@@ -47,6 +48,9 @@ class RowLayout:
     geometry_index: int | None
     properties: tuple[tuple[str, str], ...]  # (name, kind), in output order
     properties_start: int
+    properties_json: bool = (
+        False  # instead: one column at properties_start, the JSON object (server.features.json_rows)
+    )
 
 
 GeometryDecoder = Callable[[Sequence[bytes | None]], np.ndarray]
@@ -71,6 +75,12 @@ def render(
     """`decode` reads the geometry column (GeoPackage blobs by default); `points` reads a column of points without
     GEOS (a small page of points spent more on shapely's per-call overhead than on its points)."""
     geometries = _geojson_geometries(rows, layout, target_crs, decode, points)
+    if layout.properties_json:  # written by orjson as they are (the caller's promise: InstantPage.read)
+        start, id_index = layout.properties_start, layout.id_index
+        return [
+            {"type": "Feature", "id": row[id_index], "geometry": geometry, "properties": Fragment(row[start])}
+            for row, geometry in zip(rows, geometries, strict=True)
+        ]
     names = [name for name, _ in layout.properties]
     # only these need converting; text, numbers and ISO dates pass as they are
     convert = [(name, kind) for name, kind in layout.properties if kind in ("boolean", "integer", "blob")]

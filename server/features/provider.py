@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from server.features.connections import POOL
 from server.features.crs import CRS84, bbox_to_lonlat
 from server.features.dialect import SQLITE
 from server.features.filter_sql import FilterError
+from server.features.json_rows import json_properties, read_as_json
 from server.features.output import JSON_SCHEMA, RowLayout, render
 from server.features.point_index import PointIndex, lone_box, page, point_rectangle
 from server.features.point_reads import POINT_INDEXES, geopackage_points
@@ -140,10 +142,12 @@ class InstantPage:
     offset: int
     limit: int
 
-    def read(self, crs_transform_spec: Any = None) -> dict:
+    def read(self, crs_transform_spec: Any = None, json_text: bool = False) -> dict:
         """The page as `query` gives it for the same lone bbox, offset and limit (all fields, geometry); NotInstant
-        when no connection to the version judged can be had without reading the file again (it was replaced)."""
-        return self.provider._read_instant(self, crs_transform_spec)
+        when no connection to the version judged can be had without reading the file again (it was replaced).
+        `json_text`: a feature's properties may be the JSON text SQLite wrote of them (an orjson.Fragment: for a
+        caller that writes the page with orjson, as server.features.json_rows says when)."""
+        return self.provider._read_instant(self, crs_transform_spec, json_text)
 
 
 class GeoPackageProvider(BaseProvider):
@@ -453,14 +457,14 @@ class GeoPackageProvider(BaseProvider):
             return None
         return self._index_page(connection, meta, index, box, order, *page)
 
-    def _read_instant(self, plan: InstantPage, crs_transform_spec: Any) -> dict:
+    def _read_instant(self, plan: InstantPage, crs_transform_spec: Any, json_text: bool) -> dict:
         """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
         order = ordering({}, plan.meta, [], self.dialect)  # a plain page's: by fid alone, no field asked
         with self._read_errors(), POOL.connection(self.path, plan.version) as (connection, version):
             if version != plan.version:
                 raise NotInstant(self.table)
             page = (plan.offset, plan.limit, "results", None, False, crs_transform_spec)
-            return self._index_page(connection, plan.meta, plan.index, plan.box, order, *page)
+            return self._index_page(connection, plan.meta, plan.index, plan.box, order, *page, json_text=json_text)
 
     def _index_page(
         self,
@@ -475,34 +479,58 @@ class GeoPackageProvider(BaseProvider):
         select_properties: Sequence[str] | None,
         skip_geometry: bool,
         crs_transform_spec: Any,
+        json_text: bool = False,
     ) -> dict:
-        """The page of `box` from `index`: the matches and the page's fids from memory, its rows by fid."""
+        """The page of `box` from `index`: the matches and the page's fids from memory, its rows by fid. `json_text`:
+        the properties as SQLite's JSON where it writes them as the page does (InstantPage.read)."""
         matches = index.matching(box)
         collection = {"type": "FeatureCollection", "features": [], "numberMatched": len(matches), "numberReturned": 0}
         if resulttype == "hits" or limit == 0 or offset >= len(matches):
             return collection
-        fids = page(matches, offset, limit)
-        layout, statement = self._rows_by_fid(
-            meta, self._output_properties(select_properties), skip_geometry, order, len(fids)
-        )
-        rows = self._rows(connection, Fragment(statement, tuple(fids)))
+        fids = tuple(page(matches, offset, limit))
+        output = self._output_properties(select_properties)
+        layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), json_text)
+        rows = self._json_rows(connection, layout, Fragment(sql, leading + fids)) if layout.properties_json else None
+        if rows is None and layout.properties_json:  # a value SQLite writes otherwise than the page: the Python way
+            layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), False)
+        if rows is None:
+            rows = self._rows(connection, Fragment(sql, leading + fids))
         target_crs = _target_crs(crs_transform_spec)
         collection["features"] = render(rows, layout, target_crs, self.decode_geometries, self.decode_points)
         collection["numberReturned"] = len(collection["features"])
         return collection
 
+    def _json_rows(self, connection, layout: RowLayout, statement: Fragment) -> list | None:
+        """The rows with their properties as SQLite's JSON; None when a value is one it writes otherwise than the page:
+        a REAL (NULL in the column) or a BLOB (which fails the statement; a real error is said by the read again)."""
+        try:
+            rows = self._rows(connection, statement)
+        except sqlite3.OperationalError:
+            return None
+        return rows if read_as_json(rows, layout.properties_start) else None
+
     def _rows_by_fid(
-        self, meta: LayerMeta, output: list[str], skip_geometry: bool, order: Ordering, count: int
-    ) -> tuple[RowLayout, str]:
-        """The layout and SQL of `count` rows by fid, in `order`: a page from the point index. Built once per
-        version's metadata, fields and page size (10 rows of 1M, small bbox: ~15 µs of the request's ~0.4 ms)."""
+        self, meta: LayerMeta, output: list[str], skip_geometry: bool, order: Ordering, count: int, json_text: bool
+    ) -> tuple[RowLayout, str, tuple]:
+        """The layout and SQL of `count` rows by fid, in `order`: a page from the point index, and the statement's
+        leading parameters (the fids follow them). With `json_text` the properties are one column of JSON
+        where server.features.json_rows allows it (`layout.properties_json`). Built once per version's metadata,
+        fields, page size and way (10 rows of 1M, small bbox: ~15 µs of the request's ~0.4 ms)."""
 
-        def make() -> tuple[RowLayout, str]:
-            layout, columns = self._select(meta, self._queryables(meta), (), output, skip_geometry)
+        def make() -> tuple[RowLayout, str, tuple]:
+            fields = self._queryables(meta)
+            written = (
+                json_properties(meta, output, lambda name: self._property_sql(fields[name])) if json_text else None
+            )
+            trailing = [written.sql] if written is not None else []
+            layout, columns = self._select(meta, fields, (), [] if trailing else output, skip_geometry, trailing)
+            if written is not None:
+                layout = dataclasses.replace(layout, properties_json=True)
             chosen = self._fids_in(meta, range(count)).sql
-            return layout, f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
+            sql = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
+            return layout, sql, written.params if written is not None else ()
 
-        key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count)
+        key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count, json_text)
         return _rows_by_fid.owned(meta, key, make)
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:

@@ -196,7 +196,8 @@ def plain_page(
     judged it for this bbox, offset and limit, read from what it judged (NotInstant when only SQL could answer)."""
     offset = query.offset
     if instant is not None:
-        content = instant.read(layer.crs_transform_spec)
+        # its properties may come as SQLite wrote their JSON, which orjson writes as it is, and json (pretty) cannot
+        content = instant.read(layer.crs_transform_spec, json_text=not layer.api.pretty_print)
     else:
         content = layer.provider.query(
             offset=offset,

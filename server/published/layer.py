@@ -65,6 +65,10 @@ class LayerMeta:
     indexed: frozenset[str]  # columns that lead a B-tree index (the pipeline indexes id and time fields)
     identifier: str | None
     description: str | None
+    # Columns of TEXT affinity (SQLite stores a number written to one as text, so it holds TEXT, BLOB or NULL), and
+    # whether the file's text is UTF-8 (GeoPackage requires it, SQLite allows UTF-16): server.features.json_rows
+    text_affinity: frozenset[str] = frozenset()
+    utf8: bool = False
 
 
 class LruCache:
@@ -111,6 +115,13 @@ _metadata = LruCache(64)
 def column_kind(declared: str) -> str:
     base = declared.upper().split("(")[0].strip()  # TEXT(80) -> TEXT
     return COLUMN_KINDS.get(base, "blob" if base == "BLOB" else "string")
+
+
+def text_affinity(declared: str) -> bool:
+    """Whether SQLite gives a column declared so TEXT affinity (its rules 1 and 2, https://sqlite.org/datatype3.html
+    section 3.1): VARCHAR(80) and TEXT do, INTEGER, DATETIME and an undeclared type do not."""
+    upper = declared.upper()
+    return "INT" not in upper and any(name in upper for name in ("CHAR", "CLOB", "TEXT"))
 
 
 # Binary predicates the spatial test may call, by the names cql.SPATIAL_OPERATIONS uses.
@@ -291,6 +302,8 @@ def _read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
     if len(primary) != 1:
         raise LayerFileError(f"feature table {table!r} has no single integer primary key")
     columns = {name: column_kind(declared) for name, declared, _ in info if name not in (primary[0], geometry_column)}
+    texts = frozenset(name for name, declared, _ in info if name in columns and text_affinity(declared))
+    (encoding,) = connection.execute("PRAGMA encoding").fetchone()
     rtree_name = f"rtree_{table}_{geometry_column}"
     has_rtree = connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree_name,)
@@ -317,6 +330,8 @@ def _read_meta(connection: sqlite3.Connection, table: str) -> LayerMeta:
         indexed=_indexed_columns(connection, table),
         identifier=contents[0] if contents else None,
         description=contents[1] if contents else None,
+        text_affinity=texts,
+        utf8=encoding == "UTF-8",
     )
 
 
