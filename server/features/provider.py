@@ -87,6 +87,7 @@ INSTANT_ROWS = 20
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 _queryables = LruCache(64)  # a LayerMeta's queryables per provider class and exposed fields
+_fid_orders = LruCache(64)  # a LayerMeta's order by fid alone (a plain page's) per dialect: made once, its SQL too
 _rows_by_fid = LruCache(64)  # a LayerMeta's (layout, SQL) of a page by fid per provider class, fields, page size
 # (version key, start field, end field) -> whether some feature lacks a start or ends before it starts. A fact of the
 # file version, kept apart from the counts of queries (server.features.paging): among those, a map's bbox requests
@@ -150,6 +151,26 @@ class InstantPage:
         return self.provider._read_instant(self, crs_transform_spec, json_text)
 
 
+class ReadErrors:
+    """GeoPackageProvider._read_errors's context: a class, not a generator (asked by every small bbox)."""
+
+    __slots__ = ("table", "path")
+
+    def __init__(self, table: str, path: str):
+        self.table, self.path = table, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None and issubclass(kind, LayerFileError):
+            LOGGER.error("%s: %s", self.table, error)
+            raise ProviderConnectionError(str(error)) from None
+        if kind is not None and issubclass(kind, (sqlite3.DatabaseError, GeometryBlobError)):
+            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, error)
+            raise ProviderConnectionError(f"cannot read {self.table}: {error}") from None
+
+
 class GeoPackageProvider(BaseProvider):
     """OGC API Features over one table of a contract GeoPackage (see docs/contracts.md)."""
 
@@ -170,6 +191,7 @@ class GeoPackageProvider(BaseProvider):
         if not isinstance(exposed, list) or not all(isinstance(p, str) for p in exposed):
             raise ProviderConnectionError(f"provider for {self.table}: 'properties' must list the public fields")
         self.properties = list(exposed)
+        self._properties_key = tuple(self.properties)  # never changed once made
         self.id_field = provider_def.get("id_field") or FID
         if self.id_field != FID and self.id_field not in self.properties:
             raise ProviderConnectionError(f"provider for {self.table}: id_field {self.id_field!r} is not exposed")
@@ -379,17 +401,9 @@ class GeoPackageProvider(BaseProvider):
         with self._read_errors(), POOL.connection(self.path) as (connection, version):
             yield connection, layer_meta(connection, version, self.table), version
 
-    @contextlib.contextmanager
-    def _read_errors(self) -> Iterator[None]:
+    def _read_errors(self) -> ReadErrors:
         """A file that cannot be opened or read: one line in the log, and a ProviderConnectionError for the client."""
-        try:
-            yield
-        except LayerFileError as exc:
-            LOGGER.error("%s: %s", self.table, exc)
-            raise ProviderConnectionError(str(exc)) from None
-        except (sqlite3.DatabaseError, GeometryBlobError) as exc:
-            LOGGER.error("%s: reading %s failed: %s", self.table, self.path, exc)
-            raise ProviderConnectionError(f"cannot read {self.table}: {exc}") from None
+        return ReadErrors(self.table, self.path)
 
     def _count(self, connection: sqlite3.Connection, meta: LayerMeta, version_key: tuple, found: Conditions) -> int:
         def scalar(statement: Fragment) -> int:
@@ -459,7 +473,8 @@ class GeoPackageProvider(BaseProvider):
 
     def _read_instant(self, plan: InstantPage, crs_transform_spec: Any, json_text: bool) -> dict:
         """InstantPage.read: on a connection to the version judged (none idle and the file replaced: NotInstant)."""
-        order = ordering({}, plan.meta, [], self.dialect)  # a plain page's: by fid alone, no field asked
+        # a plain page's order: by fid alone, no field asked
+        order = _fid_orders.owned(plan.meta, self.dialect.name, lambda: ordering({}, plan.meta, [], self.dialect))
         with self._read_errors(), POOL.connection(self.path, plan.version) as (connection, version):
             if version != plan.version:
                 raise NotInstant(self.table)
@@ -530,7 +545,8 @@ class GeoPackageProvider(BaseProvider):
             sql = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
             return layout, sql, written.params if written is not None else ()
 
-        key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count, json_text)
+        fields_asked = self._properties_key if output is self.properties else tuple(output)
+        key = (type(self), self.id_field, fields_asked, skip_geometry, order.sql, count, json_text)
         return _rows_by_fid.owned(meta, key, make)
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:
