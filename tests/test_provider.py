@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sqlite3
@@ -210,6 +211,22 @@ def test_a_page_of_points_is_read_as_geos_reads_it(big_endian):
         assert gpkg.points_xy([blob(points[0]), blob(other)]) is None
         assert gpkg.wkb_points_xy([shapely.to_wkb(other)]) is None
     assert gpkg.wkb_points_xy([shapely.to_wkb(shapely.Point())]) is None  # POINT EMPTY: GEOS says empty
+
+
+def test_every_29_byte_point_blob_is_read_as_geos_reads_it_or_left_to_it():
+    """points_xy reads a point as GDAL writes one (29 bytes: no envelope, little-endian) with one unpack: whatever
+    else a 29-byte blob holds (a big-endian WKB after a little-endian header, a non-finite coordinate, another
+    version byte) is the general way's, which gives GEOS's coordinates or leaves the page to GEOS (None)."""
+    point = shapely.Point(104.25, 52.3)
+    little = blob(point)
+    assert len(little) == 29 and gpkg.points_xy([little]) == [(104.25, 52.3)]
+    mixed = little[:8] + shapely.to_wkb(point, byte_order=0)  # header little-endian, WKB big-endian
+    assert gpkg.points_xy([mixed]) == [gpkg.to_shapely(mixed).coords[0]] == [(104.25, 52.3)]
+    versioned = little[:2] + b"\x01" + little[3:]  # a version byte no GeoPackage writes: read as before
+    assert gpkg.points_xy([versioned]) == [(104.25, 52.3)]
+    for x in (math.nan, math.inf, -math.inf):
+        odd = little[:13] + struct.pack("<dd", x, 52.3)
+        assert gpkg.points_xy([little, odd]) is None
 
 
 def test_a_bbox_is_read_from_its_wkb_as_geos_reads_it():
