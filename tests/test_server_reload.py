@@ -67,17 +67,23 @@ def test_the_files_a_requests_check_found_are_the_ones_on_disk_after_a_publicati
 
 def test_a_started_worker_leaves_its_long_lived_objects_out_of_full_collections(published_city):
     """A full collection walks every tracked object with the GIL held: over a started worker's ~110k objects (imports,
-    catalog, the built API) it paused the event loop and every request thread for 60–270 ms, a p99 of its own."""
+    catalog, the built API) it paused the event loop and every request thread for 60–270 ms, a p99 of its own. And a
+    young collection comes after YOUNG_COLLECTION_AFTER new containers, not every two or three small bboxes."""
     import gc
 
-    app = create_app(paths=published_city)
+    from server.memory import YOUNG_COLLECTION_AFTER
 
-    async def started() -> tuple[int, int]:
+    app = create_app(paths=published_city)
+    before = gc.get_threshold()
+
+    async def started() -> tuple[int, int, int]:
         async with app.router.lifespan_context(app):
-            return gc.get_freeze_count(), len(gc.get_objects())
+            return gc.get_freeze_count(), len(gc.get_objects()), gc.get_threshold()[0]
 
     try:
-        frozen, collected = asyncio.run(started())
+        frozen, collected, young = asyncio.run(started())
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
     assert frozen > 50_000 and collected < frozen / 5, (frozen, collected)
+    assert young == YOUNG_COLLECTION_AFTER
