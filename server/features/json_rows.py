@@ -12,7 +12,9 @@ that reads back the same), a BLOB (an error, where the page writes hex) and a bo
 false/true). So a page takes SQLite's JSON only when none of its properties is a boolean, a blob or a number (whose
 values are REAL), the file's text is UTF-8, and no value of the page is a REAL or a BLOB: a column of TEXT affinity
 cannot hold a REAL, every other is tested per row (NULL for the row then), and a BLOB fails the statement; either
-way the page is read again the Python way (`read_as_json` says which).
+way the page is read again the Python way (`read_as_json` says which). Text that is not valid UTF-8, which a
+GeoPackage must not hold and the pipeline never writes, is passed on as its bytes here, where the Python way fails
+the page (sqlite3 cannot decode it): checking every page for it would cost what this saves.
 """
 
 from __future__ import annotations

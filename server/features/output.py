@@ -48,9 +48,8 @@ class RowLayout:
     geometry_index: int | None
     properties: tuple[tuple[str, str], ...]  # (name, kind), in output order
     properties_start: int
-    properties_json: bool = (
-        False  # instead: one column at properties_start, the JSON object (server.features.json_rows)
-    )
+    # True: instead of the properties, one column at properties_start holds their JSON (server.features.json_rows)
+    properties_json: bool = False
 
 
 GeometryDecoder = Callable[[Sequence[bytes | None]], np.ndarray]
