@@ -455,6 +455,25 @@ def test_an_instant_pages_properties_written_by_sqlite_are_the_ones_python_write
         assert dict in kinds  # the pages holding such a value were read the Python way
 
 
+def test_sqlites_json_is_asked_only_of_a_utf8_file_and_within_json_objects_arguments(tmp_path):
+    """A file whose text is UTF-16 (SQLite allows it, GeoPackage does not) would come back from CAST(... AS BLOB) in
+    UTF-16; json_object takes at most 127 arguments, two per property: neither is asked for SQLite's JSON."""
+    import dataclasses
+
+    from server.features.json_rows import MAX_PROPERTIES, json_properties
+    from server.published.layer import current_meta
+
+    path = tmp_path / f"{TABLE}.gpkg"
+    awkward_layer(path)
+    meta = current_meta(str(path), TABLE)
+    # TEXT and VARCHAR(20), not INTEGER, DATETIME, DATE or no type at all
+    assert meta.utf8 and meta.text_affinity == {"permit_id", "address", "day", "code"}
+    assert json_properties(meta, AWKWARD_PUBLIC, lambda name: f'"{name}"') is not None
+    assert json_properties(dataclasses.replace(meta, utf8=False), AWKWARD_PUBLIC, lambda name: f'"{name}"') is None
+    many = ["permit_id"] * (MAX_PROPERTIES + 1)
+    assert json_properties(meta, many, lambda name: f'"{name}"') is None
+
+
 def test_a_layer_with_a_boolean_or_a_number_field_is_written_the_python_way(tmp_path, few_points_are_enough):
     """SQLite's JSON writes a boolean as 0/1 and a REAL with 15 digits: such fields keep the page's properties
     Python's."""

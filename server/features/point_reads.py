@@ -21,7 +21,7 @@ from server.features.background import BackgroundReads
 from server.features.connections import POOL
 from server.features.point_index import BYTES_PER_POINT, PointIndex
 from server.memory import LARGE_BUILDS, release_free_memory
-from server.published.gpkg import GeometryBlobError, is_empty, point_xy
+from server.published.gpkg import PLAIN_POINT_BYTES, GeometryBlobError, is_empty, point_xy
 from server.published.layer import LayerFileError, LayerMeta
 from server.published.sql import quote_identifier
 
@@ -29,7 +29,6 @@ LOGGER = logging.getLogger(__name__)
 # Below this many features a store's own index answers a bbox about as fast as ours (~0.1 ms): not read.
 FEW_POINTS = 10_000
 CHUNK = 4_096
-GPKG_POINT_BYTES = 29  # GeoPackage header without an envelope (8) + a 2D WKB point (21)
 WKB_POINT_HEADER = np.array([1, 1, 0, 0, 0], np.uint8)  # little-endian, type 1 (Point)
 
 
@@ -161,9 +160,9 @@ def _plain_points(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Every blob a 2D point as GDAL writes one (no envelope, little-endian WKB): parsed as one array, without a
     Python object per point (1M points: ~3M fewer short-lived objects, which, made beside the tiles' pre-rendering,
     left the worker's memory fragmented); None for anything else (`_points_one_by_one` reads it)."""
-    if any(len(blob) != GPKG_POINT_BYTES for blob in blobs):
+    if any(len(blob) != PLAIN_POINT_BYTES for blob in blobs):
         return None
-    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, GPKG_POINT_BYTES)
+    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, PLAIN_POINT_BYTES)
     if not ((raw[:, 3] & 0b1111_1110) == 0).all() or not (raw[:, 8:13] == WKB_POINT_HEADER).all():
         return None  # an envelope, an empty or extended geometry, big-endian WKB, another type
     kept = np.ones(len(blobs), bool)

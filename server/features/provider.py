@@ -191,7 +191,6 @@ class GeoPackageProvider(BaseProvider):
         if not isinstance(exposed, list) or not all(isinstance(p, str) for p in exposed):
             raise ProviderConnectionError(f"provider for {self.table}: 'properties' must list the public fields")
         self.properties = list(exposed)
-        self._properties_key = tuple(self.properties)  # never changed once made
         self.id_field = provider_def.get("id_field") or FID
         if self.id_field != FID and self.id_field not in self.properties:
             raise ProviderConnectionError(f"provider for {self.table}: id_field {self.id_field!r} is not exposed")
@@ -506,9 +505,9 @@ class GeoPackageProvider(BaseProvider):
         output = self._output_properties(select_properties)
         layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), json_text)
         rows = self._json_rows(connection, layout, Fragment(sql, leading + fids)) if layout.properties_json else None
-        if rows is None and layout.properties_json:  # a value SQLite writes otherwise than the page: the Python way
-            layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), False)
         if rows is None:
+            if layout.properties_json:  # a value SQLite writes otherwise than the page: the Python way
+                layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), False)
             rows = self._rows(connection, Fragment(sql, leading + fids))
         target_crs = _target_crs(crs_transform_spec)
         collection["features"] = render(rows, layout, target_crs, self.decode_geometries, self.decode_points)
@@ -545,8 +544,7 @@ class GeoPackageProvider(BaseProvider):
             sql = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
             return layout, sql, written.params if written is not None else ()
 
-        fields_asked = self._properties_key if output is self.properties else tuple(output)
-        key = (type(self), self.id_field, fields_asked, skip_geometry, order.sql, count, json_text)
+        key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count, json_text)
         return _rows_by_fid.owned(meta, key, make)
 
     def _read_points_ahead(self, meta: LayerMeta, version) -> None:

@@ -84,6 +84,7 @@ def point_xy(blob: bytes) -> tuple[float, float] | None:
 # A point as GDAL writes one (GeoPackage 1.2 §2.1.3: a point's envelope is best left out): "GP", version, flags 1
 # (little-endian header, no envelope, not empty), srs_id, then little-endian WKB of type 1 and x, y. 29 bytes.
 _PLAIN_POINT = struct.Struct("<2sxB4xBIdd")
+PLAIN_POINT_BYTES = _PLAIN_POINT.size  # 29: the header without an envelope (8) and a 2D WKB point (21)
 
 
 def points_xy(blobs: Sequence[bytes | None]) -> list[tuple[float, float] | None] | None:
@@ -92,7 +93,7 @@ def points_xy(blobs: Sequence[bytes | None]) -> list[tuple[float, float] | None]
     one unpack (10 of them: 3.5 against 6.6 µs), any other blob the general way."""
     found: list[tuple[float, float] | None] = []
     for blob in blobs:
-        if blob is not None and len(blob) == 29:
+        if blob is not None and len(blob) == PLAIN_POINT_BYTES:
             magic, flags, order, kind, x, y = _PLAIN_POINT.unpack(blob)
             if magic == MAGIC and flags == 1 and order == 1 and kind == 1 and math.isfinite(x) and math.isfinite(y):
                 found.append((x, y))
