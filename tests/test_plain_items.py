@@ -13,14 +13,18 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from pygeoapi.api.itemtypes import validate_bbox
 
 from layers.catalog import load_catalog
-from server.ogcapi.plain_items import plain_request
+from server.errors import BadRequest
+from server.ogcapi import params
+from server.ogcapi.plain_items import plain_query, plain_request, query_pairs, query_quoted
 from tests import pg
 from tests.conftest import city_paths
 from tests.server_fixtures import STAFF_KEY, VISITOR_KEY, RunningServer, start_server, stop_server
@@ -243,3 +247,49 @@ def test_a_plain_page_asked_again_is_the_page_kept(servers) -> None:
     assert first.status_code == again.status_code == 200
     assert first.content == again.content
     assert first.json()["numberReturned"] == 3
+
+
+QUERY_PIECES = ["bbox", "limit", "offset", "f", "a", "", "=", "&", "&&", "1", "104.5", ",", ";", "+", "%2C", "%2B", "%",
+                "%zz", "%D0%B0", "а", "b=c", "==", " ", "?", "#"]  # fmt: skip
+
+
+def test_a_plain_querys_pairs_are_the_ones_starlette_parses() -> None:
+    """plain_items.query_pairs splits a query without `%` or `+` itself: it must be parse_qsl's split of it (blank
+    values kept), for any query, also the ones given to parse_qsl."""
+    rng = random.Random(SEED)
+    queries = ["", "&", "a", "=x", "a=", "a=b=c", "&a=1&&b=2&", "a=1&a=2", "bbox=104.1,52.2,104.2,52.3&limit=10"]
+    queries += ["".join(rng.choice(QUERY_PIECES) for _ in range(rng.randrange(1, 12))) for _ in range(5000)]
+    fast = 0
+    for query in queries:
+        assert query_pairs(query) == tuple(urllib.parse.parse_qsl(query, keep_blank_values=True)), query
+        fast += "%" not in query and "+" not in query
+    assert fast >= 1000  # both ways are exercised
+
+
+def test_a_plain_querys_bbox_is_the_one_pygeoapi_validates() -> None:
+    """plain_query takes the bbox its own check parsed; pygeoapi's validate_bbox makes the same floats of any bbox
+    that check lets through (and refuses none of them)."""
+    rng = random.Random(SEED)
+    for _ in range(3000):
+        numbers = [rng.choice([rng.uniform(-180, 180), rng.randrange(-90, 90), 0.0, -0.0, 1e-300]) for _ in range(4)]
+        numbers[2], numbers[3] = max(numbers[0], numbers[2]), max(numbers[1], numbers[3])
+        text = ",".join(rng.choice([repr(n), f"{n:.5f}", f"{n:.3e}", f" {n}"]) for n in numbers)
+        query = plain_query(f"bbox={urllib.parse.quote(text)}&limit=10".encode())
+        if query is None:  # a rounding put a minimum above its maximum: refused by both
+            with pytest.raises(BadRequest):
+                params.bbox(text)
+            continue
+        assert query.bbox == validate_bbox(text), text
+        assert [repr(n) for n in query.bbox] == [repr(n) for n in validate_bbox(text)]  # -0.0 stays -0.0
+
+
+def test_a_plain_pages_links_quote_the_query_as_urllib_does() -> None:
+    """The links' query is quoted as urllib.parse.quote quotes it; names and numbers with nothing to quote are taken
+    as they are, any other text is given to quote."""
+    rng = random.Random(SEED)
+    alphabet = "aZ09_.-~,;/?:@&=+$ %#\"'<>[]\\^`{|}!*()\x00\x7fаé€😀"
+    texts = ["", "bbox", "104.12345,52.2,104.2,52.3", "1e-05", "-0.0", "a b", "~", "%2C"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 8))) for _ in range(5000)]
+    for text in texts:
+        for safe in ("", ","):
+            assert query_quoted(text, safe) == urllib.parse.quote(text, safe=safe), (text, safe)

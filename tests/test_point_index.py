@@ -161,6 +161,15 @@ def test_a_page_is_the_slice_of_the_matches_in_fid_order():
     ordered = sorted(matches.tolist())
     for offset, limit in [(0, 10), (0, 1000), (0, 2000), (990, 10), (995, 10), (1000, 10), (37, 1), (0, 1)]:
         assert page(matches, offset, limit) == ordered[offset : offset + limit]
+    # page reorders the array it is given in place: PointIndex.matching's is a new one each time, never the index's
+    fids, xs, ys = random_points(2, 5000)
+    index = PointIndex.of(fids, xs, ys)
+    held = [array.copy() for array in (index.fids, index.keys, index.ys)]
+    for box in boxes(200):
+        expected = brute_force(fids, xs, ys, box)
+        assert page(index.matching(box), 0, 10) == expected[:10]
+        assert page(index.matching(box), 3, 5) == expected[3:8]
+    assert all(np.array_equal(a, b) for a, b in zip(held, (index.fids, index.keys, index.ys), strict=True))
 
 
 def test_the_indexes_held_stay_within_the_budget_the_layer_read_longest_ago_giving_way():

@@ -17,7 +17,7 @@ else, and any error (a provider's too), goes down the stack, which answers it as
 
 from __future__ import annotations
 
-import math
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,7 +71,7 @@ def plain_request(headers: list[tuple[bytes, bytes]], query_string: bytes) -> Pl
 
 def plain_query(query_string: bytes) -> PlainQuery | None:
     """The query if it is plain, else None. Parsed as Starlette's QueryParams parse it."""
-    pairs = tuple(urllib.parse.parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    pairs = query_pairs(query_string.decode("latin-1"))
     given = dict(pairs)
     if len(given) != len(pairs) or not given.keys() <= NAMES or given.get("f", F_JSON) != F_JSON:
         return None
@@ -79,11 +79,13 @@ def plain_query(query_string: bytes) -> PlainQuery | None:
     if "bbox" in given:
         try:
             numbers = params.bbox(given["bbox"])  # what server.ogcapi.routes checks before pygeoapi
-            box = itemtypes_api.validate_bbox(given["bbox"])
-        except (BadRequest, ValueError):
+        except BadRequest:
             return None
-        if len(numbers) != 4 or not all(math.isfinite(n) for n in box):
+        if len(numbers) != 4:
             return None
+        # what pygeoapi's validate_bbox makes of 4 numbers (float() of each, no other change) that passed the
+        # stricter check above; a test holds the two equal
+        box = list(numbers)
     limit = given.get("limit")
     if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) <= 9):
         return None
@@ -94,6 +96,23 @@ def plain_query(query_string: bytes) -> PlainQuery | None:
     if offset > MAX_OFFSET:
         return None
     return PlainQuery(pairs, box, limit, offset)
+
+
+def query_pairs(query: str) -> tuple[tuple[str, str], ...]:
+    """urllib.parse.parse_qsl(query, keep_blank_values=True): a query without `%` or `+` (nothing to decode, as a
+    map's bboxes are) split here directly, in a third of parse_qsl's time; any other by parse_qsl itself."""
+    if "%" in query or "+" in query:
+        return tuple(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    return tuple((name, value) for name, _, value in (part.partition("=") for part in query.split("&") if part))
+
+
+# what urllib.parse.quote leaves as it is (its always-safe characters), with `,` where that is safe too
+UNQUOTED = {"": re.compile(r"[A-Za-z0-9_.~-]*"), ",": re.compile(r"[A-Za-z0-9_.~,-]*")}
+
+
+def query_quoted(text: str, safe: str) -> str:
+    """urllib.parse.quote(text, safe=safe): a name or number with nothing to quote (a map's query) as it is."""
+    return text if UNQUOTED[safe].fullmatch(text) else urllib.parse.quote(text, safe=safe)
 
 
 @dataclass(frozen=True)
@@ -215,9 +234,7 @@ def plain_page(
             filterq=None,
         )
     serialized = "".join(
-        f"&{urllib.parse.quote(k, safe='')}={urllib.parse.quote(str(v), safe=',')}"
-        for k, v in query.pairs
-        if k not in ("f", "offset")
+        f"&{query_quoted(k, '')}={query_quoted(v, ',')}" for k, v in query.pairs if k not in ("f", "offset")
     )
     if "links" in content:  # pygeoapi would keep a provider's own `next`: ours never give links
         raise NotPlain("the provider gave links")

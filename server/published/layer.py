@@ -80,11 +80,16 @@ class LruCache:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
+        # Without the lock (a small bbox asks five of these caches): OrderedDict's get and move_to_end are each one
+        # C call under the GIL, and a key another thread drops between the two is moved nowhere, its value still
+        # the one kept. Puts and drops stay locked.
+        value = self._items.get(key)
+        if value is not None:
+            try:  # noqa: SIM105 - suppress() would make an instance per call, and this is per request
+                self._items.move_to_end(key)
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
