@@ -229,7 +229,13 @@ def create_app(
         ],
         middleware=[
             # cached public tiles and pages, and plain public pages, first
-            Middleware(EarlyAnswers, expose_headers=EXPOSED_HEADERS, plain_pages=settings.plain_pages),
+            Middleware(
+                EarlyAnswers,
+                live=live,
+                catalog=catalog,
+                expose_headers=EXPOSED_HEADERS,
+                plain_pages=settings.plain_pages,
+            ),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],

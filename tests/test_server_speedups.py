@@ -6,8 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import sqlite3
+import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from pygeoapi.util import json_serial
 from layers.catalog import load_catalog
 from server.features.connections import ConnectionPool
 from server.ogcapi import speedups
+from server.published.layer import LruCache
 from tests.server_fixtures import STAFF_KEY, VISITOR_KEY, server  # noqa: F401 - fixtures
 
 
@@ -187,3 +191,48 @@ def test_a_repeated_item_page_is_the_same_page_with_the_same_headers(server) -> 
             again = _answer(client, path, **headers)  # cached, without a key: answered before the stack
             assert again == first
             assert client.get(path, headers=headers).headers["content-type"] == "application/geo+json"
+
+
+def test_the_small_lru_keeps_the_ones_used_last_and_never_gives_a_value_of_another_key() -> None:
+    """LruCache (server.published.layer): a hit moves its key to the end, so the one used longest ago goes first;
+    hits are read without the lock, so threads putting, getting and clearing at once must never get another key's
+    value, an error, or a cache over its size."""
+    cache = LruCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # used after b
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+
+    shared = LruCache(16)
+    wrong: list[tuple] = []
+    failures: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(30_000):
+                key = rng.randrange(40)
+                if rng.random() < 0.3:
+                    shared.put(key, ("value of", key))
+                elif rng.random() < 0.002:
+                    shared.clear()
+                else:
+                    value = shared.get(key)
+                    if value is not None and value != ("value of", key):
+                        wrong.append((key, value))
+        except BaseException as error:  # noqa: BLE001 - collected, asserted below
+            failures.append(error)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    try:
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert not failures and not wrong
+    assert len(shared._items) <= 16
