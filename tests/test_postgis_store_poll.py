@@ -3,6 +3,8 @@ to run on the event loop for every request), and a new publication is still serv
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tests.test_postgis_publish import small_frame
 postgres_cluster, postgres_url = pg.postgres_cluster, pg.postgres_url
 
 SPEC = load_catalog()["addresses"]
+ROOT = Path(__file__).resolve().parent.parent  # the project, where the script imports from
 ITEMS = "/collections/addresses/items"
 HANG_SECONDS = 10  # a request the registry lock held back would still be waiting after this
 DEADLINE_SECONDS = 60
@@ -53,3 +56,46 @@ def test_requests_are_answered_while_the_registry_is_locked_and_a_publication_is
         assert "Traceback" not in server.log_text()
     finally:
         stop_server(server)
+
+
+SIGNATURE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from assets.stores.postgis import publish_postgis
+from layers.catalog import load_catalog
+from server.published.postgis_store import PostGISStore
+from tests.conftest import city_paths
+from tests.test_postgis_publish import small_frame
+
+url, folder = sys.argv[1], Path(sys.argv[2])
+spec = load_catalog()["addresses"]
+paths = city_paths(folder / "city")
+paths.published_dir.mkdir(parents=True)  # where the raster products are watched, as a published city has it
+store = PostGISStore(load_catalog(), paths, url, folder / "cache")
+first = store.signature()
+time.sleep(1.0)  # five polls of the registry, nothing published
+assert store.signature() is first, "a new signature object without a change"
+publish_postgis(small_frame(spec, ["second"]), spec, url)
+deadline = time.monotonic() + 60
+while (now := store.signature()) == first and time.monotonic() < deadline:
+    time.sleep(0.05)  # polling interval
+assert now != first and now[0] == ("postgis", *store.versions()), (first, now)
+time.sleep(1.0)
+assert store.signature() is now, "a new signature object without a change"
+print("signature ok")
+"""
+
+
+def test_the_stores_signature_is_one_object_until_a_publication_changes_it(postgres_url: str, tmp_path: Path) -> None:
+    """Asked on every request: the same object while nothing changed, over many polls of the registry (a request's
+    check is then known by identity: server.ogcapi.site.LiveSite.file_versions), a new one naming the new version
+    after a publication. In a process of its own, whose registry poller ends with it."""
+    publish_postgis(small_frame(SPEC, ["first"]), SPEC, postgres_url)
+    run = subprocess.run(
+        [sys.executable, "-c", SIGNATURE_SCRIPT, postgres_url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0 and "signature ok" in run.stdout, run.stderr[-3000:]

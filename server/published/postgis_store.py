@@ -73,6 +73,7 @@ class PostGISStore:
         self._poller_pid: int | None = None  # the process whose poller runs (a forked worker starts its own)
         self._polled: tuple[tuple[str, int], ...] = ()
         self._rasters: WatchedFiles | None = None  # the raster products stay files in the published folder
+        self._signature: tuple[tuple, Signature, Signature] | None = None  # (polled, rasters', composed)
         cores = len(os.sched_getaffinity(0))
         running = pg_pool.running_at_once(url, workers, cores)
         pg_pool.pool(url).run_at_once(running)
@@ -121,7 +122,13 @@ class PostGISStore:
             self._start_poller()
         if self._rasters is None:
             self._rasters = WatchedFiles({p: self.raster_path(p) for p in _raster_products()})
-        return (("postgis", *self._polled), *self._rasters.signature())  # type: ignore[return-value]
+        polled, rasters = self._polled, self._rasters.signature()
+        kept = self._signature
+        if kept is None or kept[0] is not polled or kept[1] is not rasters:
+            # the same object until a poll or a raster changes it, as a GeoPackage store's: what a request's check
+            # found is then known by identity (server.ogcapi.site.LiveSite.file_versions), not rebuilt per request
+            kept = self._signature = (polled, rasters, (("postgis", *polled), *rasters))
+        return kept[2]  # type: ignore[return-value]
 
     def _start_poller(self) -> None:
         with self._poller_lock:
@@ -141,7 +148,9 @@ class PostGISStore:
                     pg_pool.pool(self.url).prime()
                     primed = True
                 time.sleep(POLL_SECONDS)
-                self._polled = self.versions()
+                polled = self.versions()
+                if polled != self._polled:  # kept as the same object while equal: the signature's identity stays
+                    self._polled = polled
                 primed = primed and not self._away
             except Exception:  # noqa: BLE001 - the poller must outlive any surprise; requests keep the last versions
                 LOGGER.exception("reading the PostGIS store's versions failed")
