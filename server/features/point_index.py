@@ -153,9 +153,9 @@ def _bands_of(ys: np.ndarray, low: float, scale: float, bands: int) -> np.ndarra
 
 def page(matches: np.ndarray, offset: int, limit: int) -> list[int]:
     """matches[offset : offset + limit] in fid order (the page order of a lone bbox), partitioned first rather than
-    sorted whole when the page is near the front (555 matches, a page of 10: 7 µs). `matches` is the caller's own
-    array (PointIndex.matching makes a new one): it is reordered in place, by the arrays' methods rather than numpy's
-    functions, which copy first and dispatch through Python (~1.5 µs of the 7)."""
+    sorted whole when the page is near the front. `matches` is the caller's own array (PointIndex.matching makes a
+    new one): it is reordered in place, by the arrays' methods rather than numpy's functions, which copy first and
+    dispatch through Python (555 matches, a page of 10: 6.9 against 8.3 µs)."""
     wanted = offset + limit
     if wanted <= 0:
         return []
