@@ -40,6 +40,10 @@ class ServerSettings(BaseSettings):
     # index (server/features/point_index.py): 64 MB holds ~2.1M points; 1M points add 32 MB to each worker. 0: every
     # bbox in SQL.
     point_index_mb: int = Field(64, ge=0)
+    # The rows of those bboxes' pages kept per worker (server/features/row_cache.py): the features a map asks for
+    # again are not read from the store again. 24 MB holds ~26,000 rows of 17 text fields (~930 bytes each), the
+    # first pages of every 0.01-degree box over 1M points. 0: every row read.
+    row_cache_mb: int = Field(24, ge=0)
     # After each publication one worker renders the combined tileset z0..this into the cache folder's shared tile
     # store (`tiles/`), which every worker reads: the first request of such a tile renders nothing.
     tile_prerender_zoom: int = Field(14, ge=0, le=16)

@@ -20,6 +20,7 @@ import time
 import geopandas as gpd
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 import shapely
@@ -186,14 +187,14 @@ def test_the_indexes_held_stay_within_the_budget_the_layer_read_longest_ago_givi
 # ---------------------------------------------------------------------- versions: never the one before
 
 
-def provider_over(store: str, path, request, name: str) -> tuple[GeoPackageProvider, str | None]:
+def provider_over(store: str, path, request, name: str, **overrides) -> tuple[GeoPackageProvider, str | None]:
     """A provider of the layer in `path`: the file itself, or the file loaded into a new PostGIS database with `path`
-    noted as its local copy (then also its URL, to publish into)."""
+    noted as its local copy (then also its URL, to publish into). `overrides`: the definition's (test_provider's)."""
     if store == "geopackage":
-        return GeoPackageProvider(definition(path)), None
+        return GeoPackageProvider(definition(path, **overrides)), None
     url = request.getfixturevalue("postgres_cluster").create_database(f"geoportal_index_{name}_{os.getpid()}")
     noted(url, load_geopackage(path, TABLE, url), path)
-    return PostGISProvider(definition(url, name=POSTGIS_PROVIDER)), url
+    return PostGISProvider(definition(url, name=POSTGIS_PROVIDER, **overrides)), url
 
 
 def moved(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -231,6 +232,101 @@ def test_a_republished_layer_is_never_answered_from_the_index_of_the_version_bef
     with_index(provider)
     answer = provider.query(bbox=box, limit=3000)
     assert test_provider.ids(answer["features"]) == truth(second) and answer["numberMatched"] == len(truth(second))
+
+
+# ---------------------------------------------------------------------- rows kept: never another version's or fields'
+
+# No boolean or number among them: an instant page's properties come as SQLite's JSON (server.features.json_rows).
+SQLITE_JSON_FIELDS = ["permit_id", "network", "address", "start_time", "day"]
+
+
+def relabelled(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The same features in the same places (the same fids, so the same pages), other values of two fields."""
+    again = frame.copy()
+    again["network"] = "republished " + again["network"]
+    again["address"] = again["address"].fillna("") + " (republished)"
+    return again
+
+
+def kept_rows_pages(provider: GeoPackageProvider, seed: int) -> list[dict]:
+    """Pages of 10 of 40 small bboxes, each as an instant page (SQLite's JSON) and through `query` (pygeoapi's route,
+    the Python way), the features' values as a client reads them; twice, so the second round is read from the rows
+    kept by the first."""
+    from server.ogcapi.speedups import to_json_bytes
+
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(2):
+        rng = np.random.default_rng(seed)
+        for _ in range(40):
+            x, y = rng.uniform(104.0, 104.45), rng.uniform(52.2, 52.38)
+            box, offset = [x, y, x + 0.05, y + 0.02], int(rng.integers(0, 3))
+            plan = provider.instant_page(box, offset, 10)
+            assert plan is not None, "the index was not held"
+            for answer in (plan.read(None, json_text=True), provider.query(bbox=box, offset=offset, limit=10)):
+                found.append(orjson.loads(to_json_bytes(answer)))
+    return found
+
+
+def values_of(frame: gpd.GeoDataFrame, fields: list[str]) -> dict[int, dict]:
+    """What a page says of each feature, as the frame has it."""
+    rows = frame.set_index("fid")
+    return {
+        fid: {
+            name: value
+            for name, value in rows.loc[fid, fields].items()
+            if not (value is None or (not isinstance(value, str) and pd.isna(value)))
+        }
+        for fid in rows.index
+    }
+
+
+def assert_pages_hold(pages: list[dict], frame: gpd.GeoDataFrame, fields: list[str]) -> None:
+    truth = values_of(frame, fields)
+    assert sum(len(answer["features"]) for answer in pages) > 300
+    for answer in pages:
+        for feature in answer["features"]:
+            properties = {
+                name: pd.Timestamp(value) if name == "start_time" else value
+                for name, value in feature["properties"].items()
+                if value is not None
+            }
+            assert set(feature["properties"]) == set(fields) and properties == truth[feature["id"]], feature
+
+
+@pytest.mark.parametrize("store", ["geopackage", "postgis"])
+def test_a_republished_layers_pages_hold_none_of_the_rows_kept_from_the_version_before(
+    store, request, tmp_path, few_points_are_enough
+):
+    """Index pages' rows are kept per worker (server.features.row_cache), per version: after a republication with the
+    same fids in the same places and other values, every page holds the new values (both ways of reading)."""
+    first = repairs_frame(seed=10, count=3000)
+    second = relabelled(first)
+    path = write_gpkg(first, tmp_path / f"{TABLE}.gpkg")
+    provider, url = provider_over(store, path, request, "kept", properties=SQLITE_JSON_FIELDS, time_field=None)
+    with_index(provider)
+    assert_pages_hold(kept_rows_pages(provider, seed=1), first, SQLITE_JSON_FIELDS)
+    (tmp_path / "next").mkdir()
+    republished = write_gpkg(second, tmp_path / "next" / f"{TABLE}.gpkg")
+    if store == "geopackage":
+        os.replace(republished, path)
+    else:
+        noted(url, load_geopackage(republished, TABLE, url), republished)
+    with_index(provider)
+    assert_pages_hold(kept_rows_pages(provider, seed=1), second, SQLITE_JSON_FIELDS)
+
+
+def test_pages_of_one_file_asked_with_other_fields_share_no_rows(tmp_path, few_points_are_enough):
+    """A staff definition (an internal field more) and a public one over the same file and version: each page holds
+    its own fields, whichever was asked first, both ways of reading."""
+    path = write_gpkg(repairs_frame(seed=11, count=3000), tmp_path / f"{TABLE}.gpkg")
+    frame = gpd.read_file(path, engine="pyogrio", fid_as_index=True).rename_axis("fid").reset_index()
+    staff_fields = [*SQLITE_JSON_FIELDS, "contractor_phone"]
+    staff = with_index(GeoPackageProvider(definition(path, properties=staff_fields, time_field=None)))
+    public = with_index(GeoPackageProvider(definition(path, properties=SQLITE_JSON_FIELDS, time_field=None)))
+    assert_pages_hold(kept_rows_pages(staff, seed=2), frame, staff_fields)
+    assert_pages_hold(kept_rows_pages(public, seed=2), frame, SQLITE_JSON_FIELDS)
+    assert_pages_hold(kept_rows_pages(staff, seed=2), frame, staff_fields)
 
 
 def test_a_layer_holding_a_point_with_z_is_answered_in_sql(tmp_path, few_points_are_enough):

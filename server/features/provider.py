@@ -63,6 +63,7 @@ from server.features.query import (
     spatial_fragments,
     window_counts,
 )
+from server.features.row_cache import ROWS, assembled
 from server.features.time_ranks import TIME_RANKS
 from server.published.files import FileIdentity, file_identity
 from server.published.gpkg import GeometryBlobError, points_xy, to_shapely_many
@@ -88,7 +89,7 @@ _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 _FEATURES_3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 _queryables = LruCache(64)  # a LayerMeta's queryables per provider class and exposed fields
 _fid_orders = LruCache(64)  # a LayerMeta's order by fid alone (a plain page's) per dialect: made once, its SQL too
-_rows_by_fid = LruCache(64)  # a LayerMeta's (layout, SQL) of a page by fid per provider class, fields, page size
+_rows_by_fid = LruCache(256)  # a LayerMeta's (layout, SQL) of a page by fid per provider class, fields, row count
 # (version key, start field, end field) -> whether some feature lacks a start or ends before it starts. A fact of the
 # file version, kept apart from the counts of queries (server.features.paging): among those, a map's bbox requests
 # pushed it out within a second, and the read-ahead (every 5 s) ran it again on the whole table (1M: 0.2-0.3 s of CPU)
@@ -501,18 +502,44 @@ class GeoPackageProvider(BaseProvider):
         collection = {"type": "FeatureCollection", "features": [], "numberMatched": len(matches), "numberReturned": 0}
         if resulttype == "hits" or limit == 0 or offset >= len(matches):
             return collection
-        fids = tuple(page(matches, offset, limit))
+        fids = page(matches, offset, limit)
         output = self._output_properties(select_properties)
-        layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), json_text)
-        rows = self._json_rows(connection, layout, Fragment(sql, leading + fids)) if layout.properties_json else None
-        if rows is None:
-            if layout.properties_json:  # a value SQLite writes otherwise than the page: the Python way
-                layout, sql, leading = self._rows_by_fid(meta, output, skip_geometry, order, len(fids), False)
-            rows = self._rows(connection, Fragment(sql, leading + fids))
+        read = self._page_rows(connection, meta, output, skip_geometry, order, fids, json_text)
+        if read is None:  # a value SQLite writes otherwise than the page: the Python way
+            read = self._page_rows(connection, meta, output, skip_geometry, order, fids, False)
+        layout, rows = read
         target_crs = _target_crs(crs_transform_spec)
         collection["features"] = render(rows, layout, target_crs, self.decode_geometries, self.decode_points)
         collection["numberReturned"] = len(collection["features"])
         return collection
+
+    def _page_rows(
+        self,
+        connection,
+        meta: LayerMeta,
+        output: list[str],
+        skip_geometry: bool,
+        order: Ordering,
+        fids: list[int],
+        json_text: bool,
+    ) -> tuple[RowLayout, list[tuple]] | None:
+        """The layout and rows of `fids` (fid order) by `_rows_by_fid`'s statement: those kept from earlier pages
+        (server.features.row_cache), the others read by one statement and kept. None: the properties were asked as
+        JSON and a row's are not what SQLite writes as the page does (`_json_rows`)."""
+        layout, _, leading, rows_key = self._rows_by_fid(meta, output, skip_geometry, order, 1, json_text)
+        kept, missing = ROWS.kept(meta, rows_key, fids)
+        read: list[tuple] = []
+        if missing:
+            layout, sql, _, _ = self._rows_by_fid(meta, output, skip_geometry, order, len(missing), json_text)
+            fragment = Fragment(sql, leading + tuple(missing))
+            if layout.properties_json:
+                read = self._json_rows(connection, layout, fragment)
+                if read is None:
+                    return None
+            else:
+                read = self._rows(connection, fragment)
+            ROWS.keep(meta, rows_key, read)
+        return layout, assembled(fids, kept, read)
 
     def _json_rows(self, connection, layout: RowLayout, statement: Fragment) -> list | None:
         """The rows with their properties as SQLite's JSON; None when a value is one it writes otherwise than the page:
@@ -525,13 +552,14 @@ class GeoPackageProvider(BaseProvider):
 
     def _rows_by_fid(
         self, meta: LayerMeta, output: list[str], skip_geometry: bool, order: Ordering, count: int, json_text: bool
-    ) -> tuple[RowLayout, str, tuple]:
-        """The layout and SQL of `count` rows by fid, in `order`: a page from the point index, and the statement's
-        leading parameters (the fids follow them). With `json_text` the properties are one column of JSON
-        where server.features.json_rows allows it (`layout.properties_json`). Built once per version's metadata,
-        fields, page size and way (10 rows of 1M, small bbox: ~15 µs of the request's ~0.4 ms)."""
+    ) -> tuple[RowLayout, str, tuple, str]:
+        """The layout and SQL of `count` rows by fid, in `order`: a page from the point index, the statement's
+        leading parameters (the fids follow them), and what names its rows whatever the count (their columns,
+        source and leading parameters: server.features.row_cache keeps them by it). With `json_text` the properties
+        are one column of JSON where server.features.json_rows allows it (`layout.properties_json`). Built once per
+        version's metadata, fields, page size and way (10 rows of 1M, small bbox: ~15 µs of the request's ~0.4 ms)."""
 
-        def make() -> tuple[RowLayout, str, tuple]:
+        def make() -> tuple[RowLayout, str, tuple, str]:
             fields = self._queryables(meta)
             written = (
                 json_properties(meta, output, lambda name: self._property_sql(fields[name])) if json_text else None
@@ -541,8 +569,11 @@ class GeoPackageProvider(BaseProvider):
             if written is not None:
                 layout = dataclasses.replace(layout, properties_json=True)
             chosen = self._fids_in(meta, range(count)).sql
-            sql = f"SELECT {columns} FROM {self._source(meta)} WHERE {chosen} ORDER BY {order.sql}"
-            return layout, sql, written.params if written is not None else ()
+            source = self._source(meta)
+            sql = f"SELECT {columns} FROM {source} WHERE {chosen} ORDER BY {order.sql}"
+            leading = written.params if written is not None else ()
+            rows_key = "\x1f".join((columns, source, *leading))  # the unit separator: in no name or expression
+            return layout, sql, leading, rows_key
 
         key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count, json_text)
         return _rows_by_fid.owned(meta, key, make)
