@@ -5,6 +5,8 @@ and what a worker holds in memory once every tile z0-z14 of the sample city is w
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +120,64 @@ def two_workers(request, tmp_path: Path) -> Iterator[tuple[list[RunningServer], 
     finally:
         for server in servers:
             stop_server(server)
+
+
+def worker_answering(connection: socket.socket) -> str:
+    """The worker (X-Server-Worker) answering a request sent on this open connection."""
+    connection.sendall(b"GET /conformance HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = connection.recv(65536)
+        assert chunk, f"closed before the headers: {head!r}"
+        head += chunk
+    for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == WORKER_HEADER:
+            return value.strip().decode()
+    raise AssertionError(f"no {WORKER_HEADER!r} header: {head[:300]!r}")
+
+
+def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """Each worker listens on a socket of its own (server/listening.py): connections opened at once, before any is
+    accepted (a browser's, a proxy pool's), reach both workers. With one socket shared, the worker woken first accepted
+    every connection queued, and the other stayed idle while they lasted. A worker killed is started again on a socket
+    of its own."""
+    server = start_server(city_paths(tmp_path / "city"), tmp_path / "server.log", args=["--workers", "2"])
+    address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    try:
+        seen: set[str] = set()
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while len(seen) < 2:  # both listening: each answers a connection of its own sooner or later
+            assert time.monotonic() < deadline, f"one worker only answered: {seen}"
+            with socket.create_connection(address, timeout=30) as connection:
+                seen.add(worker_answering(connection))
+        for _ in range(5):
+            connections = [socket.create_connection(address, timeout=30) for _ in range(16)]
+            try:
+                answering = [worker_answering(connection) for connection in connections]
+            finally:
+                for connection in connections:
+                    connection.close()
+            assert set(answering) == seen, answering  # all 16 on one worker: 2 in 65,536 by the kernel's hash
+        # a worker that dies is started again by uvicorn's supervisor, on a socket of its own again
+        gone = sorted(seen)[0]
+        os.kill(int(gone.rsplit(":", 1)[1]), signal.SIGKILL)
+        while len(seen) < 3:
+            assert time.monotonic() < deadline + DEADLINE_SECONDS, f"no worker started again: {seen}"
+            try:
+                with socket.create_connection(address, timeout=30) as connection:
+                    seen.add(worker_answering(connection))
+            except ConnectionResetError:  # queued on the dead worker's socket when it went
+                pass
+        connections = [socket.create_connection(address, timeout=30) for _ in range(16)]
+        try:
+            answering = [worker_answering(connection) for connection in connections]
+        finally:
+            for connection in connections:
+                connection.close()
+        assert set(answering) == seen - {gone}, answering
+    finally:
+        stop_server(server)
 
 
 def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None:
