@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from server.features.row_cache import ROW_OVERHEAD, RowCache, assembled
+from server.features.row_cache import RowCache, assembled, row_size
 
 
 def row(fid: int, text: str = "x" * 100) -> tuple:
@@ -31,17 +31,17 @@ def test_a_page_is_assembled_in_its_fids_order_and_a_fid_without_a_row_has_none(
 
 
 def test_the_rows_asked_longest_ago_give_way_within_the_budget():
-    size = ROW_OVERHEAD + 21 + 100
-    cache, owner = RowCache(10 * size), object()
-    cache.keep(owner, "s", [row(fid) for fid in range(10)])
-    assert len(cache) == 10 and cache.size == 10 * size
-    cache.kept(owner, "s", [0, 1])  # asked again: the last to give way
-    cache.keep(owner, "s", [row(10), row(11), row(12)])
-    assert len(cache) == 10 and cache.size <= 10 * size
-    found, missing = cache.kept(owner, "s", list(range(13)))
-    assert missing == [2, 3, 4] and set(found) == {0, 1, *range(5, 13)}
-    cache.keep(owner, "s", [row(5, "y" * 100)])  # kept again: counted once, the newer row given
-    assert cache.size <= 10 * size and cache.kept(owner, "s", [5])[0][5][2] == "y" * 100
+    budget = sum(row_size(row(fid)) for fid in range(1, 11))
+    cache, owner = RowCache(budget), object()
+    cache.keep(owner, "s", [row(fid) for fid in range(1, 11)])
+    assert len(cache) == 10 and cache.size == budget
+    cache.kept(owner, "s", [1, 2])  # asked again: the last to give way
+    cache.keep(owner, "s", [row(11), row(12), row(13)])
+    assert len(cache) == 10 and cache.size <= budget
+    found, missing = cache.kept(owner, "s", list(range(1, 14)))
+    assert missing == [3, 4, 5] and set(found) == {1, 2, *range(6, 14)}
+    cache.keep(owner, "s", [row(6, "y" * 100)])  # kept again: counted once, the newer row given
+    assert cache.size == budget and cache.kept(owner, "s", [6])[0][6][2] == "y" * 100
 
 
 def test_a_zero_budget_keeps_nothing():
@@ -58,7 +58,7 @@ def test_a_version_held_by_its_rows_is_never_mistaken_for_a_later_object_at_its_
 
 
 def test_threads_keeping_and_asking_at_once_never_get_another_fids_row_and_end_within_the_budget():
-    budget = 300 * (ROW_OVERHEAD + 121)
+    budget = 300 * row_size(row(0))
     cache, owner, failures = RowCache(budget), object(), []
 
     def work(seed: int) -> None:

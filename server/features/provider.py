@@ -572,7 +572,7 @@ class GeoPackageProvider(BaseProvider):
             source = self._source(meta)
             sql = f"SELECT {columns} FROM {source} WHERE {chosen} ORDER BY {order.sql}"
             leading = written.params if written is not None else ()
-            rows_key = "\x1f".join((columns, source, *leading))  # the unit separator: in no name or expression
+            rows_key = repr((columns, source, leading))  # a text: its hash is made once, not per row looked up
             return layout, sql, leading, rows_key
 
         key = (type(self), self.id_field, tuple(output), skip_geometry, order.sql, count, json_text)

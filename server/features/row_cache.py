@@ -3,16 +3,18 @@
 A page from a point index (server.features.point_index) is read by fid: `SELECT … WHERE fid IN (…)`. Map clients ask
 the same places over and over, and the lowest fids of overlapping boxes are the same features, so most rows of a page
 were read by a page shortly before. bench_server's 36,000 random 0.01-degree boxes over 1M points ask ~26,000
-distinct rows in 360,000: 77 % of them are found with 17,000 rows kept, 93 % (all but the first read of each) with
-26,000, the default budget's. Reading a page's 10 rows of the 1M-row file took 25 % of a loaded worker's ~260 µs
-request (py-spy; ~25 µs alone, the rest SQLite's page reads and cache misses under load): 2 % with the rows kept.
+distinct rows in 360,000: 77 % of them are found with 17,000 rows kept, 92 % with 23,000 (the default 24 MB of such
+rows), 93 % (all but the first read of each) with 26,000. Reading a page's 10 rows of the 1M-row file took 25 % of a
+loaded worker's ~260 µs request (py-spy; ~25 µs alone, the rest SQLite's page reads and cache misses under load): 2 %
+with the rows kept.
 
 A row is kept under its statement (the SQL of one fid: columns, expressions and source, so one layer's public and
 staff fields never share a row), the statement's leading parameters, and the version's metadata object (a new version
 has new metadata: its rows are never the old version's). Only what the statement returned is kept, so a page
 assembled from kept and new rows is the page the statement would return. The budget
-(`GEOPORTAL_SERVER_ROW_CACHE_MB`) counts each row's text and bytes plus a fixed overhead; the rows asked longest ago
-give way.
+(`GEOPORTAL_SERVER_ROW_CACHE_MB`) counts what each row takes in memory (its values, its tuple, its key and entry:
+~1,060 bytes for a row of SQLite's JSON of 17 text fields, ~1,860 for the same row the Python way); the rows asked
+longest ago give way.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from sys import getsizeof
 from typing import Any
 
-ROW_OVERHEAD = 272  # bytes a kept row costs beyond its text and bytes: tuples, key, entry (measured: 270)
+# Bytes a kept row costs beyond its values (sys.getsizeof each) and its tuple's 8 bytes a value: the tuple's header,
+# the key, the entry and the dict's share. tracemalloc, 20,000 rows kept: 235 + 40.
+ROW_OVERHEAD = 275
 
 
 class RowCache:
@@ -74,7 +79,7 @@ class RowCache:
         with self._lock:
             kept = self._rows
             for row in rows:
-                size = ROW_OVERHEAD + sum(len(value) for value in row if isinstance(value, (bytes, str)))
+                size = row_size(row)
                 key = (owner_id, statement, row[0])
                 previous = kept.pop(key, None)
                 if previous is not None:
@@ -99,6 +104,11 @@ class RowCache:
 
 
 ROWS = RowCache()
+
+
+def row_size(row: tuple) -> int:
+    """The bytes a kept row is counted for (ROW_OVERHEAD)."""
+    return ROW_OVERHEAD + 8 * len(row) + sum(map(getsizeof, row))
 
 
 def assembled(fids: Sequence[int], kept: dict[int, tuple], read: Sequence[tuple]) -> list[Any]:
