@@ -2,15 +2,19 @@
 
 uvicorn binds one socket in the parent and every worker accepts on it. A worker woken by a new connection accepts all
 the connections queued by then (libuv drains the queue), so clients that open several connections at once (a browser,
-a proxy's pool, a benchmark's 8) often land on one worker while the other stays idle: with 2 workers, 8 connections
-opened together all went to one worker in 4 of 37 three-second wrk runs over 1M points (the small bbox then 4,622–5,092
-against 7,260–9,088 req/s). With a socket per worker in one SO_REUSEPORT group the kernel spreads new connections over
-the workers' sockets by their addresses' hash: all 8 on one worker is 2 in 256.
+a proxy's pool, a benchmark's 8) may all land on one worker while the other stays idle: with 2 workers, 8 connections
+opened together all went to one worker in 6 of 67 wrk runs over 1M points (the small bbox then 4,622–5,092 against
+5,968–9,088 req/s). With a socket per worker in one SO_REUSEPORT group the kernel spreads new connections over
+the workers' sockets by their addresses' hash: all 8 on one worker is 2 in 256. The hash does not know that a worker
+is busy, where the shared socket's first woken was mostly the idle one: right after a start on a new 1M-point
+publication, while one worker pre-renders the tiles, the first tile requests did worse (benchmarks/README.md,
+bench_tiles' `first`: 23.8 against 34.0 req/s, 16 against 5 time-outs of 932).
 
 The parent still binds first (a port already taken is said at start, as before) but never listens: only listening
 sockets take connections. Each worker makes its own socket when it is started (and restarted) by uvicorn's
 supervisor, which passes the parent's socket to the worker process: this socket's pickled form is the address, and
-unpickling binds a new one. Linux only (other kernels do not spread connections over such sockets): elsewhere the
+unpickling binds a new one. A worker that dies takes the connections queued on its socket with it (reset), which
+the shared socket kept for the others. Linux only (other kernels do not spread connections over such sockets): elsewhere the
 one shared socket, as uvicorn binds it.
 """
 
