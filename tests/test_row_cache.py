@@ -3,10 +3,8 @@ Pages read through it against the files are in tests/test_point_index.py (other 
 
 from __future__ import annotations
 
-import sys
-import threading
-
 from server.features.row_cache import RowCache, assembled, row_size
+from tests.threads import run_at_once
 
 
 def row(fid: int, text: str = "x" * 100) -> tuple:
@@ -72,15 +70,6 @@ def test_threads_keeping_and_asking_at_once_never_get_another_fids_row_and_end_w
         except Exception as error:  # noqa: BLE001 - any error is the failure this test looks for
             failures.append(error)
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
+    run_at_once(work)
     assert not failures, failures[:3]
     assert 0 < len(cache) <= 300 and cache.size <= budget

@@ -9,8 +9,6 @@ import os
 import random
 import shutil
 import sqlite3
-import sys
-import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from server.features.connections import ConnectionPool
 from server.ogcapi import speedups
 from server.published.layer import LruCache
 from tests.server_fixtures import STAFF_KEY, VISITOR_KEY, server  # noqa: F401 - fixtures
+from tests.threads import run_at_once
 
 
 def _gpkg(path: Path, value: int) -> Path:
@@ -224,15 +223,6 @@ def test_the_small_lru_keeps_the_ones_used_last_and_never_gives_a_value_of_anoth
         except BaseException as error:  # noqa: BLE001 - collected, asserted below
             failures.append(error)
 
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads switch as often as they can
-    try:
-        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(previous)
+    run_at_once(work)
     assert not failures and not wrong
     assert len(shared._items) <= 16

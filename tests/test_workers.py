@@ -137,6 +137,17 @@ def worker_answering(connection: socket.socket) -> str:
     raise AssertionError(f"no {WORKER_HEADER!r} header: {head[:300]!r}")
 
 
+def workers_answering_a_burst(address: tuple[str, int], count: int = 16) -> list[str]:
+    """The workers answering `count` connections opened one after the other before any request is sent (all queued
+    before a worker wakes to accept them)."""
+    connections = [socket.create_connection(address, timeout=30) for _ in range(count)]
+    try:
+        return [worker_answering(connection) for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
     """Each worker listens on a socket of its own (server/listening.py): connections opened at once, before any is
     accepted (a browser's, a proxy pool's), reach both workers. With one socket shared, the worker woken first accepted
@@ -152,12 +163,7 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path)
             with socket.create_connection(address, timeout=30) as connection:
                 seen.add(worker_answering(connection))
         for _ in range(5):
-            connections = [socket.create_connection(address, timeout=30) for _ in range(16)]
-            try:
-                answering = [worker_answering(connection) for connection in connections]
-            finally:
-                for connection in connections:
-                    connection.close()
+            answering = workers_answering_a_burst(address)
             assert set(answering) == seen, answering  # all 16 on one worker: 2 in 65,536 by the kernel's hash
         # a worker that dies is started again by uvicorn's supervisor, on a socket of its own again
         gone = sorted(seen)[0]
@@ -169,12 +175,7 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path)
                     seen.add(worker_answering(connection))
             except ConnectionResetError:  # queued on the dead worker's socket when it went
                 pass
-        connections = [socket.create_connection(address, timeout=30) for _ in range(16)]
-        try:
-            answering = [worker_answering(connection) for connection in connections]
-        finally:
-            for connection in connections:
-                connection.close()
+        answering = workers_answering_a_burst(address)
         assert set(answering) == seen - {gone}, answering
     finally:
         stop_server(server)
