@@ -6,9 +6,9 @@ a proxy's pool, a benchmark's 8) may all land on one worker while the other stay
 opened together all went to one worker in 6 of 67 wrk runs over 1M points (the small bbox then 4,622–5,092 against
 5,968–9,088 req/s). With a socket per worker in one SO_REUSEPORT group the kernel spreads new connections over
 the workers' sockets by their addresses' hash: all 8 on one worker is 2 in 256. The hash does not know that a worker
-is busy, where the shared socket's first woken was mostly the idle one: right after a start on a new 1M-point
-publication, while one worker pre-renders the tiles, the first tile requests did worse (benchmarks/README.md,
-bench_tiles' `first`: 23.8 against 34.0 req/s, 16 against 5 time-outs of 932).
+is busy, where the shared socket's first woken may be the idle one: right after a start on a new 1M-point
+publication, while one worker pre-renders the tiles, the first tile requests were within their usual spread in two
+runs (benchmarks/README.md, bench_tiles' `first`: 23.8 and 34.7 req/s against 34.0 and 30.0–35.2 before).
 
 The parent still binds first (a port already taken is said at start, as before) but never listens: only listening
 sockets take connections. Each worker makes its own socket when it is started (and restarted) by uvicorn's
