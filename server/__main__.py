@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from layers.catalog import Catalog, CatalogError, load_catalog
 from layers.settings import get_paths
 from server.app import create_app
-from server.listening import run_workers
+from server.listening import bind_for_workers, run_workers
 from server.memory import few_malloc_arenas
 from server.settings import get_server_settings
 
@@ -123,8 +123,15 @@ def main(argv: list[str]) -> int:
         # 1M-feature layer or building its tile index holds the GIL for longer on a busy machine (seen: every
         # worker killed and restarted, over and over, while starting on a 1M-feature PostGIS layer)
         common["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
-        # each worker on a listening socket of its own, so connections opened together are spread over them
-        run_workers(uvicorn.Config("server.__main__:worker_app", factory=True, workers=settings.workers, **common))
+        config = uvicorn.Config("server.__main__:worker_app", factory=True, workers=settings.workers, **common)
+        try:  # each worker on a listening socket of its own, so connections opened together are spread over them
+            sock = bind_for_workers(config)
+        except OSError as exc:
+            print(
+                f"python -m server: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr
+            )
+            return 2
+        run_workers(config, sock)
     return 0
 
 

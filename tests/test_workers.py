@@ -181,6 +181,30 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path)
         stop_server(server)
 
 
+def test_a_second_server_on_a_running_servers_port_says_so_and_stops(tmp_path: Path) -> None:
+    """Workers listen in an SO_REUSEPORT group (server/listening.py), which any process of the same user may join:
+    a second `python -m server --workers 2` on the port of a running one must not join it and take half its
+    connections, but stop with one line, as uvicorn does for one worker."""
+    paths = city_paths(tmp_path / "city")
+    server = start_server(paths, tmp_path / "server.log", args=["--workers", "2"])
+    port = server.url.rsplit(":", 1)[1]
+    try:
+        env = {**os.environ, **path_environment(paths), "GEOPORTAL_SERVER_CACHE_DIR": str(tmp_path / "cache-2")}
+        second = subprocess.run(
+            [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", port, "--workers", "2"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_SECONDS,
+        )
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert "cannot listen on 127.0.0.1:" in second.stderr and "Traceback" not in second.stderr, second.stderr
+        assert httpx.get(server.url + "/conformance", timeout=30).status_code == 200  # the first one unharmed
+    finally:
+        stop_server(server)
+
+
 def test_no_worker_serves_a_stale_cache_after_a_publication(two_workers) -> None:
     servers, folder, env = two_workers
     workers: set[str] = set()
