@@ -89,11 +89,6 @@ class RowCache:
             while self._size > budget and kept:
                 self._size -= kept.popitem(last=False)[1][2]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-            self._size = 0
-
     @property
     def size(self) -> int:
         """The bytes counted for the rows kept."""
