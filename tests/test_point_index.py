@@ -254,10 +254,9 @@ def kept_rows_pages(provider: GeoPackageProvider, seed: int) -> list[dict]:
     kept by the first."""
     from server.ogcapi.speedups import to_json_bytes
 
-    rng = np.random.default_rng(seed)
     found = []
     for _ in range(2):
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)  # the same boxes each round
         for _ in range(40):
             x, y = rng.uniform(104.0, 104.45), rng.uniform(52.2, 52.38)
             box, offset = [x, y, x + 0.05, y + 0.02], int(rng.integers(0, 3))
