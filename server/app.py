@@ -260,5 +260,6 @@ def create_app(
         shared_dir=settings.cache_path / "tiles",  # the encoded tiles all workers read, rendered once per publication
         prerender_zoom=settings.tile_prerender_zoom,
         switch_seconds=settings.tile_switch_seconds,  # tiles of the version before while the new one's are prepared
+        renders_at_once=settings.tile_renders,
     )
     return app

@@ -52,6 +52,10 @@ class ServerSettings(BaseSettings):
     # tiles it cannot have changed and renders the changed ones of z0..tile_prerender_zoom; at most this long, then
     # they switch to the new version anyway (the rest rendered on demand). 0: switch at once.
     tile_switch_seconds: float = Field(30.0, ge=0)
+    # Tiles rendered on demand at once per worker; the other misses wait their turn (server/tiles/turns.py). None:
+    # the store's choice, 1 for GeoPackage files (rendered under the worker's GIL: more at once only take longer
+    # each), up to 4 for PostGIS (rendered in the database's processes).
+    tile_renders: int | None = Field(None, ge=1)
     # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.
     max_body_bytes: int = Field(2**20, ge=1024)
     # A plain public item page (bbox, limit, offset) answered without pygeoapi's items handler, as it answers it

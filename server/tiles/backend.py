@@ -102,6 +102,9 @@ def _data_bounds(identity: FileIdentity, layer_id: str) -> Bbox | None:
 class GeoPackageTiles:
     """Tiles from the published GeoPackages: a stat per layer is the identity (a rename is seen at once)."""
 
+    # rendered in this process, mostly under its GIL: a second rendering at once only makes both take longer
+    renders_at_once = 1
+
     def __init__(self, published_path: Callable[[str], Path]):
         self.published_path = published_path
         self.indexes = IndexCache()  # per published file: what low-zoom thinning reads instead of the R-tree

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -207,6 +208,9 @@ class PostGISTiles:
     """The PostGIS store's TileBackend: identities are the registry's versions the store last read (every request
     reads them for its signature), tiles one statement each on a connection per thread. While the database cannot
     be reached, tiles come from `fallback` (the store's local copies of the last versions), uncached."""
+
+    # rendered in the database's processes (this one waits on the socket): a few at once use its cores
+    renders_at_once = min(4, os.cpu_count() or 1)
 
     def __init__(self, url: str, versions: Versions, known: Versions, fallback: TileBackend | None = None):
         self.url = url

@@ -6,6 +6,7 @@ exactly as in the features API.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from starlette.concurrency import run_in_threadpool
@@ -39,9 +40,8 @@ async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | No
     }
     tile, identity = tiles.looked_up(z, x, y, layers, **options)
     if tile is None:  # rendered once for every identical request arriving meanwhile (after a publication: many)
-        tile = await RENDERINGS.shared(
-            (id(tiles), identity), lambda: run_in_threadpool(tiles.tile, z, x, y, layers, **options)
-        )
+        render = functools.partial(tiles.tile, z, x, y, layers, **options)  # in the worker's turn (turns.py)
+        tile = await RENDERINGS.shared((id(tiles), identity), lambda: tiles.turns.render(render))
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
         return Response(status_code=304, headers=tile.headers)
     # 204 for an empty tile would make some clients stop asking deeper; an empty MVT body is valid

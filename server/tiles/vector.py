@@ -14,8 +14,8 @@ Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes)
                 datetime=request.query_params.get("datetime"),  # instant or start/end, as the features API
                 fields=<optional attribute names>, gzip=accepts_gzip(request.headers.get("accept-encoding")))
     tile = tiles.cached_tile(z, x, y, **args)   # hit (LRU, or a file of the shared store): fine on the event loop
-    if tile is None:
-        tile = await run_in_threadpool(tiles.tile, z, x, y, **args)   # miss: CPU-bound rendering
+    if tile is None:   # miss: CPU-bound rendering, in the worker's turn (server/tiles/turns.py)
+        tile = await tiles.turns.render(functools.partial(tiles.tile, z, x, y, **args))
     if etag_matches(request.headers.get("if-none-match"), tile.etag): 304, headers tile.headers, no body
     else: 200, body tile.body (MVT bytes, gzipped when asked), headers tile.headers = Content-Type
           application/vnd.mapbox-vector-tile, [Content-Encoding gzip], ETag, Cache-Control no-cache, Vary.
@@ -66,6 +66,7 @@ from server.tiles.grid import MAX_ZOOM
 from server.tiles.metadata import Bbox, ogc_tilesets
 from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
 from server.tiles.shared import SharedTiles, digest
+from server.tiles.turns import RenderTurns
 
 __all__ = [
     "VectorTiles",
@@ -174,6 +175,7 @@ class VectorTiles:
         shared_dir: Path | None = None,
         prerender_zoom: int = 11,
         switch_seconds: float = 0.0,
+        renders_at_once: int | None = None,
     ):
         if backend is None:
             if published_path is None:
@@ -203,6 +205,9 @@ class VectorTiles:
         self._served: dict[str, Hashable] = {}  # layer -> the version its tiles are answered at in this process
         self._seen: dict[tuple, float] = {}  # (layer, version) -> when this process first saw it published
         self.noticed = threading.Event()  # set when a request sees a new version: the caller of `refresh` may wake
+        # renderings on demand at a time in this process (the others wait their turn), and the pre-rendering gives
+        # way to them; how many by default is the backend's to say (GeoPackage: 1, its rendering holds the GIL)
+        self.turns = RenderTurns(renders_at_once or getattr(backend, "renders_at_once", 1))
 
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
         """The requested layers in catalog order; None is the combined set (public, and internal for staff)."""
@@ -702,6 +707,7 @@ class VectorTiles:
         if first is not None:
             tiles.sort(key=lambda t: not first(t.z, t.x, t.y))  # stable: zoom by zoom within each part
         for tile in tiles:
+            self.turns.give_way()  # requests waiting for a tile first: they render what they ask into the store too
             planned = functools.partial(self._plan, tile.z, tile.x, tile.y, layers, staff, None, None)
             self._rendered(planned, gzip, remember=False)
             count += 1
