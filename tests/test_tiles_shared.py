@@ -125,6 +125,24 @@ def test_only_the_tilesets_tiles_are_kept_on_disk(published, tmp_path):
     assert len(list(shared.rglob("*.mvt"))) == 1
 
 
+def test_an_empty_tile_over_the_data_is_kept_on_disk_and_another_worker_answers_it(published, tmp_path):
+    """A map asks the empty tiles between its features again and again; rendered each time (the LRU's churn) each
+    took a rendering turn behind the others (warm tiles, 32 MB LRU, 1M points: p95 120-172 ms). Over the data's box
+    it is kept as an empty file, answered by another process without rendering; far away it is not (above)."""
+    shared = tmp_path / "tiles"
+    first = worker(published, shared)
+    west, south, east, north = first.bounds()
+    between = TMS.tile(104.32, 52.275, 15)  # between POINT_A and the cluster: inside the box, no feature near
+    assert west < 104.32 < east and south < 52.275 < north
+    assert first.tile(between.z, between.x, between.y).body == b""
+    assert [path.stat().st_size for path in shared.rglob("*.mvt")] == [0]
+    for gzip in (False, True):
+        answer = ask_another_process(published, shared, between.z, between.x, between.y, gzip=gzip)
+        assert answer is not None, "the other worker would render it"
+        assert answer["body"] == ""
+        assert answer["headers"] == first.tile(between.z, between.x, between.y, gzip=gzip).headers
+
+
 def test_the_combined_tileset_is_prerendered_once_for_all_workers(published, tmp_path):
     shared = tmp_path / "tiles"
     first, second = worker(published, shared), worker(published, shared)

@@ -407,7 +407,7 @@ class VectorTiles:
                     if gone:  # the version before, asked for while the new one's tiles are prepared: not there now
                         raise _VersionGone(gone)
                     return self._uncached(raw, gzip)
-                if on_disk and raw:  # an empty tile is rendered again in no time: not worth a file
+                if on_disk and self._worth_a_file(key, raw):
                     shared.put(key, False, raw)
             body = raw
             if gzip and raw:
@@ -505,6 +505,19 @@ class VectorTiles:
         or overzoomed are as many as requests can make up: they stay in each worker's LRU only."""
         _, z, _, _, when = key
         return when is None and z <= self.maxzoom
+
+    def _worth_a_file(self, key: tuple, raw: bytes) -> bool:
+        """A tile with features, or an empty one over the data's box: a map asks those again and again, and rendered
+        each time (from the LRU's churn) each took a rendering turn behind the others (server/tiles/turns.py). Warm
+        tiles with the default 32 MB LRU over 1M points, 24 of the 932 tiles empty: p95 120-172 ms against 42-84 ms
+        with every rendering at once. An empty tile elsewhere (anywhere in the world) is one requests can make up
+        without bound: the worker's LRU only."""
+        if raw:
+            return True
+        _, z, x, y, _ = key
+        west, south, east, north = self.bounds(staff=True)  # every layer's
+        tile = TMS.bounds(x, y, z)
+        return tile.left <= east and tile.right >= west and tile.bottom <= north and tile.top >= south
 
     @staticmethod
     def _tile(key: tuple, body: bytes, encoded: bool) -> Tile:
