@@ -53,7 +53,7 @@ class ServerSettings(BaseSettings):
     # they switch to the new version anyway (the rest rendered on demand). 0: switch at once.
     tile_switch_seconds: float = Field(30.0, ge=0)
     # Tiles rendered on demand at once per worker; the other misses wait their turn (server/tiles/turns.py). None:
-    # the store's choice, 1 for GeoPackage files (rendered under the worker's GIL: more at once only take longer
+    # the store's choice, 2 for GeoPackage files (rendered under the worker's GIL: more at once only take longer
     # each), up to 4 for PostGIS (rendered in the database's processes).
     tile_renders: int | None = Field(None, ge=1)
     # Request bodies (CQL2 JSON filters) above this are refused unread: a filter is a few kilobytes.

@@ -79,8 +79,11 @@ async def ask(app, paths: list[str]) -> list[httpx.Response]:
         return await asyncio.gather(*(client.get(path) for path in paths))
 
 
-def test_misses_asked_at_once_are_rendered_one_at_a_time_in_the_order_they_came(published_city, tmp_path) -> None:
-    app = served_app(published_city, tmp_path, tile_prerender_zoom=0)
+@pytest.mark.parametrize("renders", [1, None], ids=["one at a time", "the store's choice"])
+def test_misses_asked_at_once_take_turns_in_the_order_they_came(published_city, tmp_path, renders) -> None:
+    app = served_app(published_city, tmp_path, tile_prerender_zoom=0, tile_renders=renders)
+    at_once = app.state.tiles.turns.at_once
+    assert at_once == (renders or 2)  # GeoPackage: two, so that one slow tile does not hold every other
     tiles = deep_tiles(MISSES)
 
     async def serve() -> tuple[RenderLog, list[httpx.Response]]:
@@ -92,9 +95,10 @@ def test_misses_asked_at_once_are_rendered_one_at_a_time_in_the_order_they_came(
     log, answers = asyncio.run(serve())
     assert [a.status_code for a in answers] == [200] * MISSES
     assert sum(bool(a.content) for a in answers) >= MISSES // 2  # tiles with features: real renderings
-    assert log.most_at_once == 1, f"{log.most_at_once} tiles rendered at once"
+    assert 1 <= log.most_at_once <= at_once, f"{log.most_at_once} tiles rendered at once"
     started = [tile for kind, who, tile in log.events if kind == "start" and who == "request"]
-    assert started == tiles  # first come, first served
+    if at_once == 1:  # first come, first served (with two, which of two threads let go together starts first is open)
+        assert started == tiles
 
 
 def test_a_worker_renders_as_many_at_once_as_it_is_told(published_city, tmp_path) -> None:

@@ -6,9 +6,10 @@ process, mostly under its GIL: N renderings at once each take about N times as l
 takes its share of the GIL too. Measured on bench_tiles' 1M points + 200k lines, each of the 932 z12-z14 tiles
 asked once at 64 connections right after a start (`/tmp`-style fresh cache, 2 cores): with as many renderings at
 once as the threadpool has threads (40), 2 workers answered 31.8-35.8 req/s, p99 7.4-8.1 s, 1-3 requests over 10 s;
-1 worker 6.0 req/s with 265 over 10 s. One rendering at a time, first come first served, and the pre-rendering
-waiting while any request waits for a rendering: 2 workers 43.0-46.0 req/s, p99 2.5-2.8 s; 1 worker 23.0 req/s,
-p99 4.9 s; none over 10 s (benchmarks/README.md, "Tiles").
+1 worker 6.0 req/s with 265 over 10 s. One or two renderings at a time, first come first served, and the
+pre-rendering waiting while any request waits for a rendering: 2 workers 39.0-46.0 req/s, p99 2.5-3.0 s; 1 worker
+19.3-23.0 req/s, p99 4.5-5.1 s; none over 10 s (benchmarks/README.md, "Rendering on demand"). How many at a time
+is the store's to say (server/tiles/backend.py, server/tiles/postgis_render.py).
 
 A request waits for its turn on the event loop (an anyio capacity limiter), not in a thread: a tile already kept,
 a page or anything else the threadpool serves never waits behind renderings.

@@ -206,7 +206,7 @@ class VectorTiles:
         self._seen: dict[tuple, float] = {}  # (layer, version) -> when this process first saw it published
         self.noticed = threading.Event()  # set when a request sees a new version: the caller of `refresh` may wake
         # renderings on demand at a time in this process (the others wait their turn), and the pre-rendering gives
-        # way to them; how many by default is the backend's to say (GeoPackage: 1, its rendering holds the GIL)
+        # way to them; how many by default is the backend's to say (GeoPackage: 2, its rendering holds the GIL)
         self.turns = RenderTurns(renders_at_once or getattr(backend, "renders_at_once", 1))
 
     def layer_specs(self, layers: Sequence[str] | None, staff: bool = False) -> list[LayerSpec]:
