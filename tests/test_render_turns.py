@@ -143,6 +143,33 @@ def test_the_prerendering_gives_way_to_requests_waiting_for_a_tile(published_cit
     assert not during, f"the pre-rendering started {len(during)} tiles while requests waited for theirs"
 
 
+def test_the_prerendering_reads_tiles_already_there_without_waiting_for_requests(published_city, tmp_path) -> None:
+    """After a republication most tiles are carried over: the pre-rendering's pass reads them, renders nothing, and
+    must not wait for requests rendering meanwhile (up to GIVE_WAY_SECONDS a tile: minutes over a city's pyramid)."""
+    from layers.catalog import load_catalog
+    from server.tiles.vector import VectorTiles
+
+    tiles = VectorTiles(load_catalog(), published_city.published_path, shared_dir=tmp_path / "tiles")
+    count = tiles.warm(12, gzip=True)  # every tile into the shared store
+    assert count > 20  # enough tiles for their waits to outlast the deadline below
+    rendering, release = threading.Event(), threading.Event()
+
+    def held() -> None:  # a request's rendering, in its turn, until released
+        rendering.set()
+        release.wait(300)
+
+    request = threading.Thread(target=lambda: asyncio.run(tiles.turns.render(held)))
+    request.start()
+    try:
+        assert rendering.wait(60)
+        passed = threading.Event()
+        threading.Thread(target=lambda: (tiles.warm(12, gzip=True), passed.set()), daemon=True).start()
+        assert passed.wait(60), "the pass over tiles already in the store waited for the request"
+    finally:
+        release.set()
+        request.join(60)
+
+
 # ---------------------------------------------------------------------- the turns themselves
 
 

@@ -720,8 +720,11 @@ class VectorTiles:
         if first is not None:
             tiles.sort(key=lambda t: not first(t.z, t.x, t.y))  # stable: zoom by zoom within each part
         for tile in tiles:
-            self.turns.give_way()  # requests waiting for a tile first: they render what they ask into the store too
             planned = functools.partial(self._plan, tile.z, tile.x, tile.y, layers, staff, None, None)
-            self._rendered(planned, gzip, remember=False)
+            if self._answer(planned(), gzip, render=False, remember=False) is None:  # not there yet: to render
+                # requests waiting for a tile first (they render what they ask into the store too); a tile that is
+                # only read (carried over, rendered by a request) never waits for them
+                self.turns.give_way()
+                self._rendered(planned, gzip, remember=False)
             count += 1
         return count
