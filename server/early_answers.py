@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layers.catalog import Catalog
 from server.features.provider import NotInstant
+from server.loop_limits import loop_limiter
 from server.ogcapi.page_cache import Page
 from server.ogcapi.plain_items import (
     PlainLayer,
@@ -33,7 +34,7 @@ from server.ogcapi.plain_items import (
     plain_request,
     storage_bbox,
 )
-from server.ogcapi.routes import PAGES, loop_limiter, page_key, query_limiter
+from server.ogcapi.routes import PAGES, page_key, query_limiter
 from server.ogcapi.site import SITE, LiveSite
 from server.published.files import FileIdentity
 from server.published.layer import LruCache

@@ -225,11 +225,32 @@ def test_giving_way_waits_while_a_request_renders_and_not_longer() -> None:
     assert gave_way == [False, True]
 
 
-def test_turns_serve_several_event_loops() -> None:
-    """One app's turns in several loops one after the other (as a test client opens them): each its own waiters."""
+def test_turns_serve_several_event_loops_at_once() -> None:
+    """One app's turns used from two event loops at once (tests run servers in threads, a test client opens loops
+    one after the other): each loop's requests wait for their turn among themselves."""
     turns = RenderTurns(1)
-    for _ in range(3):
-        assert asyncio.run(turns.render(lambda: 7)) == 7
+    results: dict[str, list[int]] = {}
+
+    def render(i: int) -> int:
+        time.sleep(0.005)  # long enough for the others to wait
+        return i
+
+    def serve(name: str) -> None:
+        async def main() -> list[int]:
+            return await asyncio.gather(*(turns.render(lambda i=i: render(i)) for i in range(6)))
+
+        results[name] = asyncio.run(main())
+
+    for _ in range(2):
+        # daemons: a loop left waiting for a turn another loop's limiter gave must fail the test, not hang pytest
+        threads = [threading.Thread(target=serve, args=(name,), daemon=True) for name in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == {"a": list(range(6)), "b": list(range(6))}
+        results.clear()
+    assert turns.asked == 0
 
 
 def test_at_least_one_rendering_at_a_time() -> None:

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.affects.process import PROCESS_ID, check_execute_request
 from server.features.filter_parse import parse_filter_json, parse_filter_text
+from server.loop_limits import loop_limiter
 from server.ogcapi import params, speedups
 from server.ogcapi.page_cache import Page, PageCache
 from server.ogcapi.site import view_of
@@ -72,17 +73,6 @@ def query_limiter(app) -> CapacityLimiter | None:
     GEOS call, a stat) holds that one up."""
     threads = getattr(app.state.store, "query_threads", None)
     return None if threads is None else loop_limiter(QUERY_LIMITER, threads)
-
-
-def loop_limiter(kept: RunVar[CapacityLimiter], threads: int) -> CapacityLimiter:
-    """The limiter `kept` holds for the running event loop (a worker's), made with `threads` on first use: anyio's
-    limiters belong to one loop."""
-    try:
-        return kept.get()
-    except LookupError:
-        limiter = CapacityLimiter(threads)
-        kept.set(limiter)
-        return limiter
 
 
 def to_response(headers: dict[str, str], status: int, content: str | bytes) -> Response:

@@ -17,14 +17,15 @@ a page or anything else the threadpool serves never waits behind renderings.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
-import anyio
 import anyio.to_thread
+from anyio import CapacityLimiter
+from anyio.lowlevel import RunVar
+
+from server.loop_limits import loop_limiter
 
 T = TypeVar("T")
 
@@ -40,18 +41,13 @@ class RenderTurns:
         if at_once < 1:
             raise ValueError(f"at least one rendering at a time, got {at_once}")
         self.at_once = at_once
-        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-            weakref.WeakKeyDictionary()
-        )  # one per event loop: a limiter's waiters belong to the loop they wait on (tests run several)
+        self._limiter: RunVar[CapacityLimiter] = RunVar("geoportal_tile_turns")  # this object's, per event loop
         self._asked = 0  # requests rendering or waiting to render
         self._quiet = threading.Condition()
 
     async def render(self, render: Callable[[], T]) -> T:
         """`render()` in a worker thread once it is this request's turn."""
-        loop = asyncio.get_running_loop()
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.at_once)
+        limiter = loop_limiter(self._limiter, self.at_once)
         with self._quiet:
             self._asked += 1
         try:
