@@ -3,6 +3,7 @@ server (`python -m server`, each store) against nginx serving the same tiles as 
 
     .venv/bin/python benchmarks/bench_tiles.py --serve-only --seconds 10   # serving only, both stores (~10 min)
     .venv/bin/python benchmarks/bench_tiles.py --serve-only --stores geopackage --workers 1
+    .venv/bin/python benchmarks/bench_tiles.py --serve-only --stores geopackage --first-only   # `first` alone (~1 min)
     .venv/bin/python benchmarks/bench_tiles.py                       # plus the pyramids: ~40 min, GDAL most of it
     .venv/bin/python benchmarks/bench_tiles.py --no-serve            # pyramids only
 
@@ -556,6 +557,8 @@ def serve_store(store: str, published: Path, work: Path, args: argparse.Namespac
         result["prerender_s"] = wait_prerendered(work / f"server-{store}" / "cache", READY_SECONDS)
         result["prerender_s_after_start"] = round(time.perf_counter() - started - result["startup_s"], 1)
         print(f"  {store} shared tile store pre-rendered {result['prerender_s_after_start']} s after start", flush=True)
+        if args.first_only:
+            return result
         server.terminate()
         server.wait(timeout=60)
         server = start_server(store, published, work, args.workers, port, url, args.tile_cache_mb, fresh=False)
@@ -622,12 +625,13 @@ def print_serving(results: list[dict], load: tuple[float, float]) -> None:
     print(f"\nTiles through `python -m server` (load average {load[0]:.2f} before, {load[1]:.2f} after):")
     print(f"{'store':12s} {'case':18s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'timeouts':>9s}")
     for r in results:
-        for case in ("first", "cold", "warm", "nginx", "republished_during", "republished"):
+        for case in [c for c in ("first", "cold", "warm", "nginx", "republished_during", "republished") if c in r]:
             c = r[case]
             print(
                 f"{r['store']:12s} {case:18s} {c['rps']:9.1f} {c['p50_ms']:8.2f} {c['p99_ms']:8.2f} "
                 f"{c['errors']:7d} {c['timeouts']:9d}"
             )
+    results = [r for r in results if "warm" in r]  # --first-only: no more to say
     for r in results:
         print(f"{r['store']:12s} tiles switched to the republished version {r['switch_s']} s after it was published")
     print("Targets (issue 11):")
@@ -667,6 +671,9 @@ def main() -> int:
     parser.add_argument("--tiles", type=int, default=2000, help="z12-z14 tiles served (at most)")
     parser.add_argument("--serve-only", action="store_true", help="skip the pyramids (ours against GDAL)")
     parser.add_argument("--tile-cache-mb", type=int, default=512, help="the served tile cache per worker")
+    parser.add_argument(
+        "--first-only", action="store_true", help="serving: the first tiles after a start and the pre-rendering only"
+    )
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument("--no-install", action="store_true")
     args = parser.parse_args()
