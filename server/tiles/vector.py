@@ -65,7 +65,7 @@ from server.tiles.carry import DirtyTiles, dirty_tiles
 from server.tiles.grid import MAX_ZOOM
 from server.tiles.metadata import Bbox, ogc_tilesets
 from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
-from server.tiles.shared import SharedTiles, digest
+from server.tiles.shared import SharedTiles, digest, key_digest
 from server.tiles.turns import RenderTurns
 
 __all__ = [
@@ -416,7 +416,7 @@ class VectorTiles:
                 body = gzip_module.compress(raw, compresslevel=self.gzip_level, mtime=0)
             if on_disk and gzip and body:
                 shared.put(key, True, body)
-        tile = self._tile((shared.folder.name if shared else None, key), body, gzip and bool(body))
+        tile = self._tile(shared.folder.name if shared else None, key, body, gzip and bool(body))
         if remember or not on_disk:  # without the shared store the LRU is where a pre-rendered tile is kept
             self.cache.put((key, gzip), tile, len(body))
         return tile
@@ -520,10 +520,12 @@ class VectorTiles:
         return tile.left <= east and tile.right >= west and tile.bottom <= north and tile.top >= south
 
     @staticmethod
-    def _tile(key: tuple, body: bytes, encoded: bool) -> Tile:
-        """The answer for a cache key (with the store's namespace: two databases may number versions alike): the
-        ETag names the key and the encoding, so every worker gives the same."""
-        etag = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    def _tile(namespace: str | None, key: tuple, body: bytes, encoded: bool) -> Tile:
+        """The answer for a cache key in the store's namespace (two databases may number versions alike): the ETag
+        names both and the encoding, so every worker gives the same."""
+        layers, z, x, y, when = key
+        named = f"{namespace}/{key_digest(layers)}/{z}-{x}-{y}-{key_digest(when)}"
+        etag = hashlib.blake2b(named.encode(), digest_size=16).hexdigest()
         headers = {"Content-Type": MVT_MEDIA_TYPE, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
         if encoded:
             headers["Content-Encoding"] = "gzip"
