@@ -95,6 +95,15 @@ class PointIndex:
             scale,
         )
 
+    def stored(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Its arrays and values as server.published.stored_arrays keeps them (`from_stored` reads them back)."""
+        arrays = {name: getattr(self, name) for name in ("fids", "keys", "ys", "sorted_xs", "band_keys")}
+        return arrays, {"low_y": self.low_y, "scale": self.scale}  # JSON writes a float's shortest exact repr
+
+    @classmethod
+    def from_stored(cls, arrays: Mapping[str, np.ndarray], values: Mapping[str, float]) -> PointIndex:
+        return cls(**arrays, low_y=values["low_y"], scale=values["scale"])
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_xs", memoryview(self.sorted_xs))
 

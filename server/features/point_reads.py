@@ -1,10 +1,12 @@
-"""Each published version's points read into an index (server.features.point_index) in the background, per worker.
+"""Each published version's points read into an index (server.features.point_index) in the background.
 
 A layer's index is read once per version, by the first lone bbox that could use it or by the read-ahead after a
-publication, on a connection of its own; until it is held, bboxes are answered in SQL as before, so no request waits
-for a read (1M points: ~1 s; a PostGIS layer's from the store's local copy of the version). One index per layer is
-held (its current version's), and all of them within the worker's budget (`GEOPORTAL_SERVER_POINT_INDEX_MB`, 32
-bytes a point): the layer read longest ago gives way, and a layer alone larger than the budget is never read.
+publication, on a connection of its own, by the first worker that asks: the others, and the server started again,
+map the arrays it stored (server.published.stored_arrays). Until it is held, bboxes are answered in SQL as before,
+so no request waits for a read (1M points: ~1 s; a PostGIS layer's from the store's local copy of the version).
+One index per layer is held (its current version's), and all of them within the worker's budget
+(`GEOPORTAL_SERVER_POINT_INDEX_MB`, 32 bytes a point): the layer read longest ago gives way, and a layer alone larger
+than the budget is never read.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import numpy as np
 
 from server.features.background import BackgroundReads
 from server.features.connections import POOL
-from server.features.point_index import BYTES_PER_POINT, PointIndex
+from server.features.point_index import BAND_DIVISOR, BYTES_PER_POINT, PointIndex
 from server.memory import LARGE_BUILDS, release_free_memory
 from server.published.gpkg import PLAIN_POINT_BYTES, GeometryBlobError, is_empty, point_xy
 from server.published.layer import LayerFileError, LayerMeta
 from server.published.sql import quote_identifier
+from server.published.stored_arrays import digest, stored_arrays
+from server.settings import get_server_settings
 
 LOGGER = logging.getLogger(__name__)
 # Below this many features a store's own index answers a bbox about as fast as ours (~0.1 ms): not read.
@@ -44,8 +48,6 @@ class PointIndexes:
     @property
     def budget(self) -> int:
         if self._budget is None:  # the server's setting, read on first use (tests and the CLI set it first)
-            from server.settings import get_server_settings
-
             self._budget = get_server_settings().point_index_mb * 2**20
         return self._budget
 
@@ -106,7 +108,20 @@ POINT_INDEXES = PointIndexes()
 
 def geopackage_points(path: str, version: Hashable, meta: LayerMeta) -> PointIndex | None:
     """The index of the file `version` of `path` (None when the file was replaced meanwhile, or a geometry is not a
-    plain 2D point: those the SQL path tests with GEOS)."""
+    plain 2D point: those the SQL path tests with GEOS), read by the first worker that asks and kept on disk for the
+    others and the next start (server.published.stored_arrays). Each worker read it on its own before, at every
+    start: on 1M points ~1 s of CPU each, which halved the tiles a restarted server answered in its first seconds."""
+    folder = get_server_settings().cache_path / "points"
+    stored = stored_arrays(
+        folder,
+        digest((path, meta.table)),
+        digest((version, BAND_DIVISOR)),  # the version and how the index is cut
+        lambda: None if (index := _read_geopackage_points(path, version, meta)) is None else index.stored(),
+    )
+    return None if stored is None else PointIndex.from_stored(*stored)
+
+
+def _read_geopackage_points(path: str, version: Hashable, meta: LayerMeta) -> PointIndex | None:
     try:
         with POOL.connection(path) as (connection, current):
             if current != version:

@@ -3,9 +3,6 @@ publication and kept on disk, memory-mapped by every worker (`stored_index`)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -16,9 +13,9 @@ import numpy as np
 import shapely
 
 from layers.catalog import LayerSpec
-from server.locks import machine_lock
 from server.memory import LARGE_BUILDS, collector_paused
 from server.published.sql import quote_identifier
+from server.published.stored_arrays import read_stored_arrays, stored_arrays
 from server.tiles.blobs import point_coordinates, shapely_geometries
 from server.tiles.grid import MAX_LATITUDE
 
@@ -159,47 +156,26 @@ ARRAYS = ("ids", "left", "bottom", "right", "top", "start", "end")
 
 
 def stored_index(folder: Path, name: str, version: str, build: Callable[[], LayerIndex]) -> LayerIndex:
-    """The index of `name` (a published file) at `version` from `folder`, built by the first process that asks
-    (the others wait for it instead of building their own) and memory-mapped: N workers hold one copy in the page
-    cache instead of N on their heaps. Another version's index of the same file is removed once this one is stored.
-    Falls back to building in memory when the folder cannot be written."""
-    target = folder / f"{name}-{version}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with machine_lock(folder / f".{name}.lock"):  # one builder per file; the others wait here, then read its arrays
-            if not (target / "index.json").exists():
-                index = build()
-                temporary = folder / f".{name}-{version}.{os.getpid()}.{threading.get_ident()}"
-                shutil.rmtree(temporary, ignore_errors=True)
-                temporary.mkdir()
-                for array in ARRAYS:
-                    if getattr(index, array) is not None:
-                        np.save(temporary / f"{array}.npy", getattr(index, array))
-                (temporary / "index.json").write_text(json.dumps({"dates": index.dates}))
-                os.replace(temporary, target)
-                for other in folder.glob(f"{name}-*"):
-                    if other != target:  # a worker still reading it keeps its mapping (the files' inodes live on)
-                        shutil.rmtree(other, ignore_errors=True)
-    except OSError:
-        return build()
-    arrays = {
-        array: np.load(target / f"{array}.npy", mmap_mode="r") if (target / f"{array}.npy").exists() else None
-        for array in ARRAYS
-    }
-    return LayerIndex(**arrays, dates=json.loads((target / "index.json").read_text())["dates"])
+    """The index of `name` (a published file) at `version` from `folder`, built by the first process that asks and
+    memory-mapped by every one (server.published.stored_arrays)."""
+
+    def built() -> tuple[dict, dict]:
+        index = build()
+        return {array: getattr(index, array) for array in ARRAYS}, {"dates": index.dates}
+
+    stored = stored_arrays(folder, name, version, built)
+    assert stored is not None  # `built` always has arrays to keep
+    return _layer_index(*stored)
 
 
 def read_stored(folder: Path, name: str, version: str) -> LayerIndex | None:
     """The index `stored_index` kept of `name` at `version`, memory-mapped; None when it is not there (any more)."""
-    target = folder / f"{name}-{version}"
-    try:
-        arrays = {
-            array: np.load(target / f"{array}.npy", mmap_mode="r") if (target / f"{array}.npy").exists() else None
-            for array in ARRAYS
-        }
-        return LayerIndex(**arrays, dates=json.loads((target / "index.json").read_text())["dates"])
-    except (OSError, ValueError, KeyError):
-        return None
+    stored = read_stored_arrays(folder, name, version)
+    return None if stored is None else _layer_index(*stored)
+
+
+def _layer_index(arrays: dict, values: dict) -> LayerIndex:
+    return LayerIndex(**{array: arrays.get(array) for array in ARRAYS}, dates=values["dates"])
 
 
 class IndexCache:

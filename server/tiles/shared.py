@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -35,13 +34,9 @@ from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 from server.locks import machine_lock
+from server.published.stored_arrays import digest
 
 LOGGER = logging.getLogger(__name__)
-
-
-def digest(value: object) -> str:
-    """A short stable name for a key part: its repr (tuples, strings, ints, dataclasses) is the same in any process."""
-    return hashlib.blake2b(repr(value).encode(), digest_size=12).hexdigest()
 
 
 # The digest of a key part every tile answered from the store names (its layers, its time window): the same few

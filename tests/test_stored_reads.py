@@ -1,0 +1,83 @@
+"""What a worker derives from a published version (the point index of a layer, the ranks of its time columns) is
+read once per machine and kept on disk (server.published.stored_arrays): the other workers and the next start of
+the server map it instead of reading the GeoPackage again (1M points: ~1 s of CPU per worker at every start, which
+halved the tiles a restarted server answered in its first seconds)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from server.features import point_reads
+from server.features.provider import GeoPackageProvider
+from server.features.time_ranks import read_ranks, stored_ranks
+from server.published import stored_arrays as stored
+from server.published.files import file_identity
+from server.settings import get_server_settings
+from tests.test_provider import TABLE, definition, repairs_frame, write_gpkg
+
+
+def not_read_again(*_args):
+    raise AssertionError("read from the GeoPackage again: the stored copy was not used")
+
+
+def points_of(path):
+    provider = GeoPackageProvider(definition(path))
+    with provider._layer() as (_connection, meta, version):
+        return point_reads.geopackage_points(provider.path, version, meta)
+
+
+def test_the_point_index_is_read_once_and_then_mapped_from_the_store(tmp_path, monkeypatch):
+    layer = write_gpkg(repairs_frame(seed=3), tmp_path / "repairs.gpkg")
+    first = points_of(layer)
+    assert first is not None and len(first) > 0
+    monkeypatch.setattr(point_reads, "_read_geopackage_points", not_read_again)
+    again = points_of(layer)  # as another worker, or the server started again, asks it
+    for name in ("fids", "keys", "ys", "sorted_xs", "band_keys"):
+        assert np.array_equal(getattr(again, name), getattr(first, name)), name
+        assert not getattr(again, name).flags.writeable  # a read-only mapping of the stored file
+    assert (again.low_y, again.scale) == (first.low_y, first.scale)
+    box = (104.1, 52.2, 104.3, 52.35)
+    assert sorted(again.matching(box).tolist()) == sorted(first.matching(box).tolist())
+
+
+def test_a_republished_layer_gets_its_own_index_and_the_one_before_is_removed(tmp_path):
+    layer = write_gpkg(repairs_frame(seed=3), tmp_path / "repairs.gpkg")
+    before = points_of(layer)
+    write_gpkg(repairs_frame(seed=4, count=250), layer)  # published again: another file version
+    after = points_of(layer)
+    assert len(after) == 250 and len(before) == 400
+    folder = get_server_settings().cache_path / "points"
+    name = stored.digest((str(layer), TABLE))
+    assert len(list(folder.glob(f"{name}-*"))) == 1  # the version before's arrays are gone from the disk
+
+
+def test_time_ranks_are_read_once_and_then_taken_from_the_store(tmp_path):
+    layer = write_gpkg(repairs_frame(seed=5), tmp_path / "repairs.gpkg")
+    with sqlite3.connect(layer) as connection:
+        ranks = read_ranks(connection, TABLE, "start_time", sample=16)
+    identity = file_identity(layer)
+    first = stored_ranks(str(layer), identity, TABLE, "start_time", lambda: ranks)
+    again = stored_ranks(str(layer), identity, TABLE, "start_time", not_read_again)
+    assert first == ranks and again == ranks
+
+
+def test_nothing_to_keep_stores_nothing_and_an_unwritable_folder_builds_in_memory(tmp_path):
+    assert stored.stored_arrays(tmp_path / "kept", "layer", "v1", lambda: None) is None
+    assert not list((tmp_path / "kept").glob("layer-*"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    arrays, values = stored.stored_arrays(blocked, "layer", "v1", lambda: ({"a": np.arange(3)}, {"n": 3}))
+    assert arrays["a"].tolist() == [0, 1, 2] and values == {"n": 3}
+
+
+def test_a_folder_of_another_layout_is_never_read(tmp_path):
+    """A store written by an older server (the tile box indexes kept `<name>-<version>/` without the layout's mark)
+    is built again and replaced, not read as if it were this layout."""
+    old = tmp_path / "layer-v1"
+    old.mkdir()
+    (old / "index.json").write_text('{"dates": false}')
+    arrays, values = stored.stored_arrays(tmp_path, "layer", "v1", lambda: ({"a": np.arange(2)}, {"n": 2}))
+    assert arrays["a"].tolist() == [0, 1] and values == {"n": 2}
+    assert not old.exists()
