@@ -10,12 +10,14 @@ import sqlite3
 import numpy as np
 
 from server.features import point_reads
+from server.features import provider as provider_module
 from server.features.provider import GeoPackageProvider
+from server.features.query import TimeWindow, window_counts
 from server.features.time_ranks import read_ranks, stored_ranks
 from server.published import stored_arrays as stored
 from server.published.files import file_identity
 from server.settings import get_server_settings
-from tests.test_provider import TABLE, definition, repairs_frame, write_gpkg
+from tests.test_provider import TABLE, definition, index_like_the_pipeline, repairs_frame, write_gpkg
 
 
 def not_read_again(*_args):
@@ -81,3 +83,21 @@ def test_a_folder_of_another_layout_is_never_read(tmp_path):
     arrays, values = stored.stored_arrays(tmp_path, "layer", "v1", lambda: ({"a": np.arange(2)}, {"n": 2}))
     assert arrays["a"].tolist() == [0, 1] and values == {"n": 2}
     assert not old.exists()
+
+
+def test_whether_features_end_before_they_start_is_checked_once_on_the_machine(tmp_path):
+    """The check that decides whether `datetime=` windows are counted by subtraction scans the table (1M: 0.2-0.3 s);
+    every worker ran it at every start. A worker asking after another one did takes the stored answer: no SQL runs
+    (its connection is closed here, so any statement would raise)."""
+    layer = index_like_the_pipeline(write_gpkg(repairs_frame(seed=6), tmp_path / "repairs.gpkg"))
+    provider = GeoPackageProvider(definition(layer))
+    window = TimeWindow(provider.time_field, provider.time_end_field, None, None)
+    with provider._layer() as (connection, meta, version):
+        _, check = window_counts(meta, window)
+        first = provider_module._ends_before_start(connection, (version, meta.table), window, check)
+        expected = bool(connection.execute(check.sql, check.params).fetchone()[0])
+    assert first == expected
+    provider_module._ends_before_start_of.clear()  # as in another worker, or after a restart
+    closed = sqlite3.connect(":memory:")
+    closed.close()
+    assert provider_module._ends_before_start(closed, (version, meta.table), window, check) == expected
