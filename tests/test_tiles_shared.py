@@ -165,7 +165,7 @@ def test_the_box_index_is_built_once_per_publication_and_mapped_by_every_worker(
     (stored,) = (shared / "indexes").glob("*-*")
     for service in (first, second):
         ((_, index),) = service.indexes._indexes.values()
-        assert isinstance(index.ids, np.memmap) and len(index.ids) == CLUSTER_SIZE + 2
+        assert isinstance(index.ids.base, np.memmap) and len(index.ids) == CLUSTER_SIZE + 2  # a view of the file
     publish_repairs(published, network_of_a="water")
     march = second.tile(t.z, t.x, t.y, ["repairs"], datetime="2025-03-01")  # R-1 had ended, R-2 had begun
     assert FID_A not in features_by_id(march.body, "repairs") and FID_B in features_by_id(march.body, "repairs")
