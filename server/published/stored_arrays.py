@@ -1,5 +1,6 @@
-"""Arrays derived from one published version (a layer's box index for tiles, its point index for bboxes), built once
-per machine and kept on disk.
+"""Arrays and values derived from one published version, built once per machine and kept on disk: a layer's box index
+for tiles (server.tiles.index), its point index for bboxes (server.features.point_reads), the ranks of its time
+columns and whether its features end before they start (server.features.time_ranks, provider).
 
 The first process that asks builds them under a lock and writes them whole under a temporary name; every other
 (the other workers, waiting on the lock instead of building their own, and every later start of the server) maps
