@@ -26,7 +26,7 @@ from server.memory import LARGE_BUILDS, release_free_memory
 from server.published.gpkg import PLAIN_POINT_BYTES, GeometryBlobError, is_empty, point_xy
 from server.published.layer import LayerFileError, LayerMeta
 from server.published.sql import quote_identifier
-from server.published.stored_arrays import digest, stored_arrays
+from server.published.stored_arrays import derived
 from server.settings import get_server_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -111,11 +111,10 @@ def geopackage_points(path: str, version: Hashable, meta: LayerMeta) -> PointInd
     plain 2D point: those the SQL path tests with GEOS), read by the first worker that asks and kept on disk for the
     others and the next start (server.published.stored_arrays). Each worker read it on its own before, at every
     start: on 1M points ~1 s of CPU each, which halved the tiles a restarted server answered in its first seconds."""
-    folder = get_server_settings().cache_path / "points"
-    stored = stored_arrays(
-        folder,
-        digest((path, meta.table)),
-        digest((version, BAND_DIVISOR)),  # the version and how the index is cut
+    stored = derived(
+        "points",
+        (path, meta.table),
+        (version, BAND_DIVISOR),  # the version and how the index is cut
         lambda: None if (index := _read_geopackage_points(path, version, meta)) is None else index.stored(),
     )
     return None if stored is None else PointIndex.from_stored(*stored)

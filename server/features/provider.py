@@ -77,8 +77,7 @@ from server.published.layer import (
     layer_meta,
 )
 from server.published.sql import Fragment, all_of, column, quote_identifier
-from server.published.stored_arrays import digest, stored_arrays
-from server.settings import get_server_settings
+from server.published.stored_arrays import derived
 
 LOGGER = logging.getLogger(__name__)
 FID = "fid"
@@ -745,10 +744,10 @@ def _ends_before_start(connection: sqlite3.Connection, version_key: tuple, windo
         identity, table = version_key  # the file's identity (its path first) and the table
         path = identity[0]
         # a scan of the table (1M: 0.2-0.3 s) that every worker ran at every start: kept on disk for all of them
-        stored = stored_arrays(
-            get_server_settings().cache_path / "windows",
-            digest((path, table, window.start_field, window.end_field)),
-            digest((identity, check.sql, check.params)),
+        stored = derived(
+            "windows",
+            (path, table, window.start_field, window.end_field),
+            (identity, check.sql, check.params),
             lambda: ({}, {"ends_before_start": bool(connection.execute(check.sql, check.params).fetchone()[0])}),
         )
         found = bool(stored[1]["ends_before_start"])  # type: ignore[index] - always built

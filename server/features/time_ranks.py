@@ -26,8 +26,7 @@ from server.features.connections import POOL
 from server.memory import LARGE_BUILDS
 from server.published.layer import LayerFileError, LruCache
 from server.published.sql import quote_identifier
-from server.published.stored_arrays import digest, stored_arrays
-from server.settings import get_server_settings
+from server.published.stored_arrays import derived
 
 LOGGER = logging.getLogger(__name__)
 SAMPLE = 1024
@@ -75,8 +74,7 @@ def stored_ranks(
         ranks = read()
         return None if ranks is None else ({}, dataclasses.asdict(ranks))
 
-    folder = get_server_settings().cache_path / "ranks"
-    stored = stored_arrays(folder, digest((path, table, column)), digest((identity, SAMPLE)), built)
+    stored = derived("ranks", (path, table, column), (identity, SAMPLE), built)
     return None if stored is None else Ranks(**stored[1])
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from server.locks import machine_lock
+from server.settings import get_server_settings
 
 Arrays = dict[str, np.ndarray | None]
 Built = tuple[Mapping[str, np.ndarray | None], Mapping[str, Any]]  # the arrays (None: absent) and what else, as JSON
@@ -53,6 +54,12 @@ def stored_arrays(
         return _in_memory(build())
     # None: removed meanwhile by a process storing another version; this one's arrays in memory then
     return read_stored_arrays(folder, name, version) or _in_memory(build())
+
+
+def derived(kind: str, of: object, version: object, build: Callable[[], Built | None]) -> tuple[Arrays, dict] | None:
+    """`stored_arrays` in the server's cache folder (`<cache>/<kind>/`), named by what they are derived from (`of`: the
+    published file and the part of it) and by `version` (the file's identity, and what changes how they are made)."""
+    return stored_arrays(get_server_settings().cache_path / kind, digest(of), digest(version), build)
 
 
 def _in_memory(built: Built | None) -> tuple[Arrays, dict] | None:
