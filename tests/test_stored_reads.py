@@ -5,8 +5,12 @@ halved the tiles a restarted server answered in its first seconds)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 
 from server.features import point_reads
@@ -17,6 +21,9 @@ from server.features.time_ranks import read_ranks, stored_ranks
 from server.published import stored_arrays as stored
 from server.published.files import file_identity
 from server.settings import get_server_settings
+from tests.conftest import city_paths
+from tests.server_fixtures import start_server, stop_server
+from tests.test_point_index import DEADLINE_SECONDS, bbox_queries, check_answer, many_repairs, publish_repairs
 from tests.test_provider import TABLE, definition, index_like_the_pipeline, repairs_frame, write_gpkg
 
 
@@ -101,3 +108,54 @@ def test_whether_features_end_before_they_start_is_checked_once_on_the_machine(t
     closed = sqlite3.connect(":memory:")
     closed.close()
     assert provider_module._ends_before_start(closed, (version, meta.table), window, check) == expected
+
+
+def _workers_of(server) -> list[int]:
+    """The worker processes `python -m server --workers N` spawned (its children but the resource tracker)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return [int(pid) for pid in children if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+
+
+def _mapping(pid: int, folder: Path) -> bool:
+    return str(folder) in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_restarted_server_maps_the_point_index_its_workers_stored(published_city, tmp_path):
+    """`python -m server --workers 2` as the README starts it, over 20,000 points: the index is read ahead once and
+    stored under the cache folder; after a restart every worker maps that very file (its inode unchanged: not read
+    again from the GeoPackage) and answers bboxes from it as before."""
+    paths = city_paths(tmp_path / "city")
+    shutil.copytree(published_city.published_dir, paths.published_dir)
+    frame = many_repairs(20_000)
+    publish_repairs(frame, paths.published_path(TABLE))
+    points = tmp_path / "cache" / "points"  # start_server's cache folder: beside the log
+    queries = bbox_queries(11)[:12]
+
+    def stored_fids() -> Path | None:
+        found = [f for f in points.glob("*.v2") if (f / "index.json").exists()] if points.exists() else []
+        return found[0] / "fids.npy" if found else None
+
+    server = start_server(paths, tmp_path / "first.log", args=["--workers", "2"])
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while (fids := stored_fids()) is None:
+            assert time.monotonic() < deadline, "the point index was not stored"
+            time.sleep(0.05)  # polling interval: the read-ahead thread stores it
+        inode = fids.stat().st_ino
+    finally:
+        stop_server(server)
+    server = start_server(paths, tmp_path / "second.log", args=["--workers", "2"])
+    try:
+        workers = _workers_of(server)
+        assert len(workers) == 2
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not all(_mapping(pid, fids) for pid in workers):
+            assert time.monotonic() < deadline, "a restarted worker did not map the stored index"
+            time.sleep(0.05)  # polling interval: each worker's read-ahead maps it
+        assert fids.stat().st_ino == inode  # the same file: nobody read the points again
+        for query in queries:
+            response = httpx.get(f"{server.url}/collections/{TABLE}/items", params=query, timeout=30)
+            assert response.status_code == 200, response.text
+            check_answer(response.json(), frame, query)
+    finally:
+        stop_server(server)
