@@ -17,6 +17,7 @@ from server.app import create_app
 from server.listening import bind_for_workers, run_workers
 from server.memory import few_malloc_arenas
 from server.settings import get_server_settings
+from server.zero_copy import ZeroCopyHttpToolsProtocol
 
 
 def banner(app: Starlette, catalog: Catalog, base_url: str) -> str:
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
     app = create_app(catalog, paths, settings)
     print(banner(app, catalog, settings.base_url), flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": True}
+    common["http"] = ZeroCopyHttpToolsProtocol  # uvicorn's httptools protocol, stored tiles sent with sendfile
     common["access_log"] = settings.access_log
     if settings.workers == 1:
         uvicorn.run(WorkerHeader(app), **common)

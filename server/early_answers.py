@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 
 from anyio import CapacityLimiter, to_thread
@@ -39,6 +40,7 @@ from server.ogcapi.site import SITE, LiveSite
 from server.published.files import FileIdentity
 from server.published.layer import LruCache
 from server.tiles.vector import accepts_gzip, etag_matches
+from server.zero_copy import ZERO_COPY_SEND, sends_files
 
 TILE_PATH = re.compile(r"^/tiles/(?:(?P<layer>[^/]+)/)?(?P<z>[0-9]+)/(?P<x>[0-9]+)/(?P<y>[0-9]+)\.pbf$")
 ITEMS_PATH = re.compile(r"^/collections/(?P<layer>[^/]+)/items$")
@@ -100,10 +102,12 @@ class EarlyAnswers:
             if spec is None or spec.access != "public":
                 return False
         if kind == "tile":
-            return await self._tile(app, match, request, send)
+            return await self._tile(app, match, request, send, sends_files(scope))
         return await self._page(app, layer, scope, request, send)
 
-    async def _tile(self, app, match: re.Match, request: dict[bytes, bytes], send: Send) -> bool:
+    async def _tile(self, app, match: re.Match, request: dict[bytes, bytes], send: Send, as_file: bool) -> bool:
+        """A cached tile; from the shared store as its file, sent from the page cache, where the server can
+        (`as_file`, server/zero_copy.py)."""
         layer = match["layer"]
         try:
             tile = app.state.tiles.cached_tile(
@@ -114,20 +118,32 @@ class EarlyAnswers:
                 staff=False,
                 datetime=None,
                 gzip=accepts_gzip(request.get(b"accept-encoding", b"").decode("latin-1")),
+                as_file=as_file,
             )
         except Exception:  # noqa: BLE001 - whatever it is, the tile route answers it (with its error mapping)
             return False
         if tile is None:
             return False
-        matches = b"if-none-match" in request and etag_matches(request[b"if-none-match"].decode("latin-1"), tile.etag)
-        body = b"" if matches else tile.body
-        headers = [*tile.raw_headers, TILE_VARY]  # what `_send` makes of tile.headers, made once per tile
-        if not matches:
-            headers.append((b"content-length", str(len(body)).encode()))
-        if b"origin" in request:
-            headers.extend(self.cors)
-        await send({"type": "http.response.start", "status": 304 if matches else 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            matches = b"if-none-match" in request and etag_matches(
+                request[b"if-none-match"].decode("latin-1"), tile.etag
+            )
+            headers = [*tile.raw_headers, TILE_VARY]  # what `_send` makes of tile.headers, made once per tile
+            if not matches:
+                length = tile.file.size if tile.file is not None else len(tile.body)
+                headers.append((b"content-length", str(length).encode()))
+            if b"origin" in request:
+                headers.extend(self.cors)
+            await send({"type": "http.response.start", "status": 304 if matches else 200, "headers": headers})
+            if matches:
+                await send({"type": "http.response.body", "body": b""})
+            elif tile.file is not None:
+                await send({"type": ZERO_COPY_SEND, "file": tile.file.fd, "count": tile.file.size})
+            else:
+                await send({"type": "http.response.body", "body": tile.body})
+        finally:
+            if tile.file is not None:
+                os.close(tile.file.fd)
         return True
 
     async def _page(self, app, layer: str, scope: Scope, request: dict[bytes, bytes], send: Send) -> bool:

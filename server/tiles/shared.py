@@ -32,6 +32,7 @@ import shutil
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from server.locks import machine_lock
 from server.published.stored_arrays import digest
@@ -42,6 +43,13 @@ LOGGER = logging.getLogger(__name__)
 # The digest of a key part every tile answered from the store names (its layers, its time window): the same few
 # values over and over, a repr and a hash each time otherwise (~5 us of a warm tile's ~150 us).
 key_digest = functools.lru_cache(maxsize=4096)(digest)
+
+
+class StoredTile(NamedTuple):
+    """A tile file of the store, open: its descriptor (the holder closes it) and its size in bytes."""
+
+    fd: int
+    size: int
 
 
 class SharedTiles:
@@ -74,6 +82,23 @@ class SharedTiles:
             os.close(handle)
         # a file is renamed into place whole and this descriptor keeps its inode: short only if the kernel says so
         return body if len(body) == size else None
+
+    def opened(self, key: tuple, gzip: bool) -> StoredTile | None:
+        """The tile's file opened for sending it as it is (server/zero_copy.py), None when not there or empty; the
+        caller closes it. The descriptor keeps the bytes of that moment: a file is only ever replaced, never
+        changed in place."""
+        try:
+            handle = os.open(self._file(key, gzip), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            size = os.fstat(handle).st_size
+        except OSError:
+            size = 0
+        if size == 0:
+            os.close(handle)
+            return None
+        return StoredTile(handle, size)
 
     def put(self, key: tuple, gzip: bool, body: bytes) -> None:
         target = Path(self._file(key, gzip))

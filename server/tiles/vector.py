@@ -14,6 +14,7 @@ Wiring (framework-free; server/tiles/routes.py maps these onto Starlette routes)
                 datetime=request.query_params.get("datetime"),  # instant or start/end, as the features API
                 fields=<optional attribute names>, gzip=accepts_gzip(request.headers.get("accept-encoding")))
     tile = tiles.cached_tile(z, x, y, **args)   # hit (LRU, or a file of the shared store): fine on the event loop
+                                                # (as_file=True: a stored tile as its open file, tile.file)
     if tile is None:   # miss: CPU-bound rendering, in the worker's turn (server/tiles/turns.py)
         tile = await tiles.turns.render(functools.partial(tiles.tile, z, x, y, **args))
     if etag_matches(request.headers.get("if-none-match"), tile.etag): 304, headers tile.headers, no body
@@ -65,7 +66,7 @@ from server.tiles.carry import DirtyTiles, dirty_tiles
 from server.tiles.grid import MAX_ZOOM
 from server.tiles.metadata import Bbox, ogc_tilesets
 from server.tiles.render import TMS, LayerSource, TilePolicy, visible_fields
-from server.tiles.shared import SharedTiles, digest, key_digest
+from server.tiles.shared import SharedTiles, StoredTile, digest, key_digest
 from server.tiles.turns import RenderTurns
 
 __all__ = [
@@ -127,6 +128,9 @@ class Tile:
     headers: dict[str, str] = field(default_factory=dict)
     # the headers but Vary, as ASGI sends them (lower-case bytes): made once, not per request (server/early_answers.py)
     raw_headers: tuple[tuple[bytes, bytes], ...] = field(default=(), compare=False)
+    # asked `as_file`: the shared store's file of the tile, open, instead of its bytes (`body` empty); the asker sends
+    # it (server/zero_copy.py) and closes it. Such a tile is never kept in the LRU.
+    file: StoredTile | None = field(default=None, compare=False)
 
 
 def _as_json(value: object) -> object:
@@ -270,11 +274,13 @@ class VectorTiles:
         datetime: str | None = None,
         fields: Sequence[str] | None = None,
         gzip: bool = False,
+        as_file: bool = False,
     ) -> tuple[Tile | None, Hashable]:
         """`cached_tile`, and the identity of the tile asked (its cache key: each layer's version and attributes,
-        z/x/y, time window, encoding), under which identical misses share one rendering (server.flights)."""
+        z/x/y, time window, encoding), under which identical misses share one rendering (server.flights).
+        `as_file`: a tile of the shared store not in the LRU comes as its open file (Tile.file), not read."""
         plan = self._plan(z, x, y, layers, staff, datetime, fields)
-        return self._answer(plan, gzip, render=False), (plan[0], gzip)
+        return self._answer(plan, gzip, render=False, as_file=as_file), (plan[0], gzip)
 
     def _plan(
         self,
@@ -378,18 +384,26 @@ class VectorTiles:
             self._shared = SharedTiles(self.shared_dir / digest((RENDERING, self.policy, namespace, layers)))
         return self._shared
 
-    def _answer(self, plan: tuple[tuple, list], gzip: bool, render: bool, remember: bool = True) -> Tile | None:
+    def _answer(
+        self, plan: tuple[tuple, list], gzip: bool, render: bool, remember: bool = True, as_file: bool = False
+    ) -> Tile | None:
         """From the worker's LRU, else the shared store, else (when `render`) rendered now and put in both. Without
         `render` nothing CPU-bound is done (no rendering, no compression): None instead. Without `remember` a tile
         read or rendered is put in the shared store but not in the LRU: pre-rendering hundreds of tiles for the
         store would otherwise fill the LRU of the worker that happens to do it (32 MB on 1M points, kept resident
-        for tiles nobody asked this worker for; requests fill it with the tiles they ask)."""
+        for tiles nobody asked this worker for; requests fill it with the tiles they ask). `as_file`: a tile of the
+        shared store comes as its open file, sent from the page cache (server/zero_copy.py), and is not put in the
+        LRU: the page cache holds it for every worker, where the LRU would hold a copy per worker."""
         key, layout = plan
         tile = self.cache.get((key, gzip))
         if tile is not None:
             return tile
         shared = self.shared(ask=render)  # the database is asked in the threadpool, never on the event loop
         on_disk = shared is not None and self._kept_on_disk(key)
+        if as_file and on_disk:
+            stored = shared.opened(key, gzip)  # type: ignore[union-attr]
+            if stored is not None:
+                return self._tile(shared.folder.name, key, b"", gzip, file=stored)  # type: ignore[union-attr]
         body = shared.get(key, gzip) if on_disk else None
         if body is None and on_disk and render and self._carry(shared, key[0]):  # type: ignore[union-attr]
             body = shared.get(key, gzip)  # type: ignore[union-attr]
@@ -520,7 +534,7 @@ class VectorTiles:
         return tile.left <= east and tile.right >= west and tile.bottom <= north and tile.top >= south
 
     @staticmethod
-    def _tile(namespace: str | None, key: tuple, body: bytes, encoded: bool) -> Tile:
+    def _tile(namespace: str | None, key: tuple, body: bytes, encoded: bool, file: StoredTile | None = None) -> Tile:
         """The answer for a cache key in the store's namespace (two databases may number versions alike): the ETag
         names both and the encoding, so every worker gives the same."""
         layers, z, x, y, when = key
@@ -532,7 +546,7 @@ class VectorTiles:
             etag += "-gzip"  # a different representation needs a different strong validator
         headers["ETag"] = f'"{etag}"'
         raw = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k != "Vary")
-        return Tile(body=body, etag=f'"{etag}"', headers=headers, raw_headers=raw)
+        return Tile(body=body, etag=f'"{etag}"', headers=headers, raw_headers=raw, file=file)
 
     def _uncached(self, raw: bytes, gzip: bool) -> Tile:
         """A tile answered without a validator that could be confused with a cached one's."""
