@@ -13,29 +13,15 @@ for a request with Origin (server.app configures CORS with allow_origins=["*"]).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import re
 
-from anyio import CapacityLimiter, to_thread
-from anyio.lowlevel import RunVar
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layers.catalog import Catalog
-from server.features.provider import NotInstant
-from server.loop_limits import loop_limiter
-from server.ogcapi.page_cache import Page
-from server.ogcapi.plain_items import (
-    PlainLayer,
-    PlainQuery,
-    plain_layer,
-    plain_limit,
-    plain_page,
-    plain_request,
-    storage_bbox,
-)
-from server.ogcapi.routes import PAGES, page_key, query_limiter
+from server.ogcapi.page_cache import PAGES, Page
+from server.ogcapi.plain_reads import plain_page_of
+from server.ogcapi.routes import page_key
 from server.ogcapi.site import SITE, LiveSite
 from server.published.files import FileIdentity
 from server.published.layer import LruCache
@@ -47,13 +33,6 @@ ITEMS_PATH = re.compile(r"^/collections/(?P<layer>[^/]+)/items$")
 KEY_HEADERS = (b"x-api-key", b"authorization")
 VARY = "X-API-Key, Authorization"  # what server.app.AccessDispatcher adds; CORS then adds Origin
 TILE_VARY = (b"vary", f"Accept-Encoding, {VARY}, Origin".encode())  # a tile's own Vary, then the stack's
-
-LIGHT_LANE: RunVar[CapacityLimiter] = RunVar("geoportal_light_lane")  # one per event loop, i.e. per worker
-LIGHT_LANE_THREADS = 2
-
-
-def _light_lane() -> CapacityLimiter:
-    return loop_limiter(LIGHT_LANE, LIGHT_LANE_THREADS)
 
 
 class EarlyAnswers:
@@ -169,45 +148,7 @@ class EarlyAnswers:
         """A plain public page (server.ogcapi.plain_items) read now, kept in PAGES as the items route keeps it."""
         if not self.plain_pages:
             return None
-        query = plain_request(scope["headers"], scope["query_string"])
-        layer = plain_layer(view, key[0]) if query is not None else None
-        if layer is None:
-            return None
-        try:
-            body, instant = await self._run(app, layer, query, versions)
-        except Exception:  # noqa: BLE001 - whatever it is, the items route answers it (with its error mapping)
-            return None
-        page = Page(view, 200, layer.headers, body)
-        if not instant:
-            # An instant page is made again for about what finding it kept costs, and a map asks new ones at such a
-            # rate that kept they would push out the pages worth keeping (the first page of 1,000: ~15 ms). Small
-            # bbox, 1M points, 1 worker, fresh servers, runs 2-4 of 10 s: 2,559-2,575 req/s against 2,402-2,481.
-            PAGES.put(view, key, page)
-        return page
-
-    async def _run(
-        self, app, layer: PlainLayer, query: PlainQuery, versions: dict[str, FileIdentity]
-    ) -> tuple[bytes, bool]:
-        """The page, and whether it was answered on the event loop (instant). A light page on the worker's lane of 2
-        threads, any other on the items route's threads: a light page never waits behind a heavy one, and fewer
-        threads hand the GIL over less. Small bbox, 1M points, 1 worker, 8 connections, scratch wrk runs of 8 s: on
-        the route's 3 threads 722-860 req/s, p95 14-17 ms, CPU 1.65-2.0 ms per request; on the event loop 853-855
-        req/s, p95 16-17 ms, CPU 1.2 ms (one core at most); lane of 1 thread 605-940 req/s, p95 10.5-17.6 ms, CPU
-        1.1-1.7 ms (one core at most); lane of 2: 777-1,143 req/s, p95 9-15 ms, CPU 1.2-1.75 ms (1.4 cores)."""
-        limit = plain_limit(layer, query)
-        bbox = storage_bbox(layer, query)
-        work = functools.partial(plain_page, layer, query, limit, bbox)
-        instant = layer.provider.instant_page(bbox, query.offset, limit, versions)  # a light page too
-        if instant is not None:
-            # From the point index held: ~0.3 ms here. 1M points, 1 worker, small bbox, 8 connections, two fresh
-            # servers each, 2 x 10 s: 2,034-2,242 req/s (p95 6.8-6.9 ms) against 1,294-1,455 (p95 7.2-7.4) on the
-            # lane.
-            with contextlib.suppress(NotInstant):  # the file changed since: read on the lane, never SQL here
-                return work(instant=instant), True
-            return await to_thread.run_sync(work, limiter=_light_lane()), False
-        if layer.provider.light_page(bbox, query.offset, limit):
-            return await to_thread.run_sync(work, limiter=_light_lane()), False
-        return await to_thread.run_sync(work, limiter=query_limiter(app)), False
+        return await plain_page_of(app, view, key, scope, versions)
 
     async def _send(
         self, send: Send, status: int, raw: tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes]], body: bytes, request

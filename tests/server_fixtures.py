@@ -7,16 +7,20 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from layers.settings import REPO_ROOT, PathSettings
 from server.auth import hash_key
+from server.zero_copy import ZeroCopyHttpToolsProtocol
 from tests.conftest import city_paths, path_environment
 
 STARTUP_SECONDS = 60
@@ -85,6 +89,28 @@ def start_server(
             stop_server(server)
             raise RuntimeError(f"server not ready after {STARTUP_SECONDS}s:\n{server.log_text()}")
         time.sleep(0.1)  # polling interval while waiting for readiness, not a synchronisation
+
+
+@contextmanager
+def serving(app, protocol=ZeroCopyHttpToolsProtocol, **options) -> Iterator[str]:
+    """The app under uvicorn in a thread, with `protocol` (the one `python -m server` gives uvicorn by default), on a
+    loopback socket bound here: its base URL. For tests that look inside the app while it serves."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=protocol, log_level="warning", lifespan="auto", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)  # polling interval while it starts
+    try:
+        yield "http{}://127.0.0.1:{}".format("s" if "ssl_certfile" in options else "", sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_SECONDS)
+        sock.close()
 
 
 def stop_server(server: RunningServer) -> None:

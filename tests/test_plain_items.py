@@ -1,9 +1,11 @@
-"""A plain public item page (server/ogcapi/plain_items.py) is answered as pygeoapi's items handler answers it.
+"""A plain item page (server/ogcapi/plain_items.py), with or without a key, is answered as pygeoapi's items handler
+answers it.
 
 Two servers over the same published sample city (GeoPackage files, then PostGIS), started as `python -m server` is,
 with the same public URL: one as shipped, one with the plain pages off (GEOPORTAL_SERVER_PLAIN_PAGES=false: every
-page through pygeoapi). Both get the same several hundred random requests in the same order — the kinds the plain
-pages answer, and nearby kinds they must leave to the stack (keys, internal layers, other parameters, bad values,
+page through pygeoapi). Both get the same several hundred random requests in the same order — the kinds the early
+answers read without a key, nearby kinds with a key (which the items route reads the same way, after the access
+dispatcher) and those they must leave to pygeoapi (internal layers without a key, other parameters, bad values,
 other formats and languages, bodies) — and must answer each alike: the status, every header in order but the date,
 server and worker names, and the body byte for byte with `timeStamp` aside.
 """
@@ -293,3 +295,36 @@ def test_a_plain_pages_links_quote_the_query_as_urllib_does() -> None:
     for text in texts:
         for safe in ("", ","):
             assert query_quoted(text, safe) == urllib.parse.quote(text, safe=safe), (text, safe)
+
+
+def test_a_keyed_plain_page_is_read_without_pygeoapis_handler(published_city, tmp_path, monkeypatch) -> None:
+    """With a key the access dispatcher chooses the View (staff: internal layers and fields); a plain page of it is
+    then read as the early answers read a public one, without pygeoapi's items handler (made to count its calls
+    here), which still answers every other page. Staff's small bbox went through that handler (~1,000 req/s on
+    1M points). What either answers is the same: test_plain_pages_answer_as_pygeoapi_does, keyed requests included."""
+    import pygeoapi.api.itemtypes as itemtypes_api
+
+    from server.app import create_app
+    from server.settings import ServerSettings
+    from tests.server_fixtures import key_entries, serving
+
+    handled: list[str] = []
+    handler = itemtypes_api.get_collection_items
+
+    def counted(api, request, collection_id, *args, **kwargs):
+        handled.append(collection_id)
+        return handler(api, request, collection_id, *args, **kwargs)
+
+    monkeypatch.setattr(itemtypes_api, "get_collection_items", counted)
+    settings = ServerSettings(cache_dir=tmp_path / "cache", api_keys=key_entries())
+    app = create_app(load_catalog(), published_city, settings)
+    bbox = f"bbox={WEST},{SOUTH},{EAST},{NORTH}"
+    with serving(app) as url, httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": STAFF_KEY}) as staff:
+        for layer in ("addresses", "repairs"):  # internal, public
+            page = staff.get(f"/collections/{layer}/items?{bbox}&limit=5&offset=1")
+            assert page.status_code == 200 and page.json()["numberReturned"] == 5, page.text
+        assert handled == []
+        sorted_page = staff.get(f"/collections/repairs/items?{bbox}&limit=5&sortby=-start_time")
+        assert sorted_page.status_code == 200
+        assert handled == ["repairs"]
+        assert httpx.get(f"{url}/collections/addresses/items?{bbox}", timeout=60).status_code == 404

@@ -11,44 +11,21 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import morecantile
 import pyogrio
 import pytest
-import uvicorn
 
 from layers.catalog import load_catalog
 from server.app import create_app
 from server.settings import ServerSettings
-from server.zero_copy import ZERO_COPY_SEND, ZeroCopyHttpToolsProtocol, sends_files
+from server.zero_copy import ZERO_COPY_SEND, sends_files
+from tests.server_fixtures import serving
 
 DEADLINE_SECONDS = 30
 GRID = morecantile.tms.get("WebMercatorQuad")
-
-
-@contextmanager
-def serving(app, protocol=ZeroCopyHttpToolsProtocol, **options) -> Iterator[str]:
-    """A uvicorn server with `protocol` in a thread, on a socket bound here; its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=protocol, log_level="warning", lifespan="auto", **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # polling interval while it starts
-    try:
-        yield "http{}://127.0.0.1:{}".format("s" if "ssl_certfile" in options else "", sock.getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(DEADLINE_SECONDS)
-        sock.close()
 
 
 def file_app(path: Path, seen: list):

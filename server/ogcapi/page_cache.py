@@ -75,3 +75,6 @@ class PageCache:
         with self._lock:
             self._pages.clear()
             self._bytes = 0
+
+
+PAGES = PageCache()  # per worker process: the items route's and the early answers' (server.early_answers)

@@ -1,4 +1,4 @@
-"""A plain public item page (bbox, limit, offset; GeoJSON) answered without pygeoapi's items handler, as it answers.
+"""A plain item page (bbox, limit, offset; GeoJSON) answered without pygeoapi's items handler, as it answers.
 
 A small bbox is what a map asks most, and each one is new, so no cache holds it. Its answer cost ~1.7-2.6 ms of a
 worker's CPU, of which SQLite's count and page are ~40 %; most of the rest was pygeoapi's handler (a hundred
@@ -8,12 +8,14 @@ features is put together with pygeoapi's own functions (limits, CRS headers, lan
 order: links, `timeStamp`, headers; the query is split, its bbox read and the links' values quoted as Starlette,
 pygeoapi's validate_bbox and urllib would (the tests compare them), without their general cases' cost.
 
-Only what is provably handled alike is answered: a GET without a key, a body, `Accept-Language` or an Accept other
-than JSON's, of a public layer the public View serves with a provider that allows it (the GeoPackage store's; not
-PostGIS's, see server.features.postgis_provider), whose query names nothing but `bbox` (4 finite numbers, as
-server.ogcapi.params checks them), `limit` and `offset` (plain whole numbers) and `f=json`, each at most once. Anything
-else, and any error (a provider's too), goes down the stack, which answers it as before
-(tests/test_plain_items.py compares both over HTTP).
+Only what is provably handled alike is answered: a GET without a body, `Accept-Language` or an Accept other than
+JSON's, of a layer the caller's View serves with a provider that allows it (the GeoPackage store's; not PostGIS's, see
+server.features.postgis_provider), whose query names nothing but `bbox` (4 finite numbers, as server.ogcapi.params
+checks them), `limit` and `offset` (plain whole numbers) and `f=json`, each at most once. Without a key such a page of
+a public layer is answered before the middleware stack (server/early_answers.py); with one, by the items route once
+the access dispatcher has chosen the key's View (server/ogcapi/plain_reads.py reads it for both). Anything else, and
+any error (a provider's too), goes to pygeoapi's handler, which answers it as before (tests/test_plain_items.py
+compares both over HTTP, keyed requests included).
 """
 
 from __future__ import annotations

@@ -20,8 +20,7 @@ import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 import pygeoapi.l10n as l10n
-from anyio import CapacityLimiter, to_thread
-from anyio.lowlevel import RunVar
+from anyio import to_thread
 from pygeoapi.api import API, APIRequest
 from pygeoapi.util import render_j2_template, to_json
 from starlette.requests import Request
@@ -30,9 +29,10 @@ from starlette.routing import BaseRoute, Route
 
 from server.affects.process import PROCESS_ID, check_execute_request
 from server.features.filter_parse import parse_filter_json, parse_filter_text
-from server.loop_limits import loop_limiter
+from server.loop_limits import query_limiter
 from server.ogcapi import params, speedups
-from server.ogcapi.page_cache import Page, PageCache
+from server.ogcapi.page_cache import PAGES, Page
+from server.ogcapi.plain_reads import plain_page_of
 from server.ogcapi.site import view_of
 
 # pygeoapi 0.21 accepts only the pre-CQL2 names; the parsers it calls are ours (patch_pygeoapi) and tell
@@ -61,18 +61,6 @@ def patch_pygeoapi() -> None:
     itemtypes_api.parse_cql2_json = parse_filter_json
     l10n._cfg_cache = _NoConfigCache()
     speedups.install()
-
-
-QUERY_LIMITER: RunVar[CapacityLimiter] = RunVar("geoportal_query_threads")  # one per event loop, i.e. per worker
-
-
-def query_limiter(app) -> CapacityLimiter | None:
-    """The threads a worker runs pygeoapi handlers on: the store's `query_threads` (None: anyio's default, 40).
-    The GeoPackage store's queries run on the worker's own CPU (SQLite in the process): beyond the cores, a thread
-    more only waits for the GIL, and each thread that takes it between another's short releases (a SQLite step, a
-    GEOS call, a stat) holds that one up."""
-    threads = getattr(app.state.store, "query_threads", None)
-    return None if threads is None else loop_limiter(QUERY_LIMITER, threads)
 
 
 def to_response(headers: dict[str, str], status: int, content: str | bytes) -> Response:
@@ -175,9 +163,6 @@ async def schema(request: Request) -> Response:
     return _with_interval_roles(request, response)
 
 
-PAGES = PageCache()  # per worker process (server.early_answers answers its public pages before the stack)
-
-
 def page_key(layer_id: str, query_string: bytes, accept: str | None, language: str | None) -> tuple:
     """What decides an item page besides the View: the collection, the query and the negotiated format and language."""
     return (layer_id, query_string, accept, language)
@@ -186,7 +171,9 @@ def page_key(layer_id: str, query_string: bytes, accept: str | None, language: s
 async def items(request: Request) -> Response:
     """GET: query parameters; POST: a CQL2 JSON filter in the body (the collections are read-only). A GET asked
     before for the same View (level and published version) is answered from PAGES, and identical GETs asked while
-    it is being read share that one reading."""
+    it is being read share that one reading. A plain page (server/ogcapi/plain_items.py) of the caller's View is read
+    without pygeoapi's handler, as the early answers read a public one: here for a request with a key, whose View
+    the access dispatcher chose (staff's small bbox went through pygeoapi at ~1,000 req/s)."""
     view = view_of(request)
     if request.method != "GET":
         return await _items_read(request, view)
@@ -200,6 +187,11 @@ async def items(request: Request) -> Response:
     answered: list[Response] = []
 
     async def make() -> Page | None:
+        if request.app.state.settings.plain_pages:
+            live = request.app.state.live
+            plain = await plain_page_of(request.app, view, key, request.scope, live.file_versions())
+            if plain is not None:
+                return plain
         response = await _items_read(request, view)
         answered.append(response)
         if response.status_code != 200:
