@@ -8,7 +8,8 @@ needs no decision is answered here: GET without a key of a public layer's tile o
 plain public item page (bbox, limit, offset: server/ogcapi/plain_items.py) that is not; the rest (misses, keys,
 internal layers, other queries, errors) goes down the stack as before. The headers are the ones the stack
 adds: the answer's own, `Vary` of the access dispatcher and of CORS, and CORS's allow-origin and expose headers
-for a request with Origin (server.app configures CORS with allow_origins=["*"]).
+for a request with Origin (server.app configures CORS with allow_origins=["*"]). A tile of the shared store is sent
+from its file where the server can (server/zero_copy.py): the page cache's bytes straight to the socket.
 """
 
 from __future__ import annotations
