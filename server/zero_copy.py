@@ -37,6 +37,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.protocols.utils import is_ssl
 
 ZERO_COPY_SEND = "http.response.zerocopysend"
+SENDS_FILES = hasattr(os, "sendfile")  # not on Windows
+MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux's; elsewhere the head is simply sent first
 
 
 def sends_files(scope: dict) -> bool:
@@ -96,7 +98,7 @@ class ZeroCopyCycle(RequestResponseCycle):
         took. A socket object over the descriptor for this one call, detached so that it never closes it."""
         sock = socket.socket(self.socket_family, socket.SOCK_STREAM, 0, fileno=self.socket_fd)
         try:
-            return sock.send(head, socket.MSG_MORE)
+            return sock.send(head, MSG_MORE)
         except (BlockingIOError, InterruptedError):
             return 0
         finally:
@@ -168,7 +170,7 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
-        if sock is not None and not is_ssl(transport):
+        if SENDS_FILES and sock is not None and not is_ssl(transport):
             self.socket_fd, self.socket_family = sock.fileno(), sock.family
 
     def on_message_begin(self) -> None:
