@@ -22,7 +22,7 @@ from layers.catalog import load_catalog
 from server.app import create_app
 from server.settings import ServerSettings
 from server.zero_copy import ZERO_COPY_SEND, sends_files
-from tests.server_fixtures import serving
+from tests.server_fixtures import STAFF_KEY, key_entries, serving
 
 DEADLINE_SECONDS = 30
 GRID = morecantile.tms.get("WebMercatorQuad")
@@ -169,3 +169,31 @@ def test_a_stored_tile_is_sent_from_its_file_and_not_copied_into_the_worker(publ
     with serving(third, protocol="httptools") as url:
         assert httpx.get(url + path, timeout=DEADLINE_SECONDS).content == rendered.content
     assert len(third.state.tiles.cache) == 1
+
+
+def test_a_stored_tile_through_the_tile_routes_is_sent_from_its_file(published_city, tmp_path):
+    """What the early answers leave to the tile routes (a staff key's tiles, OGC API Tiles' paths) is sent from the
+    shared store's file the same way: byte for byte, 304 on its ETag, nothing kept in the worker's LRU."""
+    catalog = load_catalog()
+    settings = ServerSettings(cache_dir=tmp_path / "cache", api_keys=key_entries())
+    repair = pyogrio.read_dataframe(published_city.published_path("repairs")).geometry.iloc[0]
+    tile = GRID.tile(repair.x, repair.y, 14)
+    paths = [
+        f"/tiles/{tile.z}/{tile.x}/{tile.y}.pbf",
+        f"/collections/repairs/tiles/WebMercatorQuad/{tile.z}/{tile.y}/{tile.x}",
+    ]
+    staff_key = {"X-API-Key": STAFF_KEY}
+    first = create_app(catalog, published_city, settings)
+    with serving(first) as url, httpx.Client(base_url=url, timeout=DEADLINE_SECONDS) as client:
+        rendered = [client.get(paths[0], headers=staff_key), client.get(paths[1])]
+    assert [r.status_code for r in rendered] == [200, 200] and all(r.content for r in rendered)
+
+    second = create_app(catalog, published_city, settings)
+    with serving(second) as url, httpx.Client(base_url=url, timeout=DEADLINE_SECONDS) as client:
+        for _ in range(2):
+            for path, headers, before in zip(paths, [staff_key, {}], rendered, strict=True):
+                again = client.get(path, headers=headers)
+                assert again.content == before.content and again.headers["etag"] == before.headers["etag"]
+                not_modified = client.get(path, headers={**headers, "If-None-Match": before.headers["etag"]})
+                assert not_modified.status_code == 304 and not_modified.content == b""
+    assert len(second.state.tiles.cache) == 0

@@ -6,18 +6,23 @@ exactly as in the features API.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from server.caller import base_url, staff, visible
 from server.errors import BadRequest, NotFound
 from server.flights import Flights
-from server.tiles.vector import accepts_gzip, etag_matches, ogc_tilesets
+from server.tiles.shared import StoredTile
+from server.tiles.vector import Tile, accepts_gzip, etag_matches, ogc_tilesets
+from server.zero_copy import ZERO_COPY_SEND, sends_files
 
 WEB_MERCATOR = "WebMercatorQuad"
 RENDERINGS = Flights()  # per worker process; a key holds its VectorTiles' id, alive with the flight's task
@@ -38,14 +43,47 @@ async def _tile(request: Request, z: int, x: int, y: int, layers: list[str] | No
         "datetime": request.query_params.get("datetime"),
         "gzip": accepts_gzip(request.headers.get("accept-encoding")),
     }
-    tile, identity = tiles.looked_up(z, x, y, layers, **options)
+    # a tile of the shared store comes as its open file where the server sends files (server/zero_copy.py)
+    tile, identity = tiles.looked_up(z, x, y, layers, **options, as_file=sends_files(request.scope))
     if tile is None:  # rendered once for every identical request arriving meanwhile (after a publication: many)
         render = functools.partial(tiles.tile, z, x, y, layers, **options)  # in the worker's turn (turns.py)
         tile = await RENDERINGS.shared((id(tiles), identity), lambda: tiles.turns.render(render))
+    if tile.file is not None:
+        return StoredTileResponse(tile, not_modified=etag_matches(request.headers.get("if-none-match"), tile.etag))
     if etag_matches(request.headers.get("if-none-match"), tile.etag):
         return Response(status_code=304, headers=tile.headers)
     # 204 for an empty tile would make some clients stop asking deeper; an empty MVT body is valid
     return Response(tile.body, headers=tile.headers)
+
+
+class StoredTileResponse(Response):
+    """A tile of the shared store answered from its open file (Tile.file), sent from the page cache; the file is
+    closed once sent, or when the answer is a 304."""
+
+    def __init__(self, tile: Tile, not_modified: bool):
+        assert tile.file is not None
+        self.file: StoredTile | None = tile.file
+        if not_modified:
+            super().__init__(status_code=304, headers=tile.headers)
+        else:
+            super().__init__(headers={**tile.headers, "Content-Length": str(tile.file.size)})
+        self.not_modified = not_modified
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        file, self.file = self.file, None  # closed here, whatever happens
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self.not_modified:
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await send({"type": ZERO_COPY_SEND, "file": file.fd, "count": file.size})
+        finally:
+            os.close(file.fd)
+
+    def __del__(self) -> None:
+        if self.file is not None:  # never sent (an error on the way): its descriptor is not left open
+            with contextlib.suppress(OSError):
+                os.close(self.file.fd)
 
 
 async def xyz_combined(request: Request) -> Response:
