@@ -6,6 +6,7 @@ publication and memory-mapped by every worker."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -141,6 +142,12 @@ def test_an_empty_tile_over_the_data_is_kept_on_disk_and_another_worker_answers_
         assert answer is not None, "the other worker would render it"
         assert answer["body"] == ""
         assert answer["headers"] == first.tile(between.z, between.x, between.y, gzip=gzip).headers
+    # asked as a file (a server that sends files): the empty file itself, opened once, never read into the LRU
+    second = worker(published, shared)
+    stored, _ = second.looked_up(between.z, between.x, between.y, as_file=True)
+    assert stored is not None and stored.file is not None and stored.file.size == 0 and stored.body == b""
+    os.close(stored.file.fd)
+    assert len(second.cache) == 0
 
 
 def test_the_combined_tileset_is_prerendered_once_for_all_workers(published, tmp_path):

@@ -67,6 +67,22 @@ def test_a_file_is_sent_whole_after_its_headers_and_the_connection_kept(big_file
     assert len(seen) == 6 and len(set(seen)) == 1  # one keep-alive connection for all of them
 
 
+def test_an_empty_file_is_an_empty_answer_and_the_connection_goes_on(tmp_path, big_file):
+    empty = tmp_path / "empty.mvt"
+    empty.write_bytes(b"")
+    seen: list = []
+    inner_empty, inner_big = file_app(empty, seen), file_app(big_file, seen)
+
+    async def app(scope, receive, send):
+        await (inner_empty if scope.get("path") == "/empty" else inner_big)(scope, receive, send)
+
+    with serving(app) as url, httpx.Client(base_url=url, timeout=DEADLINE_SECONDS) as client:
+        nothing = client.get("/empty")
+        assert nothing.status_code == 200 and nothing.headers["content-length"] == "0" and nothing.content == b""
+        assert client.get("/").content == big_file.read_bytes()
+    assert len(set(seen)) == 1
+
+
 def test_uvicorns_own_protocol_does_not_offer_it(big_file):
     """The extension is ours: without it the app is told the server cannot send files (the tile path then sends
     bytes, tested below)."""

@@ -84,21 +84,18 @@ class SharedTiles:
         return body if len(body) == size else None
 
     def opened(self, key: tuple, gzip: bool) -> StoredTile | None:
-        """The tile's file opened for sending it as it is (server/zero_copy.py), None when not there or empty; the
-        caller closes it. The descriptor keeps the bytes of that moment: a file is only ever replaced, never
-        changed in place."""
+        """The tile's file opened for sending it as it is (server/zero_copy.py; an empty tile is an empty file), None
+        when not there; the caller closes it. The descriptor keeps the bytes of that moment: a file is only ever
+        replaced, never changed in place."""
         try:
             handle = os.open(self._file(key, gzip), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            size = os.fstat(handle).st_size
+            return StoredTile(handle, os.fstat(handle).st_size)
         except OSError:
-            size = 0
-        if size == 0:
             os.close(handle)
             return None
-        return StoredTile(handle, size)
 
     def put(self, key: tuple, gzip: bool, body: bytes) -> None:
         target = Path(self._file(key, gzip))
