@@ -22,7 +22,7 @@ from layers.catalog import load_catalog
 from server.app import create_app
 from server.settings import ServerSettings
 from server.zero_copy import ZERO_COPY_SEND, sends_files
-from tests.server_fixtures import STAFF_KEY, key_entries, serving
+from tests.server_fixtures import STAFF_KEY, key_entries, serving, start_server, stop_server
 
 DEADLINE_SECONDS = 30
 GRID = morecantile.tms.get("WebMercatorQuad")
@@ -213,3 +213,36 @@ def test_a_stored_tile_through_the_tile_routes_is_sent_from_its_file(published_c
                 not_modified = client.get(path, headers={**headers, "If-None-Match": before.headers["etag"]})
                 assert not_modified.status_code == 304 and not_modified.content == b""
     assert len(second.state.tiles.cache) == 0
+
+
+def test_the_server_as_the_readme_starts_it_sends_stored_tiles_from_their_files(published_city, tmp_path):
+    """`python -m server` (tests/server_fixtures.start_server): once the combined tileset is pre-rendered into the
+    shared store, a tile asked twice on one connection is read from its file both times, never kept in the worker:
+    the file changed in place between the two (which the pipeline never does: here only to see where the bytes
+    come from) is what the second answer carries. With uvicorn's own protocol the first answer was kept in the LRU
+    and the second was those bytes again."""
+    repair = pyogrio.read_dataframe(published_city.published_path("repairs")).geometry.iloc[0]
+    tile = GRID.tile(repair.x, repair.y, 14)
+    server = start_server(published_city, tmp_path / "server.log")
+    try:
+        tiles = tmp_path / "cache" / "tiles"
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not list(tiles.glob("*/*/prerendered-z*")):
+            assert time.monotonic() < deadline, "the combined tileset was not pre-rendered"
+            time.sleep(0.05)  # polling interval: the worker pre-renders in the background
+        plain = {"Accept-Encoding": "identity"}  # the pre-rendered bytes, not the gzipped ones (rendered when asked)
+        with httpx.Client(base_url=server.url, headers=plain, timeout=DEADLINE_SECONDS) as client:
+            first = client.get(f"/tiles/{tile.z}/{tile.x}/{tile.y}.pbf")
+            assert first.status_code == 200 and first.content
+            stored = [
+                path
+                for path in tiles.glob(f"*/*/{tile.z}-{tile.x}-{tile.y}-*.mvt")
+                if path.read_bytes() == first.content
+            ]
+            assert len(stored) == 1
+            with open(stored[0], "r+b") as file:
+                file.write(first.content[::-1])
+            again = client.get(f"/tiles/{tile.z}/{tile.x}/{tile.y}.pbf")
+        assert again.content == first.content[::-1]
+    finally:
+        stop_server(server)
